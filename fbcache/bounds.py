@@ -1,0 +1,196 @@
+"""Bounds profiles: per-threshold floors for speedup and SSIM, in TOML.
+
+A profile looks like::
+
+    [profile]
+    name = "tiny"
+    description = "..."
+    enforce_speedup = false      # true: a speedup below its floor fails; false: it is only reported
+    [match]                      # what ``--fbcache-bounds auto`` matches against this run
+    model = "tiny"
+    quantization = "none"
+    cache_backend = "diffusers"
+    accelerator = "cpu"          # case-insensitive substring of the accelerator name
+    [thresholds."0.1"]
+    min_speedup = 1.3
+    min_ssim = 0.93              # or "calibrate on the first run": not checked yet
+
+Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
+``enforce_speedup = false``: its speedup floors are printed, never fatal, and never flake.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+from .record import BenchRecord
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+UNCALIBRATED = "calibrate on the first run"
+
+
+@dataclass(frozen=True)
+class ThresholdBound:
+    min_speedup: float | None = None
+    min_ssim: float | None = None
+
+
+@dataclass(frozen=True)
+class BoundsProfile:
+    name: str
+    source: str
+    thresholds: Mapping[float, ThresholdBound]
+    match: Mapping[str, str] = field(default_factory=dict)
+    enforce_speedup: bool = True
+    description: str = ""
+
+    def matches(self, facts: Mapping[str, str]) -> bool:
+        for key, wanted in self.match.items():
+            have = str(facts.get(key, ""))
+            if key == "accelerator":
+                if str(wanted).lower() not in have.lower():
+                    return False
+            elif have != str(wanted):
+                return False
+        return True
+
+    def bound_for(self, threshold: float) -> ThresholdBound | None:
+        for key, bound in self.thresholds.items():
+            if abs(key - threshold) < 1e-9:
+                return bound
+        return None
+
+
+@dataclass(frozen=True)
+class Violation:
+    threshold: float
+    metric: str
+    measured: float
+    bound: float
+    enforced: bool
+    profile: str
+
+    def message(self) -> str:
+        verdict = "below" if self.enforced else "below (reported, not enforced on this profile)"
+        return (f"threshold {self.threshold:g}: {self.metric} {self.measured:.4f} is {verdict} "
+                f"min_{self.metric} {self.bound:.4f} (profile {self.profile})")
+
+
+def _optional_float(value: Any, where: str) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == UNCALIBRATED):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError("--fbcache-bounds", value, f"a number or {UNCALIBRATED!r}", where)
+    return float(value)
+
+
+def parse_profile(data: Mapping[str, Any], source: str) -> BoundsProfile:
+    meta = data.get("profile", {})
+    thresholds: dict[float, ThresholdBound] = {}
+    for key, entry in data.get("thresholds", {}).items():
+        try:
+            threshold = float(key)
+        except ValueError:
+            raise ConfigError("--fbcache-bounds", key, "threshold keys like \"0.1\"", source) from None
+        thresholds[threshold] = ThresholdBound(
+            min_speedup=_optional_float(entry.get("min_speedup"), f"{source} [thresholds.\"{key}\"]"),
+            min_ssim=_optional_float(entry.get("min_ssim"), f"{source} [thresholds.\"{key}\"]"),
+        )
+    return BoundsProfile(
+        name=str(meta.get("name", Path(source).stem)),
+        source=source,
+        thresholds=thresholds,
+        match={k: str(v) for k, v in data.get("match", {}).items()},
+        enforce_speedup=bool(meta.get("enforce_speedup", True)),
+        description=str(meta.get("description", "")),
+    )
+
+
+def load_profile(path: Path) -> BoundsProfile:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("--fbcache-bounds", str(path), "a readable TOML bounds profile", str(exc)) from None
+    return parse_profile(data, str(path))
+
+
+def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> BoundsProfile | None:
+    """``auto``: the first shipped profile whose [match] fits; ``none``; a name; or a path."""
+    value = spec.strip()
+    if value.lower() == "none":
+        return None
+    shipped = sorted(search_dir.glob("*.toml")) if search_dir.is_dir() else []
+    if value.lower() == "auto":
+        for path in shipped:
+            profile = load_profile(path)
+            if profile.match and profile.matches(facts):
+                return profile
+        return None
+    path = Path(value).expanduser()
+    if path.is_file():
+        return load_profile(path)
+    named = search_dir / f"{value}.toml"
+    if named.is_file():
+        return load_profile(named)
+    names = ", ".join(p.stem for p in shipped) or "(none shipped)"
+    raise ConfigError("--fbcache-bounds", spec, f"auto, none, a TOML path, or one of: {names}", "no such profile")
+
+
+def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
+    """Every bound the record breaks; empty when it keeps them all (or has none)."""
+    if record.threshold is None:
+        return []
+    bound = profile.bound_for(record.threshold)
+    if bound is None:
+        return []
+    found = []
+    if bound.min_ssim is not None and record.ssim is not None and record.ssim < bound.min_ssim:
+        found.append(Violation(record.threshold, "ssim", record.ssim, bound.min_ssim, True, profile.name))
+    if bound.min_speedup is not None and record.speedup is not None and record.speedup < bound.min_speedup:
+        found.append(Violation(record.threshold, "speedup", record.speedup, bound.min_speedup,
+                               profile.enforce_speedup, profile.name))
+    return found
+
+
+def calibrate(
+    records: Iterable[BenchRecord],
+    speedup_margin: float,
+    ssim_margin: float,
+    name: str,
+    match: Mapping[str, str],
+    enforce_speedup: bool,
+    measured_on: str,
+) -> str:
+    """A TOML profile: each floor is the measured value minus the stated margin."""
+    lines = [
+        f"# Calibrated by fbcache from a measured run on {measured_on}, {date.today().isoformat()}.",
+        f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); min_ssim = measured SSIM - {ssim_margin:g}.",
+        "[profile]",
+        f"name = {_toml_str(name)}",
+        f"description = {_toml_str('calibrated from ' + measured_on)}",
+        f"enforce_speedup = {'true' if enforce_speedup else 'false'}",
+        "",
+        "[match]",
+    ]
+    lines += [f"{key} = {_toml_str(value)}" for key, value in match.items()]
+    for record in sorted((r for r in records if r.threshold is not None), key=lambda r: r.threshold or 0.0):
+        lines += ["", f"[thresholds.\"{record.threshold:g}\"]"]
+        if record.speedup is not None:
+            lines.append(f"min_speedup = {round(record.speedup * (1 - speedup_margin), 3)}  "
+                         f"# measured {record.speedup:.3f}")
+        if record.ssim is not None:
+            lines.append(f"min_ssim = {round(max(record.ssim - ssim_margin, 0.0), 4)}  # measured {record.ssim:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_str(value: str) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

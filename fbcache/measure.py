@@ -1,0 +1,178 @@
+"""Where a threshold becomes a timing.
+
+:func:`measure` switches the cache on for one threshold (or leaves it off for the uncached
+baseline), times whole generations with ``benchmark.pedantic`` and turns what came out into a
+:class:`~fbcache.record.BenchRecord`.
+
+The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
+accelerator synchronisation. Everything else - RNG setup, resetting the decision log, moving
+images to the host, NaN checks, SSIM/PSNR, PNG files - happens outside it.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import metrics, timing
+from .decisions import DecisionLog, StepDecision, summarize
+from .errors import BrokenRunError, NaNImageError
+from .record import BenchRecord
+from .session import FBCacheSession
+
+
+@dataclass
+class _Rounds:
+    """What each generation left behind, warm-up rounds included, in call order."""
+
+    images: list[torch.Tensor] = field(default_factory=list)
+    decisions: list[list[StepDecision]] = field(default_factory=list)
+    events: list[timing.EventPair] = field(default_factory=list)
+
+
+def image_name(label: str, which: str) -> str:
+    """The seed's file names: flux_t0.1_first.png; the baseline is flux_uncached_first.png."""
+    stem = "flux_uncached" if label == "uncached" else f"flux_t{label}"
+    return f"{stem}_{which}.png"
+
+
+def _generate_once(session: FBCacheSession, generator: torch.Generator) -> torch.Tensor:
+    config, model = session.config, session.model
+    return model.pipe(
+        height=config.height, width=config.width, num_inference_steps=config.steps, generator=generator,
+        output_type="pt", **model.call_kwargs,
+    ).images
+
+
+def _untimed_uncached_image(session: FBCacheSession) -> np.ndarray:
+    images = _generate_once(session, torch.Generator("cpu").manual_seed(session.config.seed))
+    if not metrics.all_finite(images):
+        raise NaNImageError("the uncached reference image has NaN/Inf pixels")
+    return metrics.to_uint8_images(images)[0]
+
+
+def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog) -> _Rounds:
+    config = session.config
+    device = config.device
+    rounds = _Rounds()
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        timing.synchronize(device)
+        log.start_generation()
+        pair = timing.EventPair(device)
+        rounds.events.append(pair)
+        # a CPU generator gives the same initial noise on every device
+        return (torch.Generator("cpu").manual_seed(config.seed), pair), {}
+
+    def generate(generator: torch.Generator, pair: timing.EventPair) -> torch.Tensor:
+        pair.record_start()
+        images = _generate_once(session, generator)
+        pair.record_end()
+        timing.synchronize(device)
+        rounds.images.append(images)
+        return images
+
+    def teardown(generator: torch.Generator, pair: timing.EventPair) -> None:
+        rounds.decisions.append(log.finish_generation())
+
+    benchmark.pedantic(generate, setup=setup, teardown=teardown, rounds=config.rounds,
+                       warmup_rounds=config.warmup_rounds, iterations=1)
+    if len(rounds.decisions) < len(rounds.images):  # --benchmark-disable: one call, no teardown
+        rounds.decisions.append(log.finish_generation())
+    return rounds
+
+
+def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) -> BenchRecord:
+    """Time one threshold (``None``: uncached, no hooks at all) and return its record."""
+    config = session.config
+    backend = session.backend
+    if threshold is None and not backend.can_run_uncached:
+        raise BrokenRunError(f"the {backend.name} cache is already applied and cannot be removed; "
+                             "the uncached baseline must run before any threshold")
+    log = DecisionLog()
+    timing.reset_peak_memory(config.device)
+    try:
+        if threshold is not None:
+            backend.enable(threshold, log)
+        rounds = _time_generations(benchmark, session, log)
+    except Exception as exc:
+        if timing.is_out_of_memory(exc):
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            label = "uncached" if threshold is None else f"threshold {threshold:g}"
+            raise BrokenRunError(f"out of GPU memory at {label} ({config.resolution}, {config.steps} steps): "
+                                 f"{str(exc).splitlines()[0]}") from exc
+        raise
+    finally:
+        if threshold is not None:
+            backend.disable()
+    return _build_record(benchmark, session, threshold, rounds)
+
+
+def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: _Rounds) -> BenchRecord:
+    """Everything after the clock stopped: checks, similarity, images on disk."""
+    config, model = session.config, session.model
+    for index, images in enumerate(rounds.images):
+        if not metrics.all_finite(images):
+            raise NaNImageError(f"generation {index + 1} produced NaN/Inf pixels")
+    stats = getattr(benchmark, "stats", None)
+    rounds_s = [float(x) for x in stats.stats.data] if stats is not None else []
+    timed = len(rounds_s) or 1
+    timed_images = rounds.images[-timed:]
+    timed_decisions = rounds.decisions[-timed:]
+    if threshold is not None:
+        for steps in timed_decisions:
+            if len(steps) != config.steps:
+                raise BrokenRunError(
+                    f"the cache decided {len(steps)} times in a {config.steps}-step generation; its hooks did "
+                    "not see every step (enable the cache before the first cache_context, diffusers #14037)")
+    first_images = [metrics.to_uint8_images(images)[0] for images in timed_images[:2]]
+    label = "uncached" if threshold is None else f"{threshold:g}"
+    if threshold is None:
+        session.set_reference(first_images[0])
+    reference = session.reference_image(lambda: _untimed_uncached_image(session))
+
+    record = BenchRecord(
+        threshold=threshold,
+        model=config.model,
+        quantization=config.quant,
+        cache_backend=config.cache_backend,
+        steps=config.steps,
+        resolution=config.resolution,
+        seed=config.seed,
+        rounds_s=rounds_s,
+        warmup_rounds=config.warmup_rounds,
+        cuda_event_s=[s for s in (pair.seconds() for pair in rounds.events[-timed:]) if s is not None],
+        ssim=metrics.ssim(first_images[0], reference),
+        psnr=metrics.psnr(first_images[0], reference),
+        peak_memory_bytes=timing.peak_memory_bytes(config.device),
+        model_digest=model.digest,
+        timing_only=model.timing_only,
+    )
+    if threshold is not None:
+        first = timed_decisions[0]
+        record.hits, record.computed_steps = summarize(first)
+        record.hits_per_round = [summarize(steps)[0] for steps in timed_decisions]
+        record.residual_diff_trace = [step.diff for step in first]
+        record.hit_trace = [step.hit for step in first]
+    median, baseline = record.median_s, session.uncached_median
+    if threshold is not None and median and baseline:
+        record.speedup = baseline / median
+    record.images = _save_images(config.output_dir, label, first_images)
+    return record
+
+
+def _save_images(output_dir: Path, label: str, images: list[np.ndarray]) -> dict[str, str]:
+    saved = {}
+    for which, image in zip(("first", "second"), images):
+        name = image_name(label, which)
+        Image.fromarray(image).save(output_dir / name)
+        saved[which] = name
+    return saved

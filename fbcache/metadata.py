@@ -1,0 +1,127 @@
+"""What the history must know about a run: accelerator, library versions, model and fingerprint.
+
+The ``fbcache`` entry that :func:`fbcache_machine_info` returns is stored in pytest-benchmark's
+``machine_info``. Its ``fingerprint`` names what makes two runs comparable at all: runs with
+different fingerprints are never compared (unless forced) and never mixed in a history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import shutil
+import subprocess
+from functools import lru_cache
+from typing import Any, Mapping
+
+from .config import HarnessConfig
+
+FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
+
+
+@lru_cache(maxsize=None)
+def _nvidia_driver() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def accelerator_info(device: str) -> dict[str, Any]:
+    import torch
+
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        major, minor = torch.cuda.get_device_capability(index)
+        return {
+            "name": torch.cuda.get_device_name(index),
+            "capability": f"sm_{major}{minor}",
+            "driver": _nvidia_driver(),
+            "cuda": torch.version.cuda,
+        }
+    return {"name": f"cpu: {_cpu_name()}", "capability": None, "driver": None, "cuda": None}
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions(nunchaku_label: str) -> dict[str, str | None]:
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "diffusers": _version("diffusers"),
+        "transformers": _version("transformers"),
+        "torchao": _version("torchao"),
+        "nunchaku": nunchaku_label,
+        "fbcache": _version("fbcache"),
+    }
+
+
+def workload_key(config: HarnessConfig) -> str:
+    prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:8]
+    return f"{config.steps} steps, {config.resolution}, seed {config.seed}, prompt {prompt}"
+
+
+def fbcache_machine_info(config: HarnessConfig, nunchaku_label: str) -> dict[str, Any]:
+    accelerator = accelerator_info(config.device)
+    info: dict[str, Any] = {
+        "accelerator": accelerator,
+        "versions": library_versions(nunchaku_label),
+        "model": config.model,
+        "quantization": config.quant,
+        "cache_backend": config.cache_backend,
+        "workload": {"steps": config.steps, "resolution": config.resolution, "seed": config.seed,
+                     "prompt": config.prompt},
+        "timing_only": config.timing_only,
+    }
+    info["fingerprint"] = {
+        "accelerator": accelerator["name"],
+        "model": config.model,
+        "quantization": config.quant,
+        "cache_backend": config.cache_backend,
+        "workload": workload_key(config),
+    }
+    return info
+
+
+def fingerprint_of(machine_info: Mapping[str, Any]) -> dict[str, str] | None:
+    """The fingerprint stored in a run's machine_info, or None for a run fbcache did not write."""
+    entry = machine_info.get("fbcache") if isinstance(machine_info, Mapping) else None
+    fingerprint = entry.get("fingerprint") if isinstance(entry, Mapping) else None
+    return dict(fingerprint) if isinstance(fingerprint, Mapping) else None
+
+
+def fingerprint_id(fingerprint: Mapping[str, str]) -> str:
+    """A short stable id, for grouping runs in a history."""
+    payload = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_FIELDS}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def fingerprint_differences(current: Mapping[str, str] | None, other: Mapping[str, str] | None) -> list[str]:
+    """Human-readable field differences; a missing fingerprint is itself a difference."""
+    if current is None or other is None:
+        return ["fingerprint: missing (a run that fbcache did not write)"]
+    return [f"{key}: {other.get(key)!r} (saved) vs {current.get(key)!r} (now)"
+            for key in FINGERPRINT_FIELDS if current.get(key) != other.get(key)]

@@ -1,0 +1,72 @@
+"""``flux-random``: the full-size FLUX.1-dev transformer and FLUX VAE with random weights. TIMING ONLY.
+
+Its cost per step is FLUX.1-dev's, but its cache behaviour is not: with random weights the
+first-block residual differences are large at every step (0.40-0.80 measured on an H100), so
+thresholds below about 0.4 never hit. Use it to time the machinery, never to judge hits or SSIM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from ..config import HarnessConfig
+from . import LoadedModel
+
+#: FLUX.1-dev transformer/config.json and vae/config.json (architecture only)
+FLUX_DEV_TRANSFORMER = dict(
+    patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+    num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
+    axes_dims_rope=(16, 56, 56),
+)
+FLUX_VAE = dict(
+    in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+    latent_channels=16, norm_num_groups=32, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
+    use_quant_conv=False, use_post_quant_conv=False,
+)
+T5_SEQUENCE, T5_DIM, CLIP_POOLED_DIM = 512, 4096, 768
+TIMING_ONLY_NOTE = ("flux-random: random weights, TIMING ONLY - per-step cost is FLUX.1-dev's, cache hits "
+                    "and SSIM are not (first-block differences 0.40-0.80 per step on an H100)")
+
+
+@contextlib.contextmanager
+def _built_on(device: str, dtype: torch.dtype) -> Iterator[None]:
+    """Create parameters directly on ``device`` in ``dtype``: no fp32 copy, no host round trip."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def load_flux_random(config: HarnessConfig) -> LoadedModel:
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    from .tiny import scheduler_config
+
+    dtype = torch.bfloat16
+    with torch.random.fork_rng(devices=[]), _built_on(config.device, dtype):
+        torch.manual_seed(config.seed)
+        transformer = FluxTransformer2DModel(**FLUX_DEV_TRANSFORMER).eval()
+        vae = AutoencoderKL(**FLUX_VAE).eval()
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**scheduler_config()), vae=vae, transformer=transformer,
+        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator(config.device).manual_seed(config.seed)
+    prompt_embeds = torch.randn((1, T5_SEQUENCE, T5_DIM), generator=generator, device=config.device, dtype=dtype)
+    pooled = torch.randn((1, CLIP_POOLED_DIM), generator=generator, device=config.device, dtype=dtype)
+    return LoadedModel(
+        pipe=pipe,
+        name="flux-random",
+        call_kwargs=dict(prompt_embeds=prompt_embeds, pooled_prompt_embeds=pooled, guidance_scale=3.5),
+        digest=f"random-seed{config.seed}",
+        timing_only=True,
+        notes=[TIMING_ONLY_NOTE],
+    )

@@ -1,0 +1,199 @@
+"""The pytest plugin: options, parametrisation, history guards and the end-of-run table.
+
+Registered by the repository's ``conftest.py``. Configuration errors are collected at configure
+time and raised as soon as fbcache benchmarks are collected (or a compare needs them), always
+before any model is built; a plain ``pytest tests`` run never trips over them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+from . import table
+from .bounds import calibrate, resolve_profile
+from .config import build_config
+from .errors import BoundViolation, ConfigError
+from .fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 (fixtures)
+from .metadata import fbcache_machine_info, fingerprint_differences, fingerprint_of
+from .nunchaku_engine import detect
+from .options import add_options, resolve_raw
+from .preflight import check_environment
+from .session import FBCacheSession
+from .storage import AtomicFileStorage, install_atomic_storage
+
+MACHINE_INFO_KEY = pytest.StashKey[dict]()
+RESULTS_FILE = "results.md"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def bounds_dir(config: pytest.Config) -> Path:
+    return Path(config.rootpath) / "benchmarks" / "bounds"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        harness = build_config(resolve_raw(config))
+        engine = detect() if "nunchaku" in (harness.quant, harness.cache_backend) else None
+        check_environment(harness, engine)
+        info = fbcache_machine_info(harness, (engine or detect()).label)
+        facts = {"model": harness.model, "quantization": harness.quant, "cache_backend": harness.cache_backend,
+                 "accelerator": info["accelerator"]["name"]}
+        profile = resolve_profile(harness.bounds, bounds_dir(config), facts)
+    except ConfigError as exc:
+        config.stash[CONFIG_ERROR_KEY] = exc
+        return
+    config.stash[SESSION_KEY] = FBCacheSession(harness, profile, engine or detect())
+    config.stash[MACHINE_INFO_KEY] = info
+
+
+def _session_or_usage_error(config: pytest.Config) -> FBCacheSession:
+    error = config.stash.get(CONFIG_ERROR_KEY, None)
+    if error is not None:
+        raise pytest.UsageError(f"fbcache: {error}")
+    return config.stash[SESSION_KEY]
+
+
+def _is_fbcache_item(item: pytest.Item) -> bool:
+    return "fbcache_bench" in getattr(item, "fixturenames", ())
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fbcache_threshold" in metafunc.fixturenames:
+        # with a configuration error there is nothing to sweep; collection_modifyitems reports it
+        session = metafunc.config.stash.get(SESSION_KEY, None)
+        thresholds = session.config.thresholds if session is not None else ()
+        metafunc.parametrize("fbcache_threshold", thresholds, ids=[f"t{t:g}" for t in thresholds])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail fast on bad options; run the uncached baseline first (nunchaku's cache cannot be undone)."""
+    fbcache_items = [item for item in items if _is_fbcache_item(item)]
+    if not fbcache_items:
+        return
+    session = _session_or_usage_error(config)
+    session.health.expected = {item.nodeid for item in fbcache_items}
+    items.sort(key=lambda item: not (_is_fbcache_item(item) and "fbcache_threshold" not in item.fixturenames))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator[None, Any, None]:
+    outcome = yield
+    if not _is_fbcache_item(item) or SESSION_KEY not in item.config.stash:
+        return
+    report = outcome.get_result()
+    health = item.config.stash[SESSION_KEY].health
+    if report.failed:
+        excinfo = call.excinfo
+        if report.when == "call" and excinfo is not None and excinfo.errisinstance(BoundViolation):
+            health.bound_failures[item.nodeid] = str(excinfo.value)
+            health.completed.add(item.nodeid)
+        else:
+            reason = excinfo.exconly().splitlines()[0] if excinfo is not None else report.longreprtext[:200]
+            health.broken[item.nodeid] = reason
+    elif report.when == "call" and report.passed:
+        health.completed.add(item.nodeid)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    benchmark_session = getattr(session.config, "_benchmarksession", None)
+    if benchmark_session is not None:
+        install_atomic_storage(benchmark_session)
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    info = config.stash.get(MACHINE_INFO_KEY, None)
+    if info is not None:
+        machine_info["fbcache"] = info
+
+
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any, machine_info: dict,
+                                          compared_benchmark: dict) -> None:
+    """Refuse to compare runs of different accelerators, models, quantizations, backends or workloads."""
+    session = _session_or_usage_error(config)
+    differences = fingerprint_differences(fingerprint_of(machine_info), fingerprint_of(compared_benchmark.get("machine_info", {})))
+    if differences and not session.config.force_compare:
+        raise pytest.UsageError(
+            "fbcache: --benchmark-compare refused, the saved run is not comparable with this one:\n  "
+            + "\n  ".join(differences)
+            + "\nCompare against a run with the same fingerprint, or pass --fbcache-force-compare.")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    """Before pytest-benchmark saves: veto broken runs, write the table, calibrate if asked."""
+    fb = session.config.stash.get(SESSION_KEY, None)
+    if fb is not None and fb.health.expected:
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        refusal = fb.health.refusal(interrupted)
+        benchmark_session = getattr(session.config, "_benchmarksession", None)
+        storage = install_atomic_storage(benchmark_session) if benchmark_session is not None else None
+        if refusal and storage is not None:
+            storage.refuse(refusal)
+        if fb.records:
+            (fb.config.output_dir / RESULTS_FILE).write_text(_results_markdown(fb), encoding="utf-8")
+        if fb.config.calibrate is not None and refusal is None and fb.records:
+            _write_calibration(session.config, fb)
+    yield
+
+
+def _write_calibration(config: pytest.Config, fb: FBCacheSession) -> None:
+    info = config.stash[MACHINE_INFO_KEY]
+    accelerator = info["accelerator"]["name"]
+    text = calibrate(
+        fb.records.values(), fb.config.calibrate_speedup_margin, fb.config.calibrate_ssim_margin,
+        name=fb.config.calibrate.stem,
+        match={"model": fb.config.model, "quantization": fb.config.quant, "cache_backend": fb.config.cache_backend,
+               "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator},
+        enforce_speedup=fb.config.device.startswith("cuda"),
+        measured_on=f"{accelerator}, {fb.config.model}, {fb.config.quant}, {fb.config.cache_backend}, "
+                    f"{fb.config.steps} steps, {fb.config.resolution}",
+    )
+    fb.config.calibrate.write_text(text, encoding="utf-8")
+
+
+def _results_markdown(fb: FBCacheSession) -> str:
+    records = list(fb.records.values())
+    parts = [table.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
+             table.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
+             table.residual_ranges(records), "```"]
+    notes = [note for note in (fb._model.notes if fb._model is not None else [])]
+    if notes:
+        parts += [""] + [f"> {note}" for note in notes]
+    return "\n".join(parts) + "\n"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    fb = config.stash.get(SESSION_KEY, None)
+    if fb is None or not fb.records:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("fbcache")
+    c = fb.config
+    write(f"model {c.model} | quantization {c.quant} | cache {c.cache_backend} | {c.steps} steps | "
+          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)")
+    for line in _results_markdown(fb).splitlines():
+        write(line)
+    if fb.profile is not None:
+        kept = not fb.health.bound_failures
+        write(f"bounds: profile {fb.profile.name} ({fb.profile.source}): "
+              + ("all enforced bounds kept" if kept else f"{len(fb.health.bound_failures)} benchmark(s) broke a bound"))
+        for record in table.ordered(fb.records.values()):
+            for message in record.bounds.get("reported", []):
+                write(f"  note: {message}")
+    else:
+        write("bounds: none (no profile matched; see --fbcache-bounds)")
+    storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
+    if isinstance(storage, AtomicFileStorage):
+        if storage.refusal:
+            write(f"history: NOT saved: {storage.refusal}", red=True)
+        elif storage.saved_path is not None:
+            marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
+            write(f"history: saved {storage.saved_path}{marked}")
+    write(f"images and {RESULTS_FILE}: {c.output_dir}")

@@ -1,0 +1,91 @@
+"""Where a timing becomes a stored record: the fields fbcache adds to each benchmark's extra_info.
+
+pytest-benchmark stores ``extra_info`` verbatim in its own JSON, so the history keeps its standard
+format and other tools can still read it. :class:`BenchRecord` is the one typed view of those fields,
+used both when writing (the fixture) and when reading history back (compare, report).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = 1
+
+
+@dataclass
+class BenchRecord:
+    """One threshold's measurement (``threshold is None`` is the uncached baseline: no hooks at all)."""
+
+    threshold: float | None
+    model: str
+    quantization: str
+    cache_backend: str
+    steps: int
+    resolution: str
+    seed: int
+    #: seconds of each timed generation, in order (pytest-benchmark's stats.data, copied for readers)
+    rounds_s: list[float] = field(default_factory=list)
+    warmup_rounds: int = 0
+    #: CUDA-event seconds of the same calls; empty on CPU
+    cuda_event_s: list[float] = field(default_factory=list)
+    speedup: float | None = None
+    hits: int | None = None
+    computed_steps: int | None = None
+    hits_per_round: list[int] = field(default_factory=list)
+    #: per step: relative first-block residual difference (None at step 0) and whether it hit
+    residual_diff_trace: list[float | None] = field(default_factory=list)
+    hit_trace: list[bool] = field(default_factory=list)
+    ssim: float | None = None
+    #: None when the image is identical to the uncached one (infinite PSNR)
+    psnr: float | None = None
+    peak_memory_bytes: int | None = None
+    model_digest: str = ""
+    timing_only: bool = False
+    images: dict[str, str] = field(default_factory=dict)
+    bounds: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    # -------------------------------------------------------------------- derived views
+    @property
+    def label(self) -> str:
+        return "uncached" if self.threshold is None else f"{self.threshold:g}"
+
+    @property
+    def first_s(self) -> float | None:
+        return self.rounds_s[0] if self.rounds_s else None
+
+    @property
+    def second_s(self) -> float | None:
+        return self.rounds_s[1] if len(self.rounds_s) > 1 else None
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(self.rounds_s) if self.rounds_s else None
+
+    @property
+    def hits_consistent(self) -> bool:
+        return len(set(self.hits_per_round)) <= 1
+
+    @property
+    def bounds_ok(self) -> bool:
+        return not self.bounds.get("violations")
+
+    # -------------------------------------------------------------------- (de)serialisation
+    def to_extra_info(self) -> dict[str, Any]:
+        info = asdict(self)
+        info["fbcache_schema"] = info.pop("schema")
+        info["first_s"], info["second_s"], info["median_s"] = self.first_s, self.second_s, self.median_s
+        info["hits_consistent"] = self.hits_consistent
+        info["psnr"] = None if self.psnr is None or math.isinf(self.psnr) else self.psnr
+        return info
+
+    @classmethod
+    def from_extra_info(cls, info: dict[str, Any]) -> "BenchRecord":
+        """Inverse of :meth:`to_extra_info`; raises KeyError/TypeError on foreign data."""
+        if info.get("fbcache_schema") != SCHEMA:
+            raise KeyError(f"not an fbcache record (fbcache_schema={info.get('fbcache_schema')!r})")
+        names = {f for f in cls.__dataclass_fields__ if f != "schema"}
+        return cls(**{k: v for k, v in info.items() if k in names})

@@ -1,0 +1,90 @@
+"""Session state: one model, one cache backend, the uncached reference, and every record so far.
+
+A pytest session builds at most one :class:`FBCacheSession`; the model loads on first use and is
+shared by every benchmark, thresholds switching on that same pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .bounds import BoundsProfile
+from .cache_backends import CacheBackend, make_backend
+from .config import HarnessConfig
+from .errors import BrokenRunError
+from .models import LoadedModel, load_model
+from .nunchaku_engine import NunchakuEngine
+from .record import BenchRecord
+
+
+@dataclass
+class RunHealth:
+    """What went wrong in this session, so that only whole, valid runs reach the history."""
+
+    expected: set[str] = field(default_factory=set)
+    completed: set[str] = field(default_factory=set)
+    broken: dict[str, str] = field(default_factory=dict)
+    bound_failures: dict[str, str] = field(default_factory=dict)
+
+    def refusal(self, interrupted: bool) -> str | None:
+        """Why this run must stay out of the history, or None when it may be saved."""
+        if interrupted:
+            return "the run was interrupted"
+        if self.broken:
+            details = "; ".join(f"{node}: {why}" for node, why in sorted(self.broken.items()))
+            return f"{len(self.broken)} benchmark(s) broke ({details})"
+        missing = self.expected - self.completed
+        if missing:
+            return f"incomplete: {len(missing)} benchmark(s) did not run ({', '.join(sorted(missing))})"
+        return None
+
+
+class FBCacheSession:
+    def __init__(self, config: HarnessConfig, profile: BoundsProfile | None, engine: NunchakuEngine) -> None:
+        self.config = config
+        self.profile = profile
+        self.engine = engine
+        self.records: dict[str, BenchRecord] = {}
+        self.health = RunHealth()
+        self.model_load_s: float | None = None
+        self._model: LoadedModel | None = None
+        self._backend: CacheBackend | None = None
+        self._reference: np.ndarray | None = None
+
+    @property
+    def model(self) -> LoadedModel:
+        """The pipeline, loaded once per session on first use."""
+        if self._model is None:
+            started = time.perf_counter()
+            self._model = load_model(self.config)
+            self.model_load_s = time.perf_counter() - started
+        return self._model
+
+    @property
+    def backend(self) -> CacheBackend:
+        if self._backend is None:
+            self._backend = make_backend(self.config.cache_backend, self.model.pipe)
+        return self._backend
+
+    @property
+    def uncached_median(self) -> float | None:
+        record = self.records.get("uncached")
+        return record.median_s if record is not None else None
+
+    def set_reference(self, image: np.ndarray) -> None:
+        if self._reference is None:
+            self._reference = image
+
+    def reference_image(self, generate: Any) -> np.ndarray:
+        """The uncached image for this prompt and seed; generated (untimed) if no baseline ran yet."""
+        if self._reference is None:
+            if not self.backend.can_run_uncached:
+                raise BrokenRunError(
+                    f"the {self.backend.name} cache cannot be removed once applied, and no uncached image "
+                    "was made before it; run the uncached benchmark first (do not deselect it)")
+            self._reference = generate()
+        return self._reference

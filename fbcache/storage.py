@@ -1,0 +1,175 @@
+"""History files: pytest-benchmark's own storage, written atomically, and read back defensively.
+
+Writing. :class:`AtomicFileStorage` replaces pytest-benchmark's FileStorage for the session. The
+JSON is byte-for-byte what pytest-benchmark would write, but a run reaches the history whole or
+not at all (temporary file, then a hard link that refuses to overwrite), two runs saving at once
+get different numbers (a lock around numbering), and a broken run can be refused outright.
+
+Reading. :func:`load_runs` reads every run of a storage directory, naming and skipping files that
+are corrupt, partial or not fbcache's, so one bad file never breaks a compare.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from pytest_benchmark.storage.file import FileStorage
+from pytest_benchmark.utils import safe_dumps
+
+from .metadata import fingerprint_id, fingerprint_of
+from .record import BenchRecord
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``directory`` (POSIX); elsewhere the hard link still guards."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(directory / ".fbcache.lock", "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def write_new_file(directory: Path, name_for: Any, payload: bytes) -> Path:
+    """Write ``payload`` under the first free name ``name_for()`` gives, atomically, never overwriting."""
+    with _directory_lock(directory):
+        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".fbcache-", suffix=".partial")
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            for _ in range(10_000):
+                final = directory / name_for()
+                try:
+                    os.link(temporary, final)  # fails if the name exists: no overwrite, ever
+                except FileExistsError:
+                    continue
+                return final
+            raise FileExistsError(f"no free file name in {directory}")
+        finally:
+            os.unlink(temporary)
+
+
+class AtomicFileStorage(FileStorage):
+    """pytest-benchmark's FileStorage with atomic, non-overwriting saves and a veto."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusal: str | None = None
+        self.saved_path: Path | None = None
+
+    def refuse(self, reason: str) -> None:
+        """Keep this session's run out of the history."""
+        self.refusal = reason
+
+    def save(self, output_json: dict, save: str) -> None:
+        if self.refusal:
+            self.logger.warning(f"fbcache: NOT saved to the history: {self.refusal}")
+            return
+        directory = self.get("probe").parent
+        payload = safe_dumps(output_json, ensure_ascii=True, indent=4).encode()
+        self.saved_path = write_new_file(directory, lambda: f"{self._next_num}_{save}.json", payload)
+        self.logger.info(f"Saved benchmark data in: {self.saved_path}")
+
+
+def install_atomic_storage(benchmark_session: Any) -> AtomicFileStorage | None:
+    """Swap the session's FileStorage for the atomic one (other storages are left alone)."""
+    storage = benchmark_session.storage
+    if isinstance(storage, AtomicFileStorage):
+        return storage
+    if type(storage) is not FileStorage:
+        return None
+    atomic = AtomicFileStorage(storage.path, storage.logger, storage.default_machine_id)
+    atomic._cache = storage._cache
+    benchmark_session.storage = atomic
+    return atomic
+
+
+# ------------------------------------------------------------------------------ reading back
+
+
+@dataclass
+class Run:
+    """One saved run of fbcache benchmarks."""
+
+    path: Path
+    datetime: str
+    machine_info: dict[str, Any]
+    commit_info: dict[str, Any]
+    records: dict[str, BenchRecord]
+    #: raw timings per record label, present when saved with --benchmark-save-data
+    raw_data: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def fingerprint(self) -> dict[str, str]:
+        return fingerprint_of(self.machine_info) or {}
+
+    @property
+    def fingerprint_id(self) -> str:
+        return fingerprint_id(self.fingerprint)
+
+
+def parse_run(path: Path, data: Any) -> Run:
+    """A Run from a pytest-benchmark JSON document; ValueError when it is not an fbcache run."""
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ValueError("not a pytest-benchmark file (no 'benchmarks' list)")
+    machine_info = data.get("machine_info") or {}
+    if fingerprint_of(machine_info) is None:
+        raise ValueError("no fbcache fingerprint in machine_info (not written by fbcache)")
+    records: dict[str, BenchRecord] = {}
+    raw: dict[str, list[float]] = {}
+    for bench in data["benchmarks"]:
+        try:
+            record = BenchRecord.from_extra_info(bench.get("extra_info") or {})
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"benchmark {bench.get('name')!r}: {exc}") from None
+        records[record.label] = record
+        stats = bench.get("stats") or {}
+        if isinstance(stats.get("data"), list):
+            raw[record.label] = [float(x) for x in stats["data"]]
+    if not records:
+        raise ValueError("no fbcache benchmarks in the file")
+    return Run(path=path, datetime=str(data.get("datetime", "")), machine_info=machine_info,
+               commit_info=data.get("commit_info") or {}, records=records, raw_data=raw)
+
+
+def run_files(storage: Path) -> list[Path]:
+    """pytest-benchmark's numbered run files under ``storage`` (any machine id), oldest first."""
+    files = [p for p in storage.glob("*/[0-9][0-9][0-9][0-9]_*.json")] + list(storage.glob("[0-9][0-9][0-9][0-9]_*.json"))
+    return sorted(files, key=lambda p: (_run_number(p), p.stat().st_mtime, p.name))
+
+
+def _run_number(path: Path) -> int:
+    try:
+        return int(path.name.split("_", 1)[0])
+    except ValueError:
+        return -1
+
+
+def load_runs(storage: Path) -> tuple[list[Run], list[str]]:
+    """Every readable fbcache run under ``storage``, oldest first, and a warning per skipped file."""
+    runs, skipped = [], []
+    for path in run_files(storage):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            runs.append(parse_run(path, data))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+            skipped.append(f"skipped {path}: {exc}")
+    return runs, skipped
