@@ -82,7 +82,7 @@ class Violation:
     def message(self) -> str:
         verdict = "below" if self.enforced else "below (reported, not enforced on this profile)"
         return (f"threshold {self.threshold:g}: {self.metric} {self.measured:.4f} is {verdict} "
-                f"min_{self.metric} {self.bound:.4f} (profile {self.profile})")
+                f"min_{self.metric} {self.bound:g} (profile {self.profile})")
 
 
 def _optional_float(value: Any, where: str) -> float | None:

@@ -28,6 +28,7 @@ def fbcache_bench(benchmark: Any, fbcache_session: FBCacheSession) -> Callable[[
     """``fbcache_bench(threshold)`` measures one threshold (``None``: uncached) and checks its bounds."""
 
     def run(threshold: float | None = None) -> BenchRecord:
+        __tracebackhide__ = True  # a bound failure is a verdict, not a bug: show the message only
         benchmark.group = "fbcache"
         record = measure(benchmark, fbcache_session, threshold)
         profile = fbcache_session.profile

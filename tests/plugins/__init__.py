@@ -1,0 +1,1 @@
+"""pytest plugins that inject faults into a ``pytest benchmarks`` subprocess (loaded with -p)."""

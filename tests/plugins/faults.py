@@ -1,0 +1,43 @@
+"""Fault injection for integration tests, chosen by FBCACHE_TEST_FAULT:
+
+- ``nan``: every generation returns NaN pixels;
+- ``interrupt``: a KeyboardInterrupt during the third benchmark, as Ctrl-C would;
+- ``no-model``: building the model is an error, to prove bad input stops before it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+FAULT = os.environ.get("FBCACHE_TEST_FAULT", "")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from fbcache import measure, session
+
+    if FAULT == "nan":
+        original = measure._generate_once
+
+        def nan_images(fb_session, generator):
+            images = original(fb_session, generator)
+            return images * float("nan")
+
+        measure._generate_once = nan_images
+    elif FAULT == "no-model":
+        def refuse(config):
+            raise RuntimeError("MODEL WAS BUILT")
+
+        session.load_model = refuse
+
+
+_calls = {"n": 0}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    if FAULT == "interrupt" and "fbcache_bench" in getattr(item, "fixturenames", ()):
+        _calls["n"] += 1
+        if _calls["n"] == 3:
+            raise KeyboardInterrupt

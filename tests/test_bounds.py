@@ -1,0 +1,96 @@
+"""Bounds logic: floors per threshold, enforced or reported, resolution of profiles, calibration."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fbcache.bounds import UNCALIBRATED, calibrate, check, load_profile, parse_profile, resolve_profile
+from fbcache.errors import ConfigError
+from fbcache.record import BenchRecord
+
+PROFILE = {
+    "profile": {"name": "demo", "enforce_speedup": False},
+    "match": {"model": "tiny", "accelerator": "cpu"},
+    "thresholds": {"0.1": {"min_speedup": 1.5, "min_ssim": 0.9}, "0.5": {"min_ssim": UNCALIBRATED}},
+}
+
+
+def record(threshold, speedup=None, ssim=None) -> BenchRecord:
+    return BenchRecord(threshold=threshold, model="tiny", quantization="none", cache_backend="diffusers", steps=28,
+                       resolution="64x64", seed=0, speedup=speedup, ssim=ssim)
+
+
+def test_kept_bounds_give_no_violation():
+    profile = parse_profile(PROFILE, "demo.toml")
+    assert check(profile, record(0.1, speedup=1.6, ssim=0.95)) == []
+    assert check(profile, record(0.1, speedup=1.5, ssim=0.9)) == [], "a floor is inclusive"
+
+
+def test_ssim_violation_names_threshold_value_and_bound():
+    profile = parse_profile(PROFILE, "demo.toml")
+    [violation] = check(profile, record(0.1, speedup=2.0, ssim=0.8))
+    assert violation.enforced
+    assert violation.message() == "threshold 0.1: ssim 0.8000 is below min_ssim 0.9 (profile demo)"
+
+
+def test_speedup_is_reported_but_not_enforced_on_a_cpu_profile():
+    [violation] = check(parse_profile(PROFILE, "demo.toml"), record(0.1, speedup=1.0, ssim=0.99))
+    assert violation.metric == "speedup" and not violation.enforced
+    assert "not enforced" in violation.message()
+    enforcing = parse_profile({**PROFILE, "profile": {"name": "gpu", "enforce_speedup": True}}, "gpu.toml")
+    [violation] = check(enforcing, record(0.1, speedup=1.0, ssim=0.99))
+    assert violation.enforced
+
+
+def test_uncalibrated_and_missing_thresholds_are_not_checked():
+    profile = parse_profile(PROFILE, "demo.toml")
+    assert profile.bound_for(0.5).min_ssim is None
+    assert check(profile, record(0.5, ssim=0.1)) == []
+    assert check(profile, record(0.2, ssim=0.1)) == []
+    assert check(profile, record(None, ssim=0.1)) == []
+
+
+def test_bad_bound_values_are_config_errors():
+    with pytest.raises(ConfigError, match="--fbcache-bounds"):
+        parse_profile({"thresholds": {"0.1": {"min_ssim": "high"}}}, "bad.toml")
+    with pytest.raises(ConfigError, match="threshold keys"):
+        parse_profile({"thresholds": {"low": {"min_ssim": 0.5}}}, "bad.toml")
+
+
+def test_resolve_auto_none_name_path(tmp_path: Path):
+    (tmp_path / "cpu.toml").write_text('[profile]\nname="cpu"\n[match]\nmodel="tiny"\naccelerator="cpu"\n')
+    (tmp_path / "gpu.toml").write_text('[profile]\nname="gpu"\n[match]\nmodel="tiny"\naccelerator="A6000"\n')
+    facts = {"model": "tiny", "accelerator": "cpu: AMD EPYC", "quantization": "none", "cache_backend": "diffusers"}
+    assert resolve_profile("auto", tmp_path, facts).name == "cpu"
+    assert resolve_profile("auto", tmp_path, {**facts, "accelerator": "NVIDIA RTX A6000"}).name == "gpu"
+    assert resolve_profile("auto", tmp_path, {**facts, "model": "flux-random"}) is None
+    assert resolve_profile("none", tmp_path, facts) is None
+    assert resolve_profile("gpu", tmp_path, facts).name == "gpu"
+    assert resolve_profile(str(tmp_path / "cpu.toml"), tmp_path, facts).name == "cpu"
+    with pytest.raises(ConfigError, match="one of: cpu, gpu"):
+        resolve_profile("tpu", tmp_path, facts)
+
+
+def test_calibration_is_measured_minus_margin_and_round_trips(tmp_path: Path):
+    text = calibrate([record(None), record(0.1, speedup=2.0, ssim=0.95), record(0.5, speedup=4.0, ssim=0.8)],
+                     speedup_margin=0.15, ssim_margin=0.02, name="cal", match={"model": "tiny"},
+                     enforce_speedup=False, measured_on="cpu: test")
+    assert "min_speedup = measured speedup x (1 - 0.15)" in text
+    data = tomllib.loads(text)
+    assert data["thresholds"]["0.1"] == {"min_speedup": 1.7, "min_ssim": 0.93}
+    assert data["thresholds"]["0.5"]["min_speedup"] == 3.4
+    path = tmp_path / "cal.toml"
+    path.write_text(text)
+    profile = load_profile(path)
+    assert not profile.enforce_speedup and profile.match == {"model": "tiny"}
+    assert check(profile, record(0.1, speedup=2.0, ssim=0.95)) == []
+
+
+def test_shipped_profiles_parse():
+    shipped = sorted((Path(__file__).resolve().parent.parent / "benchmarks" / "bounds").glob("*.toml"))
+    for path in shipped:
+        profile = load_profile(path)
+        assert profile.thresholds, path

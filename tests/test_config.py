@@ -1,0 +1,138 @@
+"""Option parsing and validation: every bad input names the option and what it accepts."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from fbcache.config import SEED_THRESHOLDS, build_config, parse_resolution, parse_thresholds
+from fbcache.errors import ConfigError
+from fbcache.options import OPTIONS, resolve_raw
+
+NO_CUDA = (lambda: False, lambda: 0)
+ONE_GPU = (lambda: True, lambda: 1)
+
+
+def config(tmp_path: Path, cuda=NO_CUDA, **raw):
+    raw.setdefault("model", "tiny-random")
+    raw.setdefault("output_dir", str(tmp_path / "out"))
+    return build_config(raw, cuda=cuda)
+
+
+def test_defaults_are_the_seed_sweep(tmp_path):
+    c = config(tmp_path)
+    assert c.thresholds == SEED_THRESHOLDS
+    assert (c.steps, c.width, c.height, c.device) == (28, 64, 64, "cpu")
+    assert c.prompt == "A cute panda holding a sign that says hello world"
+    assert not (tmp_path / "out").exists(), "validation must not create the output dir"
+
+
+def test_thresholds_are_sorted_and_deduplicated():
+    assert parse_thresholds("0.5, 0 0.1,0.5") == (0.0, 0.1, 0.5)
+
+
+@pytest.mark.parametrize("raw, why", [("-0.1", "negative"), ("nan", "not finite"), ("inf", "not finite"),
+                                      ("abc", "not a number"), ("0.1 x", "not a number"), ("", "no thresholds")])
+def test_bad_thresholds_name_the_option(raw, why):
+    with pytest.raises(ConfigError) as excinfo:
+        parse_thresholds(raw)
+    message = str(excinfo.value)
+    assert "--fbcache-thresholds" in message and why in message and "accepted: numbers >= 0" in message
+
+
+@pytest.mark.parametrize("raw, expected", [("1024", (1024, 1024)), ("1024x768", (1024, 768)), ("64X48", (64, 48))])
+def test_resolution(raw, expected):
+    assert parse_resolution(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["100", "1024x770", "0", "-16", "big", "16x"])
+def test_bad_resolution(raw):
+    with pytest.raises(ConfigError, match="--fbcache-resolution.*multiple of 16"):
+        parse_resolution(raw)
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("steps", "0", "--fbcache-steps: invalid value '0' (less than 1)"),
+    ("steps", "ten", "--fbcache-steps"),
+    ("rounds", "0", "--fbcache-rounds"),
+    ("warmup_rounds", "-1", "--fbcache-warmup-rounds"),
+    ("model", "tinyy", "--fbcache-model: invalid value 'tinyy' (unknown model); accepted: tiny, tiny-random"),
+    ("model", "./no/such/dir", "no such directory"),
+    ("quant", "int3", "accepted: none, torchao-int8wo, torchao-fp8, nunchaku"),
+    ("cache_backend", "teacache", "accepted: diffusers, nunchaku"),
+    ("device", "tpu", "accepted: auto, cpu, cuda, cuda:N"),
+    ("device", "cuda", "CUDA was requested but torch sees no CUDA device"),
+    ("seed", "-3", "--fbcache-seed"),
+    ("force_compare", "maybe", "--fbcache-force-compare"),
+])
+def test_bad_values(tmp_path, option, value, fragment):
+    with pytest.raises(ConfigError) as excinfo:
+        config(tmp_path, **{option: value})
+    assert fragment in str(excinfo.value)
+
+
+def test_hub_ids_and_model_directories(tmp_path):
+    assert config(tmp_path, model="black-forest-labs/FLUX.1-dev").kind == "pretrained"
+    folder = tmp_path / "flux"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="no model_index.json"):
+        config(tmp_path, model=str(folder))
+    (folder / "model_index.json").write_text("{}")
+    assert config(tmp_path, model=str(folder)).model == str(folder.resolve())
+
+
+def test_cuda_devices(tmp_path):
+    assert config(tmp_path, cuda=ONE_GPU).device == "cuda"
+    assert config(tmp_path, cuda=ONE_GPU, device="cuda:0").device == "cuda:0"
+    with pytest.raises(ConfigError, match="no such CUDA device"):
+        config(tmp_path, cuda=ONE_GPU, device="cuda:1")
+
+
+def test_model_and_quantization_combinations(tmp_path):
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        config(tmp_path, model="flux-random")
+    assert config(tmp_path, cuda=ONE_GPU, model="flux-random").resolution == "1024x1024"
+    with pytest.raises(ConfigError, match="float8 needs a CUDA GPU"):
+        config(tmp_path, quant="torchao-fp8")
+    with pytest.raises(ConfigError, match="--fbcache-nunchaku-transformer"):
+        config(tmp_path, cuda=ONE_GPU, model="org/flux", quant="nunchaku")
+
+
+def test_output_dir_that_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="--fbcache-output-dir.*is a file"):
+        config(tmp_path, output_dir=str(blocker / "images"))
+
+
+class FakeConfig:
+    def __init__(self, cli, ini):
+        self.cli, self.ini = cli, ini
+
+    def getoption(self, dest, default=None):
+        return self.cli.get(dest, default)
+
+    def getini(self, name):
+        return self.ini.get(name, None)
+
+
+def test_precedence_is_cli_then_env_then_ini():
+    fake = FakeConfig(cli={"fbcache_steps": "5"}, ini={"fbcache_steps": "7", "fbcache_seed": "3",
+                                                       "fbcache_rounds": "9"})
+    raw = resolve_raw(fake, environ={"FBCACHE_STEPS": "6", "FBCACHE_SEED": "4"})
+    assert (raw["steps"], raw["seed"], raw["rounds"]) == ("5", "4", "9")
+    assert raw["model"] is None
+
+
+def test_every_option_has_the_three_spellings():
+    for spec in OPTIONS:
+        assert spec.cli == "--fbcache-" + spec.name.replace("_", "-")
+        assert spec.env == "FBCACHE_" + spec.name.upper()
+        assert spec.ini == "fbcache_" + spec.name
+
+
+def test_thresholds_from_ini_string(tmp_path):
+    assert config(tmp_path, thresholds="0.2 0.1").thresholds == (0.1, 0.2)
+    assert not any(math.isnan(t) for t in config(tmp_path).thresholds)

@@ -1,0 +1,105 @@
+"""``pytest benchmarks`` end to end in a subprocess, on the tiny model: what users run."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FAST, MODEL
+
+from fbcache.record import BenchRecord
+
+pytestmark = pytest.mark.integration
+
+EXTRA_INFO_FIELDS = {
+    "threshold", "first_s", "second_s", "median_s", "speedup", "hits", "computed_steps", "hits_per_round",
+    "residual_diff_trace", "hit_trace", "ssim", "psnr", "peak_memory_bytes", "model", "quantization",
+    "cache_backend", "model_digest", "bounds", "fbcache_schema",
+}
+MACHINE_INFO_FIELDS = {"accelerator", "versions", "model", "quantization", "cache_backend", "fingerprint"}
+
+
+def test_sweep_saves_every_field_and_compares_clean(sweep):
+    first = sweep("--fbcache-model", MODEL, *FAST, "--benchmark-autosave", "--fbcache-bounds", "none")
+    assert first.returncode == 0, first.output
+    run = first.last_run()
+    names = sorted(b["name"] for b in run["benchmarks"])
+    assert names == sorted(["test_uncached"] + [f"test_threshold[t{t}]" for t in
+                                                ("0", "0.01", "0.05", "0.1", "0.2", "0.5", "0.8")])
+    for bench in run["benchmarks"]:
+        assert EXTRA_INFO_FIELDS <= set(bench["extra_info"]), bench["name"]
+        assert bench["stats"]["rounds"] == 2
+    info = run["machine_info"]["fbcache"]
+    assert MACHINE_INFO_FIELDS <= set(info)
+    assert {"torch", "diffusers", "nunchaku"} <= set(info["versions"])
+    assert {"name", "driver", "cuda"} <= set(info["accelerator"])
+    assert "| threshold | 1st (s) | 2nd (s) | total (s) | speedup | hits/steps | SSIM | PSNR |" in first.output
+    assert "history: saved" in first.output
+    for t in ("0", "0.1", "0.8"):
+        assert (first.output_dir / f"flux_t{t}_first.png").is_file()
+        assert (first.output_dir / f"flux_t{t}_second.png").is_file()
+
+    records = {BenchRecord.from_extra_info(b["extra_info"]).threshold: BenchRecord.from_extra_info(b["extra_info"])
+               for b in run["benchmarks"]}
+    uncached = records.pop(None)
+    assert uncached.ssim == 1.0 and uncached.hits is None
+    hits = [records[t].hits for t in sorted(records)]
+    assert hits == sorted(hits), f"hits must never decrease as the threshold grows: {hits}"
+    assert records[0.0].hits == 0 and records[0.0].ssim == 1.0
+    for record in records.values():
+        assert len(record.hit_trace) == 8 and record.hits_consistent
+        assert record.hits + record.computed_steps == 8
+
+    second = sweep("--fbcache-model", MODEL, *FAST, "--benchmark-autosave", "--benchmark-compare",
+                   "--fbcache-bounds", "none")
+    assert second.returncode == 0, second.output
+    assert "Comparing against benchmarks from" in second.output
+    assert len(second.saved_runs()) == 2
+
+
+def test_bound_that_must_fail_exits_nonzero_and_is_kept_marked(sweep, tmp_path):
+    profile = tmp_path / "strict.toml"
+    profile.write_text('[profile]\nname = "strict"\n[thresholds."0.8"]\nmin_ssim = 0.99999\n')
+    result = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0 0.8", "--benchmark-autosave",
+                   "--fbcache-bounds", str(profile))
+    assert result.returncode == 1, result.output
+    assert "threshold 0.8: ssim" in result.output and "is below min_ssim 0.99999" in result.output
+    assert "(profile strict)" in result.output
+    run = result.last_run()
+    marked = {b["name"]: b["extra_info"]["bounds"]["violations"] for b in run["benchmarks"]}
+    assert marked["test_threshold[t0.8]"] and not marked["test_threshold[t0]"]
+    assert "marked: bounds broken" in result.output
+
+
+def test_mismatched_fingerprint_refuses_compare_unless_forced(sweep):
+    assert sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.5", "--benchmark-autosave").returncode == 0
+    refused = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.5", "--fbcache-steps", "4",
+                    "--benchmark-compare")
+    assert refused.returncode == 4
+    assert "--benchmark-compare refused" in refused.output and "workload" in refused.output
+    forced = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.5", "--fbcache-steps", "4",
+                   "--benchmark-compare", "--fbcache-force-compare")
+    assert forced.returncode == 0, forced.output
+
+
+@pytest.mark.parametrize("fault, expected", [("nan", "NaN/Inf pixels"), ("interrupt", "interrupted")])
+def test_broken_or_interrupted_runs_stay_out_of_history(sweep, fault, expected):
+    result = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.1 0.5", "--benchmark-autosave",
+                   env={"FBCACHE_TEST_FAULT": fault}, plugins=("plugins.faults",))
+    assert result.returncode != 0
+    assert expected in result.output
+    assert result.saved_runs() == [], "a broken run must not reach the history"
+
+
+def test_bad_input_fails_before_any_model_is_built(sweep):
+    result = sweep("--fbcache-model", MODEL, "--fbcache-thresholds=0.1,-2", env={"FBCACHE_TEST_FAULT": "no-model"},
+                   plugins=("plugins.faults",))
+    assert result.returncode == 4
+    assert "--fbcache-thresholds: invalid value '-2' (negative)" in result.output
+    assert "MODEL WAS BUILT" not in result.output
+
+
+def test_options_from_environment_lose_to_the_command_line(sweep):
+    result = sweep("--fbcache-thresholds", "0.5", "--fbcache-rounds", "1", "--fbcache-warmup-rounds", "0",
+                   env={"FBCACHE_MODEL": MODEL, "FBCACHE_STEPS": "3", "FBCACHE_THRESHOLDS": "0.1 0.2"})
+    assert result.returncode == 0, result.output
+    assert f"model {MODEL} |" in result.output and "| 3 steps |" in result.output
+    assert "test_threshold[t0.5]" in result.output and "t0.1" not in result.output
