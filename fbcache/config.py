@@ -62,6 +62,7 @@ class HarnessConfig:
     calibrate_ssim_margin: float = 0.02
     device: str = "cpu"
     force_compare: bool = False
+    selfcheck: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -296,4 +297,5 @@ def build_config(
         calibrate_ssim_margin=ssim_margin,
         device=device,
         force_compare=parse_bool("--fbcache-force-compare", get("force_compare") or False),
+        selfcheck=parse_bool("--fbcache-selfcheck", get("selfcheck") or False),
     )

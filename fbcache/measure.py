@@ -12,6 +12,7 @@ images to the host, NaN checks, SSIM/PSNR, PNG files - happens outside it.
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,19 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog)
     return rounds
 
 
+def bare_loop(session: FBCacheSession, rounds: int) -> list[float]:
+    """What a user would write by hand: the same call, synchronised, timed with perf_counter."""
+    seconds = []
+    for _ in range(rounds):
+        generator = torch.Generator("cpu").manual_seed(session.config.seed)
+        timing.synchronize(session.config.device)
+        started = time.perf_counter()
+        _generate_once(session, generator)
+        timing.synchronize(session.config.device)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
 def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) -> BenchRecord:
     """Time one threshold (``None``: uncached, no hooks at all) and return its record."""
     config = session.config
@@ -95,6 +109,9 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
     if threshold is None and not backend.can_run_uncached:
         raise BrokenRunError(f"the {backend.name} cache is already applied and cannot be removed; "
                              "the uncached baseline must run before any threshold")
+    if threshold is not None:
+        # the uncached image must exist before a cache that cannot be removed is applied
+        session.reference_image(lambda: _untimed_uncached_image(session))
     log = DecisionLog()
     timing.reset_peak_memory(config.device)
     try:
@@ -113,7 +130,10 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
     finally:
         if threshold is not None:
             backend.disable()
-    return _build_record(benchmark, session, threshold, rounds)
+    record = _build_record(benchmark, session, threshold, rounds)
+    if threshold is None and config.selfcheck:
+        record.bare_loop_s = bare_loop(session, config.rounds)
+    return record
 
 
 def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: _Rounds) -> BenchRecord:

@@ -68,6 +68,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("device", "auto, cpu, cuda or cuda:N", "auto", "DEVICE"),
     OptionSpec("force_compare", "let --benchmark-compare compare runs with different fingerprints", "false",
                flag=True),
+    OptionSpec("selfcheck", "also time a bare loop of the same pipeline call after the uncached benchmark, "
+               "to report the harness's own overhead", "false", flag=True),
 )
 
 

@@ -169,6 +169,19 @@ def _results_markdown(fb: FBCacheSession) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _timing_checks(fb: FBCacheSession) -> list[str]:
+    lines = []
+    agreements = [r.timer_agreement_pct for r in fb.records.values() if r.timer_agreement_pct is not None]
+    if agreements:
+        lines.append(f"timer check: host timer vs CUDA events differ by at most {max(agreements):.3f}% "
+                     f"over {sum(len(r.cuda_event_s) for r in fb.records.values())} timed generations")
+    uncached = fb.records.get("uncached")
+    if uncached is not None and uncached.overhead_pct is not None:
+        lines.append(f"self-check: recorded median vs bare loop median: {uncached.overhead_pct:+.2f}% "
+                     f"({len(uncached.rounds_s)} vs {len(uncached.bare_loop_s)} uncached generations)")
+    return lines
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     fb = config.stash.get(SESSION_KEY, None)
     if fb is None or not fb.records:
@@ -189,6 +202,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 write(f"  note: {message}")
     else:
         write("bounds: none (no profile matched; see --fbcache-bounds)")
+    for line in _timing_checks(fb):
+        write(line)
     storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
     if isinstance(storage, AtomicFileStorage):
         if storage.refusal:

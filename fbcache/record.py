@@ -31,6 +31,8 @@ class BenchRecord:
     warmup_rounds: int = 0
     #: CUDA-event seconds of the same calls; empty on CPU
     cuda_event_s: list[float] = field(default_factory=list)
+    #: --fbcache-selfcheck: seconds of a bare ``pipe(...)`` + synchronize loop, same call, same process
+    bare_loop_s: list[float] = field(default_factory=list)
     speedup: float | None = None
     hits: int | None = None
     computed_steps: int | None = None
@@ -66,6 +68,19 @@ class BenchRecord:
         return statistics.median(self.rounds_s) if self.rounds_s else None
 
     @property
+    def timer_agreement_pct(self) -> float | None:
+        """Largest |host - CUDA event| / host over the timed rounds, in percent."""
+        pairs = list(zip(self.rounds_s, self.cuda_event_s))
+        return max(abs(host - event) / host * 100 for host, event in pairs) if pairs else None
+
+    @property
+    def overhead_pct(self) -> float | None:
+        """Median recorded time over median bare-loop time, minus one, in percent."""
+        if not self.bare_loop_s or not self.rounds_s:
+            return None
+        return (statistics.median(self.rounds_s) / statistics.median(self.bare_loop_s) - 1) * 100
+
+    @property
     def hits_consistent(self) -> bool:
         return len(set(self.hits_per_round)) <= 1
 
@@ -79,6 +94,8 @@ class BenchRecord:
         info["fbcache_schema"] = info.pop("schema")
         info["first_s"], info["second_s"], info["median_s"] = self.first_s, self.second_s, self.median_s
         info["hits_consistent"] = self.hits_consistent
+        info["timer_agreement_pct"] = self.timer_agreement_pct
+        info["overhead_pct"] = self.overhead_pct
         info["psnr"] = None if self.psnr is None or math.isinf(self.psnr) else self.psnr
         return info
 

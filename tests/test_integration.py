@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FAST, MODEL
+from conftest import FAST, MODEL, ROOT
 
 from fbcache.record import BenchRecord
 
@@ -14,6 +14,8 @@ EXTRA_INFO_FIELDS = {
     "residual_diff_trace", "hit_trace", "ssim", "psnr", "peak_memory_bytes", "model", "quantization",
     "cache_backend", "model_digest", "bounds", "fbcache_schema",
 }
+#: puts tests/standins/nunchaku (a stand-in for the engine, see its docstring) on the import path
+STANDIN_ENV = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}:{ROOT / 'tests' / 'standins'}"}
 MACHINE_INFO_FIELDS = {"accelerator", "versions", "model", "quantization", "cache_backend", "fingerprint"}
 
 
@@ -103,3 +105,24 @@ def test_options_from_environment_lose_to_the_command_line(sweep):
     assert result.returncode == 0, result.output
     assert f"model {MODEL} |" in result.output and "| 3 steps |" in result.output
     assert "test_threshold[t0.5]" in result.output and "t0.1" not in result.output
+
+
+def test_nunchaku_cache_backend_on_the_standin(sweep):
+    """nunchaku's adapter path, run against tests/standins/nunchaku (a stand-in, not the engine)."""
+    result = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-cache-backend", "nunchaku",
+                   "--fbcache-thresholds", "0 0.3 0.5 0.8", "--benchmark-autosave", env=STANDIN_ENV)
+    assert result.returncode == 0, result.output
+    run = result.last_run()
+    assert run["machine_info"]["fbcache"]["versions"]["nunchaku"] == "stand-in (tests only, not the real engine)"
+    records = {b["extra_info"]["threshold"]: b["extra_info"] for b in run["benchmarks"]}
+    hits = [records[t]["hits"] for t in (0.0, 0.3, 0.5, 0.8)]
+    assert hits[0] == 0 and hits == sorted(hits) and hits[-1] > 0
+    assert all(r["cache_backend"] == "nunchaku" for r in records.values())
+    assert records[None]["ssim"] == 1.0
+
+
+def test_nunchaku_backend_without_baseline_first_still_has_a_reference(sweep):
+    result = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-cache-backend", "nunchaku",
+                   "--fbcache-thresholds", "0.5", "-k", "threshold", env=STANDIN_ENV)
+    assert result.returncode == 0, result.output
+    assert "| 0.5 |" in result.output

@@ -48,7 +48,7 @@ def _digest(config: HarnessConfig, pipe: Any) -> str:
 def load_pretrained(config: HarnessConfig) -> LoadedModel:
     from diffusers import FluxPipeline
 
-    kwargs: dict[str, Any] = {"torch_dtype": _dtype(config.device)}
+    kwargs: dict[str, Any] = {"dtype": _dtype(config.device)}
     if config.quant == "nunchaku":
         kwargs["transformer"] = load_nunchaku_transformer(config)
     pipe = FluxPipeline.from_pretrained(config.model, **kwargs)
