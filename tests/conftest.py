@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 #: few steps and rounds keep each subprocess sweep to seconds on a 2-core CPU
 FAST = ["--fbcache-steps", "8", "--fbcache-rounds", "2", "--fbcache-warmup-rounds", "0"]
-MODEL = "tiny-random"
+MODEL = "tiny"
 
 
 @dataclass

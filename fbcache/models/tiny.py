@@ -117,11 +117,20 @@ def read_weights(path: Path) -> tuple[TinySpec, dict[str, torch.Tensor], dict[st
     return TinySpec(**fields), state, metadata
 
 
-def save_weights(path: Path, spec: TinySpec, modules: dict[str, torch.nn.Module], metadata: dict[str, str]) -> None:
-    """Write all trainable components, prefixed by component name, with the spec in the metadata."""
+def save_weights(path: Path, spec: TinySpec, modules: dict[str, torch.nn.Module], metadata: dict[str, str],
+                 dtype: torch.dtype = torch.float32) -> None:
+    """Write all trainable components, prefixed by component name, with the spec in the metadata.
+
+    Floating tensors are stored as ``dtype`` (float16 halves the shipped size; loading casts back).
+    Each tensor is cloned, which also unties T5's shared embeddings: safetensors refuses aliases.
+    """
     from safetensors.torch import save_file
 
-    state = {f"{name}.{key}": tensor.detach().to("cpu").contiguous()
+    def stored(tensor: torch.Tensor) -> torch.Tensor:
+        target = dtype if tensor.is_floating_point() else tensor.dtype
+        return tensor.detach().to("cpu", target).clone().contiguous()
+
+    state = {f"{name}.{key}": stored(tensor)
              for name, module in modules.items() for key, tensor in module.state_dict().items()}
     save_file(state, str(path), metadata={**metadata, "spec": spec.to_json()})
 
