@@ -11,6 +11,7 @@ A profile looks like::
     quantization = "none"
     cache_backend = "diffusers"
     accelerator = "cpu"          # case-insensitive substring of the accelerator name
+    steps = "28"                 # floors hold for one workload; other keys: resolution
     [thresholds."0.1"]
     min_speedup = 1.3
     min_ssim = 0.93              # or "calibrate on the first run": not checked yet

@@ -43,7 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
         check_environment(harness, engine)
         info = fbcache_machine_info(harness, (engine or detect()).label)
         facts = {"model": harness.model, "quantization": harness.quant, "cache_backend": harness.cache_backend,
-                 "accelerator": info["accelerator"]["name"]}
+                 "accelerator": info["accelerator"]["name"], "steps": str(harness.steps),
+                 "resolution": harness.resolution}
         profile = resolve_profile(harness.bounds, bounds_dir(config), facts)
     except ConfigError as exc:
         config.stash[CONFIG_ERROR_KEY] = exc
@@ -150,7 +151,8 @@ def _write_calibration(config: pytest.Config, fb: FBCacheSession) -> None:
         fb.records.values(), fb.config.calibrate_speedup_margin, fb.config.calibrate_ssim_margin,
         name=fb.config.calibrate.stem,
         match={"model": fb.config.model, "quantization": fb.config.quant, "cache_backend": fb.config.cache_backend,
-               "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator},
+               "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator,
+               "steps": str(fb.config.steps), "resolution": fb.config.resolution},
         enforce_speedup=fb.config.device.startswith("cuda"),
         measured_on=f"{accelerator}, {fb.config.model}, {fb.config.quant}, {fb.config.cache_backend}, "
                     f"{fb.config.steps} steps, {fb.config.resolution}",

@@ -126,3 +126,11 @@ def test_nunchaku_backend_without_baseline_first_still_has_a_reference(sweep):
                    "--fbcache-thresholds", "0.5", "-k", "threshold", env=STANDIN_ENV)
     assert result.returncode == 0, result.output
     assert "| 0.5 |" in result.output
+
+
+def test_the_readme_sweep_checks_the_shipped_tiny_profile(sweep):
+    """`pytest benchmarks` with every default: trained tiny, 28 steps, the seed's thresholds, profile auto."""
+    result = sweep()
+    assert result.returncode == 0, result.output
+    assert "bounds: profile tiny" in result.output and "all enforced bounds kept" in result.output
+    assert "| 0.1 |" in result.output and "18/28" in result.output
