@@ -1,0 +1,123 @@
+"""The nightly job as one verb, so the workflow YAML holds no logic and CI can run the same path.
+
+1. sweep:   ``pytest benchmarks --benchmark-autosave --benchmark-save-data`` (a subprocess);
+2. compare: the new run against the previous run of its fingerprint;
+3. report:  Markdown/HTML/PNG into the report directory;
+4. alert:   the step summary always; webhook and issue on regression or broken sweep.
+
+A sweep that saved no run is BROKEN (exit 3), reported as such, never as a regression. A run that
+broke a bound was saved, marked; it is judged like any other run and its broken bounds alert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .alert import EXIT_USAGE, Finding, WebhookSettings, alert
+from .compare import CompareResult, CompareSettings, compare_runs, markdown
+from .errors import MissingDependencyError
+from .history import Baseline, choose_baseline, same_fingerprint_before
+from .storage import load_runs, run_files
+
+LOG_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class NightlySettings:
+    storage: Path
+    report_dir: Path
+    images_dir: Path
+    pytest_args: list[str] = field(default_factory=list)
+    compare: CompareSettings = CompareSettings()
+    webhook: WebhookSettings | None = None
+    issue: bool = False
+    context: str = ""
+    benchmarks: str = "benchmarks"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "NightlySettings":
+        from .cli import settings_from, storage_path, webhook_from
+
+        passthrough = [f"--fbcache-{name.replace('_', '-')}={value}" for name in ("model", "thresholds", "steps",
+                                                                                  "resolution", "quant", "cache_backend",
+                                                                                  "rounds", "device", "bounds")
+                       if (value := getattr(args, name)) not in (None, "")]
+        return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),
+                   pytest_args=passthrough + shlex.split(args.pytest_args or ""), compare=settings_from(args),
+                   webhook=webhook_from(args), issue=args.issue, context=args.context, benchmarks=args.benchmarks)
+
+
+def add_nightly_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report-dir", default="fbcache-report", help="where the report goes")
+    parser.add_argument("--images", default="fbcache-results", help="--fbcache-output-dir of the sweep")
+    parser.add_argument("--benchmarks", default="benchmarks", help="path of the benchmark suite")
+    for name in ("model", "thresholds", "steps", "resolution", "quant", "cache_backend", "rounds", "device", "bounds"):
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"passed on as --fbcache-{name.replace('_', '-')}")
+    parser.add_argument("--pytest-args", default="", help="more pytest arguments, one shell-quoted string")
+    parser.add_argument("--context", default="", help="where this ran, e.g. the workflow run URL")
+    parser.add_argument("--webhook", help="URL to POST to on regression (default: $FBCACHE_WEBHOOK_URL)")
+    parser.add_argument("--webhook-timeout", type=float, default=10.0)
+    parser.add_argument("--webhook-attempts", type=int, default=3)
+    parser.add_argument("--issue", action="store_true", help="file a GitHub issue with gh on regression")
+
+
+def sweep(settings: NightlySettings) -> tuple[int, str]:
+    """Run the benchmark suite; return pytest's exit code and its output."""
+    command = [sys.executable, "-m", "pytest", settings.benchmarks, "-p", "no:cacheprovider",
+               "--benchmark-autosave", "--benchmark-save-data", f"--benchmark-storage=file://{settings.storage}",
+               f"--fbcache-output-dir={settings.images_dir}", *settings.pytest_args]
+    print("fbcache nightly: " + shlex.join(command), flush=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    print(output, flush=True)
+    return done.returncode, output
+
+
+def judge_new_run(settings: NightlySettings) -> CompareResult:
+    runs, skipped = load_runs(settings.storage)
+    for message in skipped:
+        print(f"fbcache nightly: warning: {message}", file=sys.stderr)
+    latest = runs[-1]
+    earlier = same_fingerprint_before(runs, latest)
+    baseline = choose_baseline(runs, latest, "previous") if earlier else Baseline(
+        "nothing: the first run with this fingerprint", [])
+    return compare_runs(latest, baseline, earlier, settings.compare)
+
+
+def write_report(settings: NightlySettings) -> None:
+    from .report import build_report
+
+    runs, _ = load_runs(settings.storage)
+    try:
+        written = build_report(runs, runs[-1], settings.report_dir, settings.images_dir)
+        print(f"fbcache nightly: report, {len(written)} files in {settings.report_dir}")
+    except MissingDependencyError as exc:
+        print(f"fbcache nightly: report skipped: {exc}", file=sys.stderr)
+
+
+def run_nightly(settings: NightlySettings) -> int:
+    settings.storage.mkdir(parents=True, exist_ok=True)
+    before = set(run_files(settings.storage))
+    code, output = sweep(settings)
+    new_runs = [p for p in run_files(settings.storage) if p not in before]
+    if code in (4, 5):  # usage error, or nothing collected: the job itself is misconfigured
+        finding = Finding(broken=f"pytest exit code {code} (usage error or no benchmarks collected)",
+                          context=settings.context)
+    elif not new_runs:
+        tail = "\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:])
+        reason = next((line.strip() for line in reversed(output.splitlines()) if "NOT saved" in line),
+                      f"pytest exit code {code}, no run saved")
+        finding = Finding(broken=reason, context=settings.context)
+        print(f"fbcache nightly: sweep broken; last lines:\n{tail}", file=sys.stderr)
+    else:
+        result = judge_new_run(settings)
+        print(markdown(result), flush=True)
+        write_report(settings)
+        finding = Finding(result=result, context=settings.context)
+    code = alert(finding, settings.webhook, issue=settings.issue)
+    return code if code >= 0 else EXIT_USAGE

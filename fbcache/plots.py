@@ -1,0 +1,251 @@
+"""The report's PNG figures: the image grid (Pillow) and the charts (matplotlib, Agg backend).
+
+matplotlib is the optional extra ``fbcache[report]``, so it is imported inside the functions that
+draw, never at module level: ``import fbcache.plots`` works without it, and :func:`require_matplotlib`
+says what to install before anything is written. Figures are drawn on an explicit Agg canvas rather
+than through pyplot, so no global backend is switched and no window can open. With the same
+libraries, the same runs give byte-identical PNGs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import MissingDependencyError
+from .record import BenchRecord
+from .table import ordered
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+INSTALL_HINT = "pip install 'fbcache[report]'"
+#: colours for computed and skipped steps in the hit map
+COMPUTED_COLOUR, SKIPPED_COLOUR = "#26415e", "#9fd3a8"
+ALERT_COLOUR = "#d62728"
+#: one shape per threshold, so points that overlap in colour still differ in shape
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
+
+
+def require_matplotlib() -> None:
+    """Fail before a report is half written when the optional plotting extra is absent."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(f"the report's plots need matplotlib: {INSTALL_HINT}") from exc
+
+
+def _new_figure(width: float, height: float) -> "Figure":
+    """A figure bound to an Agg canvas, independent of pyplot's global state."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: "Figure", path: Path) -> Path:
+    """PNG without matplotlib's Software entry: a version string is not a change in the report."""
+    figure.savefig(path, format="png", metadata={"Software": None})
+    return path
+
+
+def palette(labels: Sequence[str]) -> dict[str, str]:
+    """One stable colour per threshold label, shared by every chart; uncached is black."""
+    require_matplotlib()
+    from matplotlib import colormaps
+
+    cycle = colormaps["tab10"].colors
+    cached = [label for label in labels if label != "uncached"]
+    colours = {label: _hex(cycle[i % len(cycle)]) for i, label in enumerate(cached)}
+    colours["uncached"] = "#000000"
+    return colours
+
+
+def _hex(rgb: Sequence[float]) -> str:
+    """tab10's RGB tuples as hex strings, the same type as uncached's black."""
+    return "#" + "".join(f"{round(c * 255):02x}" for c in rgb[:3])
+
+
+# ------------------------------------------------------------------------------ trade-off
+
+
+def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
+    """Speedup against SSIM, one point per threshold; None when no threshold has both values.
+
+    Points are named in a legend rather than beside them: on random weights most thresholds sit on
+    the same spot, and labels printed there would overwrite each other.
+    """
+    cached = [r for r in ordered(records) if r.threshold is not None and r.speedup is not None and r.ssim is not None]
+    if not cached:
+        return None
+    colours = palette([r.label for r in ordered(records)])
+    figure = _new_figure(7.5, 4.8)
+    ax = figure.add_subplot()
+    if any(r.threshold is None for r in records):
+        ax.scatter([1.0], [1.0], s=120, marker="*", color=colours["uncached"], zorder=4, label="uncached (reference)")
+    for i, record in enumerate(cached):
+        ax.scatter([record.speedup], [record.ssim], s=55, marker=MARKERS[i % len(MARKERS)], color=colours[record.label],
+                   zorder=3, alpha=0.85, label=f"{record.label}: {record.speedup:.2f}x, SSIM {record.ssim:.4f}")
+    ax.axvline(1.0, color="#999999", linestyle="--", linewidth=1)
+    ax.margins(0.08)
+    ax.set_xlabel("speedup over uncached (x)")
+    ax.set_ylabel("SSIM against uncached")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="threshold", title_fontsize=8)
+    return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------ hit map
+
+
+def hitmap_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
+    """Denoising step by threshold, computed or skipped; None when no threshold has a hit trace."""
+    rows = [r for r in ordered(records) if r.threshold is not None and r.hit_trace]
+    if not rows:
+        return None
+    require_matplotlib()
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    steps = max(len(r.hit_trace) for r in rows)
+    grid = np.full((len(rows), steps), np.nan)
+    for i, record in enumerate(rows):
+        grid[i, : len(record.hit_trace)] = [1.0 if hit else 0.0 for hit in record.hit_trace]
+    figure = _new_figure(max(6.0, 2.5 + steps * 0.22), 1.6 + len(rows) * 0.38)
+    ax = figure.add_subplot()
+    ax.imshow(np.ma.masked_invalid(grid), cmap=ListedColormap([COMPUTED_COLOUR, SKIPPED_COLOUR]),
+              vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(0, steps, 1 if steps <= 30 else 5))
+    ax.set_yticks(range(len(rows)), [r.label for r in rows])
+    ax.set_xticks([x - 0.5 for x in range(1, steps)], minor=True)
+    ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
+    ax.grid(which="minor", color="white", linewidth=0.8)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xlabel("denoising step")
+    ax.set_ylabel("threshold")
+    right = ax.twinx()
+    right.set_ylim(ax.get_ylim())
+    right.set_yticks(range(len(rows)), [f"{r.hits}/{r.steps}" if r.hits is not None else "—" for r in rows])
+    right.set_ylabel("hits")
+    figure.legend(handles=[Patch(color=COMPUTED_COLOUR, label="computed"),
+                           Patch(color=SKIPPED_COLOUR, label="skipped (cache hit)")],
+                  loc="outside lower center", ncol=2, frameon=False)
+    ax.set_title(title, fontsize=10)
+    return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------ trends
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One value of one threshold in one run; ``alert`` marks a regression against the run before."""
+
+    label: str
+    run_index: int
+    value: float
+    alert: bool
+
+
+def trend_plot(run_names: Sequence[str], points: Sequence[TrendPoint], labels: Sequence[str], path: Path,
+               title: str, ylabel: str) -> Path:
+    """One line per threshold across runs (oldest left); alerting points ringed in red."""
+    colours = palette(labels)
+    figure = _new_figure(max(6.5, 2.5 + len(run_names) * 0.9), 4.6)
+    ax = figure.add_subplot()
+    for label in labels:
+        mine = sorted((p for p in points if p.label == label), key=lambda p: p.run_index)
+        if mine:
+            ax.plot([p.run_index for p in mine], [p.value for p in mine], marker="o", markersize=4,
+                    color=colours[label], label=label)
+    alerts = [p for p in points if p.alert]
+    if alerts:
+        ax.scatter([p.run_index for p in alerts], [p.value for p in alerts], s=180, facecolors="none",
+                   edgecolors=ALERT_COLOUR, linewidths=2, zorder=4, label="regression vs previous run")
+    if not points:
+        ax.text(0.5, 0.5, "no values in these runs", transform=ax.transAxes, ha="center", va="center")
+    ax.set_xticks(range(len(run_names)), run_names, rotation=30, ha="right", fontsize=8)
+    ax.set_xlim(-0.5, len(run_names) - 0.5)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if points:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="threshold", title_fontsize=8)
+    return _save(figure, path)
+
+
+# ------------------------------------------------------------------------------ image grid
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One threshold's row in the image grid: its label lines and one image per column (None: missing)."""
+
+    lines: tuple[str, ...]
+    images: tuple[Path | None, ...]
+
+
+GRID_CELL = 256
+GRID_LABEL_WIDTH = 200
+GRID_HEADER = 40
+GRID_PAD = 8
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at ``size`` (Pillow >= 10.1), else its fixed-size bitmap font."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _fit(image: Image.Image, size: int) -> Image.Image:
+    """Scale to fit a square cell; small images are enlarged with hard pixel edges, not blurred."""
+    scale = size / max(image.size)
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.LANCZOS
+    new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.convert("RGB").resize(new_size, resample)
+
+
+def _text(draw: ImageDraw.ImageDraw, x: int, y: int, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+          fill: str, centred: bool) -> None:
+    """Text vertically centred on ``y``, starting at ``x`` or centred on it (bitmap fonts take no anchor)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    origin_x = x - (right - left) // 2 - left if centred else x - left
+    draw.text((origin_x, y - (bottom - top) // 2 - top), text, fill=fill, font=font)
+
+
+def image_grid(columns: Sequence[str], rows: Sequence[GridRow], path: Path) -> Path:
+    """Rows of images under column headers, each row labelled; missing images are grey cells saying so."""
+    step = GRID_CELL + GRID_PAD
+    width = GRID_LABEL_WIDTH + len(columns) * step + GRID_PAD
+    height = GRID_HEADER + len(rows) * step + GRID_PAD
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    header, label_font, small = _font(20), _font(18), _font(14)
+    for c, name in enumerate(columns):
+        _text(draw, GRID_LABEL_WIDTH + c * step + GRID_CELL // 2, GRID_HEADER // 2, name, header, "black", True)
+    for r, row in enumerate(rows):
+        top = GRID_HEADER + r * step
+        first_line = top + GRID_CELL // 2 - 12 * (len(row.lines) - 1)
+        for i, line in enumerate(row.lines):
+            _text(draw, GRID_PAD, first_line + i * 24, line, label_font if i == 0 else small, "black", False)
+        for c, image_path in enumerate(row.images):
+            left = GRID_LABEL_WIDTH + c * step
+            if image_path is None:
+                draw.rectangle((left, top, left + GRID_CELL - 1, top + GRID_CELL - 1), fill="#dddddd")
+                _text(draw, left + GRID_CELL // 2, top + GRID_CELL // 2, "missing", label_font, "#555555", True)
+                continue
+            with Image.open(image_path) as source:
+                fitted = _fit(source, GRID_CELL)
+            canvas.paste(fitted, (left + (GRID_CELL - fitted.width) // 2, top + (GRID_CELL - fitted.height) // 2))
+    canvas.save(path, format="PNG")
+    return path

@@ -1,0 +1,423 @@
+"""``fbcache report``: one saved run as Markdown, a self-contained HTML page and PNGs, in one directory.
+
+The history holds numbers, not images: the generated images live in the sweep's output directory
+(``--fbcache-output-dir``), so the report copies the ones it finds into ``images/`` and says plainly
+which are missing. Everything the report refers to is in its own directory, under relative names,
+so the directory can be moved, archived as a CI artifact or opened from disk as it is.
+
+Trends cover only runs with the reported run's fingerprint (never mixed), oldest to newest, ending
+at the reported run. Each run is judged against the run before it, exactly as ``fbcache compare``
+would have judged it then, and the alerting points are marked.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
+
+from PIL import Image, UnidentifiedImageError
+
+from . import plots
+from .compare import CompareSettings, compare_runs
+from .history import choose_baseline, same_fingerprint_before
+from .record import BenchRecord
+from .storage import Run
+from .table import COLUMNS, hit_map, markdown_table, ordered, row
+
+TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
+                    "SSIM and PSNR are not what trained weights would give; read the timings only.")
+IMAGE_DIR = "images"
+IMAGE_KINDS = ("first", "second")
+#: every fixed-name file a report may contain; a stale one from an earlier report is removed
+FIGURE_NAMES = ("image-grid.png", "tradeoff.png", "hitmap.png", "trend-time.png", "trend-ssim.png", "trend-hits.png")
+
+
+@dataclass(frozen=True)
+class TrendMetric:
+    """A metric drawn across runs, and the compare verdict whose alerts mark it."""
+
+    metric: str
+    filename: str
+    title: str
+    ylabel: str
+    value: Callable[[BenchRecord], float | None]
+    with_uncached: bool
+
+
+TREND_METRICS = (
+    TrendMetric("time", "trend-time.png", "Median time per threshold", "median time (s)", lambda r: r.median_s, True),
+    TrendMetric("ssim", "trend-ssim.png", "SSIM against uncached", "SSIM", lambda r: r.ssim, False),
+    TrendMetric("hits", "trend-hits.png", "Cache hits", "hits (skipped steps)",
+                lambda r: None if r.hits is None else float(r.hits), False),
+)
+
+
+@dataclass(frozen=True)
+class TrendAlert:
+    """An alerting verdict of one run against the run before it with the same fingerprint."""
+
+    run: str
+    label: str
+    metric: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ImageCell:
+    """One expected image: its recorded name and, when found, its path relative to the report."""
+
+    kind: str
+    name: str | None
+    copy: str | None
+
+
+@dataclass
+class Report:
+    """Everything both renderers show, computed once."""
+
+    run: Run
+    metadata: list[tuple[str, str]]
+    timing_only: bool
+    records: list[BenchRecord]
+    bounds: list[str]
+    images: list[tuple[BenchRecord, list[ImageCell]]]
+    image_notes: list[str]
+    figures: set[str] = field(default_factory=set)
+    trend: list[Run] = field(default_factory=list)
+    alerts: list[TrendAlert] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ content
+
+
+def _short_date(run: Run) -> str:
+    """Seconds are enough to tell runs apart; the stored string is ISO 8601 in UTC."""
+    return run.datetime[:19].replace("T", " ") or "unknown"
+
+
+def run_metadata(run: Run) -> list[tuple[str, str]]:
+    """What ran, from ``machine_info["fbcache"]``; fingerprint values stand in for older runs."""
+    info = run.machine_info.get("fbcache") or {}
+    fingerprint = run.fingerprint
+    accelerator = info.get("accelerator") or {}
+    details = [f"{key} {accelerator[key]}" for key in ("capability", "driver", "cuda") if accelerator.get(key)]
+    accelerator_text = str(accelerator.get("name") or fingerprint.get("accelerator", "unknown"))
+    if details:
+        accelerator_text += f" ({', '.join(details)})"
+    workload = info.get("workload") or {}
+    workload_text = (f"{workload.get('steps')} steps, {workload.get('resolution')}, seed {workload.get('seed')}, "
+                     f"prompt \"{workload.get('prompt')}\"" if workload else fingerprint.get("workload", "unknown"))
+    versions = ", ".join(f"{name} {version}" for name, version in (info.get("versions") or {}).items() if version)
+    commit = run.commit_info.get("id")
+    commit_text = f"{commit[:12]}{' (dirty)' if run.commit_info.get('dirty') else ''}" if commit else "unknown"
+    return [
+        ("run", run.name),
+        ("date", _short_date(run)),
+        ("accelerator", accelerator_text),
+        ("model", str(info.get("model") or fingerprint.get("model", "unknown"))),
+        ("quantization", str(info.get("quantization") or fingerprint.get("quantization", "unknown"))),
+        ("cache backend", str(info.get("cache_backend") or fingerprint.get("cache_backend", "unknown"))),
+        ("workload", workload_text),
+        ("versions", versions or "unknown"),
+        ("commit", commit_text),
+        ("fingerprint", run.fingerprint_id),
+    ]
+
+
+def is_timing_only(run: Run) -> bool:
+    """Random weights: the run's timings are real, its hits and similarity are not."""
+    info = run.machine_info.get("fbcache") or {}
+    return bool(info.get("timing_only")) or any(r.timing_only for r in run.records.values())
+
+
+def bounds_lines(records: list[BenchRecord]) -> list[str]:
+    """Bounds violations (enforced) and reported-only ones, per threshold."""
+    lines = []
+    for record in records:
+        lines += [f"{record.label}: {message}" for message in record.bounds.get("violations") or []]
+        lines += [f"{record.label}: {message} (reported, not enforced)"
+                  for message in record.bounds.get("reported") or []]
+    return lines
+
+
+def _readable_png(path: Path) -> bool:
+    """A truncated or foreign file is reported as missing rather than copied into the report."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _find_image(images_dir: Path | None, name: str | None) -> Path | None:
+    """The recorded image in the sweep's directory; names that are not plain file names are refused."""
+    if images_dir is None or not name or Path(name).name != name or name in (".", ".."):
+        return None
+    candidate = images_dir / name
+    return candidate if candidate.is_file() and _readable_png(candidate) else None
+
+
+def collect_images(records: list[BenchRecord], images_dir: Path | None,
+                   out_dir: Path) -> tuple[list[tuple[BenchRecord, list[ImageCell]]], list[str], list[Path]]:
+    """Copy the images that exist into ``out_dir/images``; return the cells, notes on missing ones, copies."""
+    rows, missing, copies = [], [], []
+    for record in records:
+        cells = []
+        for kind in IMAGE_KINDS:
+            name = record.images.get(kind)
+            source = _find_image(images_dir, name)
+            if source is None:
+                missing.append(name or f"{record.label} {kind} (no image recorded)")
+                cells.append(ImageCell(kind, name, None))
+                continue
+            target = out_dir / IMAGE_DIR / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            copies.append(target)
+            cells.append(ImageCell(kind, name, f"{IMAGE_DIR}/{source.name}"))
+        rows.append((record, cells))
+    if not missing:
+        return rows, [], copies
+    where = ("no image directory was given (images are not in the history: pass the sweep's "
+             "--fbcache-output-dir to `fbcache report --images`)" if images_dir is None
+             else f"not found or unreadable in {images_dir}")
+    expected = len(IMAGE_KINDS) * len(records)
+    which = "all of them" if len(missing) == expected else ", ".join(missing)
+    return rows, [f"{len(missing)} of {expected} images missing ({where}): {which}."], copies
+
+
+def trend_runs(runs: list[Run], latest: Run) -> list[Run]:
+    """The latest run's fingerprint only, oldest to newest, ending at the latest run."""
+    return [*same_fingerprint_before(runs, latest), latest]
+
+
+def trend_alerts(runs: list[Run], series: list[Run], settings: CompareSettings = CompareSettings()) -> list[TrendAlert]:
+    """Each run after the first judged against its previous same-fingerprint run, as compare would have."""
+    alerts = []
+    for run in series[1:]:
+        result = compare_runs(run, choose_baseline(runs, run, "previous"), same_fingerprint_before(runs, run), settings)
+        alerts += [TrendAlert(run.name, label, v.metric, v.status, v.detail) for label, v in result.alerts]
+    return alerts
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def _grid_rows(images: list[tuple[BenchRecord, list[ImageCell]]], out_dir: Path) -> list[plots.GridRow]:
+    """Label each row with what explains its images: threshold, hits and SSIM."""
+    rows = []
+    for record, cells in images:
+        lines = [record.label if record.threshold is None else f"threshold {record.label}"]
+        if record.hits is not None:
+            lines.append(f"hits {record.hits}/{record.steps}")
+        if record.ssim is not None and record.threshold is not None:
+            lines.append(f"SSIM {record.ssim:.4f}")
+        rows.append(plots.GridRow(tuple(lines), tuple(out_dir / c.copy if c.copy else None for c in cells)))
+    return rows
+
+
+def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path) -> dict[str, Path]:
+    """One PNG per trend metric; points whose verdict alerted are flagged."""
+    names = [f"{run.name[:4]} {_short_date(run)[:16]}" for run in series]
+    every_record = {record.label: record for run in series for record in run.records.values()}
+    labels = [record.label for record in ordered(every_record.values())]
+    flagged = {(a.run, a.label, a.metric) for a in alerts}
+    written = {}
+    for metric in TREND_METRICS:
+        shown = [label for label in labels if metric.with_uncached or label != "uncached"]
+        points = [plots.TrendPoint(label, i, value, (run.name, label, metric.metric) in flagged)
+                  for i, run in enumerate(series) for label in shown
+                  if label in run.records and (value := metric.value(run.records[label])) is not None]
+        written[metric.filename] = plots.trend_plot(names, points, shown, out_dir / metric.filename,
+                                                    f"{metric.title}: {len(series)} runs, fingerprint "
+                                                    f"{series[-1].fingerprint_id}", metric.ylabel)
+    return written
+
+
+def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool) -> dict[str, Path]:
+    """Every PNG of the report by name; sets ``report.alerts`` when there is a trend to judge."""
+    written: dict[str, Path] = {}
+    if draw_grid:
+        written["image-grid.png"] = plots.image_grid(IMAGE_KINDS, _grid_rows(report.images, out_dir),
+                                                     out_dir / "image-grid.png")
+    fingerprint = report.run.fingerprint
+    title = f"{report.run.name} ({fingerprint.get('model', '?')}, {fingerprint.get('quantization', '?')})"
+    title += " - timing only, random weights" if report.timing_only else ""
+    for name, draw in (("tradeoff.png", plots.tradeoff_plot), ("hitmap.png", plots.hitmap_plot)):
+        figure = draw(report.records, out_dir / name, title)
+        if figure is not None:
+            written[name] = figure
+    if len(report.trend) > 1:
+        report.alerts = trend_alerts(runs, report.trend)
+        written.update(_trend_figures(report.trend, report.alerts, out_dir))
+    return written
+
+
+def _remove_stale(out_dir: Path, written: dict[str, Path]) -> None:
+    """A figure left by an earlier report into the same directory must not pass for this run's."""
+    for name in FIGURE_NAMES:
+        if name not in written:
+            (out_dir / name).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------ Markdown
+
+
+def _md(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: Report) -> str:
+    """``report.md``: readable as text and rendered by any Markdown viewer next to its PNGs."""
+    lines = [f"# fbcache report: {report.run.name}", ""]
+    lines += [f"> **{TIMING_ONLY_NOTE}**", ""] if report.timing_only else []
+    lines += ["## Run", "", "| field | value |", "|---|---|"]
+    lines += [f"| {key} | {_md(value)} |" for key, value in report.metadata]
+    lines += ["", "## Results", "", markdown_table(report.records), ""]
+    if report.bounds:
+        lines += ["Bounds violations:", "", *[f"- {_md(line)}" for line in report.bounds], ""]
+    if "tradeoff.png" in report.figures:
+        lines += ["## Speed against quality", "", "![speedup against SSIM](tradeoff.png)", ""]
+    trace = hit_map(report.records)
+    if trace:
+        lines += ["## Cache hits per step", ""]
+        lines += ["![hit map](hitmap.png)", ""] if "hitmap.png" in report.figures else []
+        lines += ["'#' computed, '.' cache hit (skipped):", "", "```", trace, "```", ""]
+    lines += ["## Images", "", f"| threshold | {' | '.join(IMAGE_KINDS)} |", "|---|" + "---|" * len(IMAGE_KINDS)]
+    for record, cells in report.images:
+        shown = [f"![{record.label} {c.kind}]({quote(c.copy)})" if c.copy
+                 else f"missing: {_md(c.name or 'not recorded')}" for c in cells]
+        lines.append(f"| {record.label} | " + " | ".join(shown) + " |")
+    lines.append("")
+    lines += [f"- {_md(note)}" for note in report.image_notes] + ([""] if report.image_notes else [])
+    if "image-grid.png" in report.figures:
+        lines += ["All images in one picture: ![image grid](image-grid.png)", ""]
+    lines += _markdown_trend(report)
+    return "\n".join(lines)
+
+
+def _markdown_trend(report: Report) -> list[str]:
+    """The trend section, or why there is none."""
+    if len(report.trend) < 2:
+        return ["## Trend", "", "No earlier run with this fingerprint: no trend yet.", ""]
+    lines = ["## Trend", "", f"{len(report.trend)} runs with fingerprint {report.run.fingerprint_id}, oldest first: "
+             + ", ".join(f"`{run.name}`" for run in report.trend) + ".", ""]
+    for metric in TREND_METRICS:
+        lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
+    if report.alerts:
+        lines += ["Regressions against the previous run (ringed in the plots):", ""]
+        lines += [f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {_md(a.detail)}" for a in report.alerts]
+    else:
+        lines.append("No regression between consecutive runs.")
+    return lines + [""]
+
+
+# ------------------------------------------------------------------------------ HTML
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+.note { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.5em 1em; }
+.alert { color: #b00020; font-weight: bold; }
+.missing { color: #777; font-style: italic; }
+img { max-width: 100%; }
+td img { width: 12em; image-rendering: pixelated; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
+"""
+
+
+def _esc(text: object) -> str:
+    """Every piece of text that reaches the page, run names and prompts included, goes through here."""
+    return html.escape(str(text), quote=True)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    """A table from already escaped cells."""
+    head = "".join(f"<th>{cell}</th>" for cell in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" for cells in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(src: str, alt: str) -> str:
+    """An image linked to itself, so a click shows it full size."""
+    url = _esc(quote(src))
+    return f'<a href="{url}"><img src="{url}" alt="{_esc(alt)}"></a>'
+
+
+def render_html(report: Report) -> str:
+    """``report.html``: one page with inline CSS and no script; it refers only to files beside it."""
+    parts = [f"<h1>fbcache report: {_esc(report.run.name)}</h1>"]
+    parts += [f'<p class="note">{_esc(TIMING_ONLY_NOTE)}</p>'] if report.timing_only else []
+    parts += ["<h2>Run</h2>", _html_table(["field", "value"], [[_esc(k), _esc(v)] for k, v in report.metadata])]
+    parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in COLUMNS],
+                                              [[_esc(cell) for cell in row(r)] for r in ordered(report.records)])]
+    if report.bounds:
+        parts += ['<p class="alert">Bounds violations:</p><ul>',
+                  *[f"<li>{_esc(line)}</li>" for line in report.bounds], "</ul>"]
+    if "tradeoff.png" in report.figures:
+        parts += ["<h2>Speed against quality</h2>", _img("tradeoff.png", "speedup against SSIM")]
+    trace = hit_map(report.records)
+    if trace:
+        parts.append("<h2>Cache hits per step</h2>")
+        parts += [_img("hitmap.png", "hit map")] if "hitmap.png" in report.figures else []
+        parts.append(f"<p>'#' computed, '.' cache hit (skipped):</p><pre>{_esc(trace)}</pre>")
+    parts += ["<h2>Images</h2>", _html_table(["threshold", *IMAGE_KINDS], [
+        [_esc(record.label), *[_img(c.copy, f"{record.label} {c.kind}") if c.copy else
+                               f'<span class="missing">missing: {_esc(c.name or "not recorded")}</span>'
+                               for c in cells]] for record, cells in report.images])]
+    parts += [f'<p class="missing">{_esc(note)}</p>' for note in report.image_notes]
+    if "image-grid.png" in report.figures:
+        parts += ["<h3>All images in one picture</h3>", _img("image-grid.png", "image grid")]
+    parts += _html_trend(report)
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>fbcache report: {_esc(report.run.name)}</title>\n<style>{CSS}</style>\n</head>\n"
+            f"<body>\n{body}\n</body>\n</html>\n")
+
+
+def _html_trend(report: Report) -> list[str]:
+    """The trend section, or why there is none."""
+    if len(report.trend) < 2:
+        return ["<h2>Trend</h2>", "<p>No earlier run with this fingerprint: no trend yet.</p>"]
+    parts = ["<h2>Trend</h2>", f"<p>{len(report.trend)} runs with fingerprint {_esc(report.run.fingerprint_id)}, "
+             f"oldest first: {_esc(', '.join(run.name for run in report.trend))}.</p>"]
+    parts += [_img(m.filename, m.title) for m in TREND_METRICS if m.filename in report.figures]
+    if report.alerts:
+        parts += ['<p class="alert">Regressions against the previous run (ringed in the plots):</p><ul>',
+                  *[f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "
+                    f"{_esc(a.detail)}</li>" for a in report.alerts], "</ul>"]
+    else:
+        parts.append("<p>No regression between consecutive runs.</p>")
+    return parts
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None) -> list[Path]:
+    """Write the report of ``latest`` into ``out_dir``; ``runs`` is the whole history. Returns the files written.
+
+    Raises MissingDependencyError before writing anything when matplotlib (``fbcache[report]``) is absent.
+    """
+    plots.require_matplotlib()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = ordered(latest.records.values())
+    images, image_notes, copies = collect_images(records, images_dir, out_dir)
+    report = Report(latest, run_metadata(latest), is_timing_only(latest), records, bounds_lines(records),
+                    images, image_notes, trend=trend_runs(runs, latest))
+    written = _figures(report, runs, out_dir, draw_grid=bool(copies))
+    _remove_stale(out_dir, written)
+    report.figures = set(written)
+    markdown_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    markdown_path.write_text(render_markdown(report), encoding="utf-8")
+    html_path.write_text(render_html(report), encoding="utf-8")
+    return [markdown_path, html_path, *written.values(), *copies]

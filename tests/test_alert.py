@@ -1,0 +1,153 @@
+"""Alerts: step summary, a webhook against real HTTP servers on 127.0.0.1, and gh issues."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from webhook_server import silent_server, webhook_server
+
+from fbcache.alert import (
+    EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION, Finding, WebhookSettings, alert, file_issue, post_webhook,
+    slack_payload, write_step_summary,
+)
+from fbcache.compare import CompareResult, CompareSettings, ThresholdResult, Verdict
+
+
+def result(regression: bool) -> CompareResult:
+    status = "regression" if regression else "ok"
+    rows = [ThresholdResult("0.1", [Verdict("ssim", status, 0.90, 0.95, "-0.0500, beyond -0.01"),
+                                    Verdict("hits", "ok", 18, 18, "identical per step")])]
+    return CompareResult("0007_new", "previous run 0006_old", {"model": "tiny"}, CompareSettings(), rows)
+
+
+def no_sleep(seconds: float) -> None:
+    pass
+
+
+def test_webhook_delivers_a_slack_compatible_payload():
+    with webhook_server(200) as (url, received):
+        delivery = post_webhook(slack_payload(Finding(result=result(True))), WebhookSettings(url))
+    assert delivery.ok and delivery.attempts == 1
+    [body] = received.bodies
+    assert body["text"].startswith("fbcache REGRESSION") and "0.1 ssim regression" in body["text"]
+    assert body["fbcache"]["regression"] is True
+
+
+def test_webhook_500_is_retried_a_bounded_number_of_times():
+    with webhook_server(500) as (url, received):
+        delivery = post_webhook({"text": "x"}, WebhookSettings(url, attempts=3), sleep=no_sleep)
+    assert not delivery.ok and delivery.attempts == 3 and received.attempts == 3
+    assert delivery.error == "HTTP 500"
+
+
+def test_webhook_400_is_not_retried():
+    with webhook_server(400) as (url, received):
+        delivery = post_webhook({"text": "x"}, WebhookSettings(url, attempts=3), sleep=no_sleep)
+    assert not delivery.ok and received.attempts == 1
+
+
+def test_webhook_that_never_answers_times_out():
+    with silent_server() as (url, received):
+        started = time.monotonic()
+        delivery = post_webhook({"text": "x"}, WebhookSettings(url, timeout_s=0.5, attempts=2), sleep=no_sleep)
+        elapsed = time.monotonic() - started
+    assert not delivery.ok and delivery.attempts == 2
+    assert "timed out" in delivery.error.lower() or "timeout" in delivery.error.lower()
+    assert elapsed < 5, "bounded by attempts x timeout"
+
+
+def test_failing_webhook_never_hides_the_regression(capsys):
+    with webhook_server(500) as (url, _):
+        code = alert(Finding(result=result(True)), WebhookSettings(url, attempts=2, backoff_s=0), issue=False)
+    assert code == EXIT_REGRESSION
+    assert "webhook: FAILED after 2 attempt(s): HTTP 500" in capsys.readouterr().err
+
+
+def test_clean_result_posts_nothing_and_exits_zero():
+    with webhook_server(200) as (url, received):
+        assert alert(Finding(result=result(False)), WebhookSettings(url), issue=True) == EXIT_CLEAN
+    assert received.attempts == 0
+
+
+def test_broken_sweep_is_not_a_regression():
+    finding = Finding(broken="2 benchmark(s) broke (NaN)")
+    assert finding.exit_code == EXIT_BROKEN
+    assert "BROKEN" in finding.headline() and "not a performance regression" in finding.markdown()
+
+
+def test_step_summary_is_appended(tmp_path):
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    assert write_step_summary(Finding(result=result(True)), {"GITHUB_STEP_SUMMARY": str(summary)}) == summary
+    text = summary.read_text()
+    assert text.startswith("earlier step\n") and "| threshold |" in text and "REGRESSION" in text
+    assert write_step_summary(Finding(result=result(True)), {}) is None
+
+
+def fake_gh(directory: Path, authorised: bool) -> Path:
+    """A `gh` executable that records what it was asked to do."""
+    script = directory / "gh"
+    script.write_text(f"""#!/bin/sh
+if [ "$1" = auth ]; then exit {0 if authorised else 1}; fi
+echo "$@" > "{directory}/gh-args"
+cat > "{directory}/gh-body"
+echo https://github.invalid/issues/7
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_issue_is_created_with_gh_when_authorised(tmp_path, monkeypatch):
+    fake_gh(tmp_path, authorised=True)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    outcome = file_issue(Finding(result=result(True)))
+    assert outcome == "issue created: https://github.invalid/issues/7"
+    assert (tmp_path / "gh-args").read_text().startswith("issue create --title fbcache REGRESSION")
+    assert "| threshold |" in (tmp_path / "gh-body").read_text()
+
+
+def test_issue_is_printed_without_an_authorised_gh(tmp_path, monkeypatch, capsys):
+    fake_gh(tmp_path, authorised=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    outcome = file_issue(Finding(result=result(True)))
+    assert "issue printed" in outcome and not (tmp_path / "gh-args").exists()
+    assert "--- issue title ---\nfbcache REGRESSION" in capsys.readouterr().out
+
+
+def test_alert_cli_end_to_end(tmp_path):
+    saved = tmp_path / "result.json"
+    saved.write_text(result(True).to_json())
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary), "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    fake_gh(tmp_path, authorised=True)
+    with webhook_server(500) as (url, received):
+        done = subprocess.run([sys.executable, "-m", "fbcache", "alert", str(saved), "--webhook", url,
+                               "--webhook-attempts", "2", "--issue"], cwd=ROOT, env=env, capture_output=True,
+                              text=True)
+    assert done.returncode == EXIT_REGRESSION, done.stderr
+    assert received.attempts == 2 and "FAILED" in done.stderr
+    assert "issue created" in done.stdout and "REGRESSION" in summary.read_text()
+    bad = subprocess.run([sys.executable, "-m", "fbcache", "alert", str(tmp_path / "missing.json")], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "cannot read compare result" in bad.stderr
+
+
+def test_result_json_round_trips():
+    original = result(True)
+    again = CompareResult.from_json(original.to_json())
+    assert again.regression and again.rows[0].verdict("ssim").detail == "-0.0500, beyond -0.01"
+    assert json.loads(original.to_json())["settings"]["min_effect"] == 0.05
+
+
+@pytest.mark.parametrize("status, alerting", [("regression", True), ("changed", True), ("suspect", False),
+                                              ("not judged", False), ("improvement", False)])
+def test_which_verdicts_alert(status, alerting):
+    assert Verdict("time", status, 1.0, 1.0, "").alerting is alerting

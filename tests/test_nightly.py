@@ -1,0 +1,63 @@
+"""The nightly verb end to end on CPU with tiny: sweep, compare, report, alert to a local webhook.
+
+This is the exact path .github/workflows/nightly.yml runs on the GPU runner.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from webhook_server import webhook_server
+
+from fbcache.storage import run_files
+
+pytestmark = pytest.mark.integration
+QUICK = ["--steps", "8", "--rounds", "2", "--thresholds", "0 0.5"]
+
+
+def nightly(tmp_path: Path, url: str, *extra: str, fault: str = "") -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FBCACHE_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "summary.md")
+    if fault:
+        env["FBCACHE_TEST_FAULT"] = fault
+    command = [sys.executable, "-m", "fbcache", "nightly", "--storage", str(tmp_path / "history"),
+               "--report-dir", str(tmp_path / "report"), "--images", str(tmp_path / "images"),
+               "--webhook", url, "--webhook-attempts", "1", *QUICK, *extra]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_clean_nights_then_a_broken_one(tmp_path):
+    with webhook_server(200) as (url, received):
+        first = nightly(tmp_path, url)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        assert "nothing: the first run with this fingerprint" in first.stdout
+        second = nightly(tmp_path, url)
+        assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+        assert "Verdict: clean" in second.stdout
+        assert received.attempts == 0, "clean nights post nothing"
+        assert (tmp_path / "report" / "report.html").is_file()
+        assert (tmp_path / "summary.md").read_text().count("fbcache: no regression") == 2
+
+        broken = nightly(tmp_path, url, "--pytest-args", "-p plugins.faults", fault="nan")
+    assert broken.returncode == 3, broken.stdout[-3000:]
+    assert len(run_files(tmp_path / "history")) == 2, "a broken sweep adds nothing to the history"
+    [body] = received.bodies
+    assert body["text"].startswith("fbcache nightly sweep BROKEN") and "NaN" in body["text"]
+    assert "REGRESSION" not in body["text"]
+
+
+def test_a_broken_bound_is_saved_and_alerts_as_regression(tmp_path):
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[profile]\nname = "strict"\n[thresholds."0.5"]\nmin_ssim = 0.99999\n')
+    with webhook_server(200) as (url, received):
+        done = nightly(tmp_path, url, "--bounds", str(strict))
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert len(run_files(tmp_path / "history")) == 1, "a run that breaks a bound is a real measurement"
+    [body] = received.bodies
+    assert body["text"].startswith("fbcache REGRESSION") and "0.5 bounds regression" in body["text"]
