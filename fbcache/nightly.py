@@ -106,7 +106,8 @@ def run_nightly(settings: NightlySettings) -> int:
     code, output = sweep(settings)
     new_runs = [p for p in run_files(settings.storage) if p not in before]
     if code in (4, 5):  # usage error, or nothing collected: the job itself is misconfigured
-        finding = Finding(broken=f"pytest exit code {code} (usage error or no benchmarks collected)",
+        message = next((line.strip() for line in output.splitlines() if line.startswith("ERROR:")), "")
+        finding = Finding(broken=f"pytest exit code {code} (usage error or no benchmarks collected) {message}".strip(),
                           context=settings.context)
     elif not new_runs:
         tail = "\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:])
