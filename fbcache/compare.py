@@ -14,8 +14,8 @@
   or by the previous run (the same benchmark was already an excursion in the same direction).
   Suspects are reported, never alerted.
 - **CPU runs**: time and speedup are *advisory* (reported, never alerted) unless asked otherwise. On
-  a shared 2-core CPU the whole tiny sweep ran 25-28% slower or faster between runs of unchanged code
-  (2026-11-25), so no test can tell a 15% regression from the machine; SSIM and hits stay exact there.
+  a shared 2-core CPU the tiny sweep's geometric mean time moved by up to 34% between runs of unchanged
+  code (2026-11-25), so no test can tell a 15% regression from the machine; SSIM and hits stay exact.
 - **SSIM**: a drop of more than ``ssim_tolerance`` (absolute).
 - **hits**: any change. Hits are deterministic for a fixed seed and software stack.
 - **bounds**: a run saved with broken bounds (see bounds.py) is a regression whatever its baseline.
