@@ -165,9 +165,8 @@ def _results_markdown(fb: FBCacheSession) -> str:
     parts = [table.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
              table.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
              table.residual_ranges(records), "```"]
-    notes = [note for note in (fb._model.notes if fb._model is not None else [])]
-    if notes:
-        parts += [""] + [f"> {note}" for note in notes]
+    if fb.notes:
+        parts += [""] + [f"> {note}" for note in fb.notes]
     return "\n".join(parts) + "\n"
 
 

@@ -65,6 +65,11 @@ class FBCacheSession:
         return self._model
 
     @property
+    def notes(self) -> list[str]:
+        """Caveats of the loaded model (e.g. timing only); empty before it is loaded."""
+        return list(self._model.notes) if self._model is not None else []
+
+    @property
     def backend(self) -> CacheBackend:
         if self._backend is None:
             self._backend = make_backend(self.config.cache_backend, self.model.pipe)
