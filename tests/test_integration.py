@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from conftest import FAST, MODEL, ROOT
 
+from fbcache.bounds import load_profile
 from fbcache.record import BenchRecord
 
 pytestmark = pytest.mark.integration
@@ -134,3 +138,22 @@ def test_the_readme_sweep_checks_the_shipped_tiny_profile(sweep):
     assert result.returncode == 0, result.output
     assert "bounds: profile tiny" in result.output and "all enforced bounds kept" in result.output
     assert "| 0.1 |" in result.output and "18/28" in result.output
+
+
+def test_calibrate_writes_a_profile_that_the_same_run_keeps(sweep, tmp_path):
+    profile = tmp_path / "calibrated.toml"
+    first = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.1 0.5", "--fbcache-bounds", "none",
+                  "--fbcache-calibrate", str(profile), "--benchmark-autosave")
+    assert first.returncode == 0, first.output
+    calibrated = load_profile(profile)
+    run = first.last_run()
+    ssim = {b["extra_info"]["threshold"]: b["extra_info"]["ssim"] for b in run["benchmarks"]}
+    assert calibrated.bound_for(0.5).min_ssim == round(ssim[0.5] - 0.02, 4)
+    assert not calibrated.enforce_speedup and calibrated.match["steps"] == "8"
+    again = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.1 0.5", "--fbcache-bounds", str(profile))
+    assert again.returncode == 0 and "all enforced bounds kept" in again.output
+    from_history = tmp_path / "from-history.toml"
+    done = subprocess.run([sys.executable, "-m", "fbcache", "calibrate", "--storage", str(first.storage),
+                           "--out", str(from_history)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert load_profile(from_history).bound_for(0.5).min_ssim == calibrated.bound_for(0.5).min_ssim
