@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -63,7 +63,6 @@ class HarnessConfig:
     device: str = "cpu"
     force_compare: bool = False
     selfcheck: bool = False
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -77,9 +76,6 @@ class HarnessConfig:
     def timing_only(self) -> bool:
         """Random full-size weights: realistic cost per step, unrealistic cache behaviour."""
         return self.kind == "flux-random"
-
-    def with_(self, **changes: object) -> "HarnessConfig":
-        return replace(self, **changes)
 
 
 # ---------------------------------------------------------------- parsers of single values

@@ -191,7 +191,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("fbcache")
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | cache {c.cache_backend} | {c.steps} steps | "
-          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)")
+          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)"
+          + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else ""))
     for line in _results_markdown(fb).splitlines():
         write(line)
     if fb.profile is not None:
