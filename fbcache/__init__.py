@@ -2,9 +2,10 @@
 
 Where things happen, one hop each:
 
-- a threshold becomes a timing:   :mod:`fbcache.measure`
-- a timing becomes a stored record: :mod:`fbcache.record` (extra_info) and :mod:`fbcache.storage` (history files)
-- a record becomes an alert:      :mod:`fbcache.compare` then :mod:`fbcache.alert`
+- a threshold becomes a timing:     :mod:`fbcache.plugin.measure`
+- a timing becomes a stored record: :mod:`fbcache.history.record` (extra_info) and
+  :mod:`fbcache.history.storage` (history files)
+- a record becomes an alert:        :mod:`fbcache.verdicts.compare` then :mod:`fbcache.alerts`
 """
 
 __version__ = "0.1.0"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fbcache.bounds import UNCALIBRATED, calibrate, check, load_profile, parse_profile, resolve_profile
+from fbcache.verdicts.bounds import UNCALIBRATED, calibrate, check, load_profile, parse_profile, resolve_profile
 from fbcache.errors import ConfigError
-from fbcache.record import BenchRecord
+from fbcache.history.record import BenchRecord
 
 PROFILE = {
     "profile": {"name": "demo", "enforce_speedup": False},

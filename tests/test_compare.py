@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_sweep
 
-from fbcache.compare import CompareSettings, compare_runs
-from fbcache.history import choose_baseline, same_fingerprint_before
-from fbcache.storage import load_runs, run_files
+from fbcache.verdicts.compare import CompareSettings, compare_runs
+from fbcache.history.selection import choose_baseline, same_fingerprint_before
+from fbcache.history.storage import load_runs, run_files
 
 pytestmark = pytest.mark.integration
 AA_RUNS = 6

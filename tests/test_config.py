@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fbcache.config import SEED_THRESHOLDS, build_config, parse_resolution, parse_thresholds
+from fbcache.config.harness import SEED_THRESHOLDS, build_config, parse_resolution, parse_thresholds
 from fbcache.errors import ConfigError
-from fbcache.options import OPTIONS, resolve_raw
+from fbcache.config.options import OPTIONS, resolve_raw
 
 NO_CUDA = (lambda: False, lambda: 0)
 ONE_GPU = (lambda: True, lambda: 1)

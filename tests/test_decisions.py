@@ -7,8 +7,8 @@ import pickle
 import pytest
 import torch
 
-from fbcache.cache_backends import DiffusersFBCache
-from fbcache.decisions import DecisionLog, ThresholdProbe, summarize
+from fbcache.backends.base import DiffusersFBCache
+from fbcache.plugin.decisions import DecisionLog, ThresholdProbe, summarize
 from fbcache.models.tiny import build_tiny_pipeline
 
 STEPS = 10

@@ -8,8 +8,8 @@ import sys
 import pytest
 from conftest import FAST, MODEL, ROOT
 
-from fbcache.bounds import load_profile
-from fbcache.record import BenchRecord
+from fbcache.verdicts.bounds import load_profile
+from fbcache.history.record import BenchRecord
 
 pytestmark = pytest.mark.integration
 

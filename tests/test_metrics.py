@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fbcache.metrics import SSIM_SETTINGS, all_finite, psnr, ssim, to_uint8_images
+from fbcache.metrics.images import SSIM_SETTINGS, all_finite, psnr, ssim, to_uint8_images
 
 
 def image(seed: int = 0) -> np.ndarray:

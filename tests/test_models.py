@@ -8,8 +8,9 @@ import importlib.util
 import pytest
 import torch
 
-from fbcache.config import HarnessConfig
-from fbcache.models import flux_random, load_model
+from fbcache.config.harness import HarnessConfig
+from fbcache.models import load_model
+from fbcache.models import flux_random
 from fbcache.models.tiny import build_tiny_pipeline
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from webhook_server import webhook_server
 
-from fbcache.storage import run_files
+from fbcache.history.storage import run_files
 
 pytestmark = pytest.mark.integration
 QUICK = ["--steps", "8", "--rounds", "2", "--thresholds", "0 0.5"]

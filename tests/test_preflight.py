@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fbcache.config import HarnessConfig
+from fbcache.config.harness import HarnessConfig
 from fbcache.errors import ConfigError
-from fbcache.nunchaku_engine import NunchakuEngine, detect, precision_for_capability
-from fbcache.preflight import check_environment
+from fbcache.backends.nunchaku_engine import NunchakuEngine, detect, precision_for_capability
+from fbcache.config.preflight import check_environment
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 REAL = NunchakuEngine("real", "1.0.0")

@@ -16,11 +16,11 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from fbcache import plots
+from fbcache.render import plots
 from fbcache.errors import MissingDependencyError
-from fbcache.history import find_run
-from fbcache.report import build_report, trend_alerts, trend_runs
-from fbcache.storage import Run, load_runs
+from fbcache.history.selection import find_run
+from fbcache.render.report import build_report, trend_alerts, trend_runs
+from fbcache.history.storage import Run, load_runs
 
 H100 = ROOT / "docs" / "results" / "h100-2026-11-25"
 TINY = ROOT / "docs" / "results" / "tiny-h100-2026-11-25"

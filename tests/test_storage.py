@@ -6,7 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from fbcache.storage import AtomicFileStorage, load_runs, write_new_file
+from fbcache.history.storage import AtomicFileStorage, load_runs, write_new_file
 
 
 class QuietLogger:

@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fbcache.cache_backends import DiffusersFBCache
-from fbcache.config import DEFAULT_PROMPT, SEED_THRESHOLDS
-from fbcache.decisions import DecisionLog, summarize
-from fbcache.metrics import to_uint8_images
+from fbcache.backends.base import DiffusersFBCache
+from fbcache.config.harness import DEFAULT_PROMPT, SEED_THRESHOLDS
+from fbcache.plugin.decisions import DecisionLog, summarize
+from fbcache.metrics.images import to_uint8_images
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
-from fbcache.train_tiny import flow_matching_loss
+from tools.train_tiny.train import flow_matching_loss
 
 REFERENCE = Path(__file__).parent / "data" / "tiny-reference.png"
 #: hits per default threshold, 28 steps, default prompt, seed 0

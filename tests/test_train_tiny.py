@@ -8,7 +8,8 @@ import math
 import numpy as np
 import torch
 
-from fbcache import procedural, train_tiny
+from tools.train_tiny import procedural
+from tools.train_tiny import train as train_tiny
 from fbcache.models.tiny import build_tiny_pipeline, read_weights
 from fbcache.models.tokenizers import WORDS
 

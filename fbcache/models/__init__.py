@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import HarnessConfig
+from fbcache.config.harness import HarnessConfig
 
 
 @dataclass
@@ -24,19 +24,19 @@ class LoadedModel:
 
 def load_model(config: HarnessConfig) -> LoadedModel:
     """Build or load the model named by ``config.model``, on ``config.device``, quantized as asked."""
-    from ..quantization import quantize_transformer
+    from fbcache.models.quantization import quantize_transformer
 
     kind = config.kind
     if kind in ("tiny", "tiny-random"):
-        from .tiny import load_tiny
+        from fbcache.models.tiny import load_tiny
 
         loaded = load_tiny(config, trained=(kind == "tiny"))
     elif kind == "flux-random":
-        from .flux_random import load_flux_random
+        from fbcache.models.flux_random import load_flux_random
 
         loaded = load_flux_random(config)
     else:
-        from .pretrained import load_pretrained
+        from fbcache.models.pretrained import load_pretrained
 
         loaded = load_pretrained(config)
     if config.quant not in ("none", "nunchaku"):

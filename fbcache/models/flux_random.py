@@ -12,8 +12,8 @@ from typing import Iterator
 
 import torch
 
-from ..config import HarnessConfig
-from . import LoadedModel
+from fbcache.config.harness import HarnessConfig
+from fbcache.models import LoadedModel
 
 #: FLUX.1-dev transformer/config.json and vae/config.json (architecture only)
 FLUX_DEV_TRANSFORMER = dict(
@@ -47,7 +47,7 @@ def _built_on(device: str, dtype: torch.dtype) -> Iterator[None]:
 def load_flux_random(config: HarnessConfig) -> LoadedModel:
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
-    from .tiny import scheduler_config
+    from fbcache.models.tiny import scheduler_config
 
     dtype = torch.bfloat16
     with torch.random.fork_rng(devices=[]), _built_on(config.device, dtype):

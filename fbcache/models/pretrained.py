@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from ..config import HarnessConfig
-from . import LoadedModel
+from fbcache.config.harness import HarnessConfig
+from fbcache.models import LoadedModel
 
 
 def _dtype(device: str) -> torch.dtype:

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from ..config import HarnessConfig
-from . import LoadedModel
-from .tokenizers import build_clip_tokenizer, build_t5_tokenizer
+from fbcache.config.harness import HarnessConfig
+from fbcache.models import LoadedModel
+from fbcache.models.tokenizers import build_clip_tokenizer, build_t5_tokenizer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 TINY_WEIGHTS = WEIGHTS_DIR / "tiny-flux.safetensors"
@@ -162,7 +162,7 @@ def build_tiny_pipeline(spec: TinySpec | None = None, weights: Path | None = Non
 def load_tiny(config: HarnessConfig, trained: bool) -> LoadedModel:
     weights = TINY_WEIGHTS if trained else None
     if trained and not TINY_WEIGHTS.is_file():
-        from ..errors import ConfigError
+        from fbcache.errors import ConfigError
 
         raise ConfigError("--fbcache-model", config.model, "tiny-random, flux-random, a directory or hub id",
                           f"the trained tiny weights are missing from the package ({TINY_WEIGHTS.name})")

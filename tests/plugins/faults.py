@@ -15,7 +15,8 @@ FAULT = os.environ.get("FBCACHE_TEST_FAULT", "")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from fbcache import measure, session
+    from fbcache.plugin import measure
+    from fbcache.plugin import session
 
     if FAULT == "nan":
         original = measure._generate_once

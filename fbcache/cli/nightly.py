@@ -18,11 +18,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .alert import EXIT_USAGE, Finding, WebhookSettings, alert
-from .compare import CompareResult, CompareSettings, compare_runs, markdown
-from .errors import MissingDependencyError
-from .history import Baseline, choose_baseline, same_fingerprint_before
-from .storage import load_runs, run_files
+from fbcache.alerts.channels import EXIT_USAGE, Finding, WebhookSettings, alert
+from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
+from fbcache.errors import MissingDependencyError
+from fbcache.history.selection import Baseline, choose_baseline, same_fingerprint_before
+from fbcache.history.storage import load_runs, run_files
 
 LOG_TAIL_LINES = 40
 
@@ -41,7 +41,7 @@ class NightlySettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "NightlySettings":
-        from .cli import settings_from, storage_path, webhook_from
+        from fbcache.cli.main import settings_from, storage_path, webhook_from
 
         passthrough = [f"--fbcache-{name.replace('_', '-')}={value}" for name in ("model", "thresholds", "steps",
                                                                                   "resolution", "quant", "cache_backend",
@@ -90,7 +90,7 @@ def judge_new_run(settings: NightlySettings) -> CompareResult:
 
 
 def write_report(settings: NightlySettings) -> None:
-    from .report import build_report
+    from fbcache.render.report import build_report
 
     runs, _ = load_runs(settings.storage)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .record import BenchRecord
+from fbcache.history.record import BenchRecord
 
 COLUMNS = ("threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", "SSIM", "PSNR")
 

@@ -12,17 +12,17 @@ from typing import Any, Generator
 
 import pytest
 
-from . import table
-from .bounds import calibrate, resolve_profile
-from .config import build_config
-from .errors import BoundViolation, ConfigError
-from .fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 (fixtures)
-from .metadata import fbcache_machine_info, fingerprint_differences, fingerprint_of
-from .nunchaku_engine import detect
-from .options import add_options, resolve_raw
-from .preflight import check_environment
-from .session import FBCacheSession
-from .storage import AtomicFileStorage, install_atomic_storage
+from fbcache.render import table
+from fbcache.verdicts.bounds import calibrate, resolve_profile
+from fbcache.config.harness import build_config
+from fbcache.errors import BoundViolation, ConfigError
+from fbcache.plugin.fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 fixtures
+from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of
+from fbcache.backends.nunchaku_engine import detect
+from fbcache.config.options import add_options, resolve_raw
+from fbcache.config.preflight import check_environment
+from fbcache.plugin.session import FBCacheSession
+from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
 RESULTS_FILE = "results.md"

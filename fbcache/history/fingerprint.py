@@ -16,7 +16,7 @@ import subprocess
 from functools import lru_cache
 from typing import Any, Mapping
 
-from .config import HarnessConfig
+from fbcache.config.harness import HarnessConfig
 
 FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
 

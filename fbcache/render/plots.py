@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import MissingDependencyError
-from .record import BenchRecord
-from .table import ordered
+from fbcache.errors import MissingDependencyError
+from fbcache.history.record import BenchRecord
+from fbcache.render.table import ordered
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import MissingDependencyError
+from fbcache.errors import MissingDependencyError
 
 
 def quantize_transformer(transformer: Any, quant: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .errors import ConfigError
+from fbcache.errors import ConfigError
 
 SEED_THRESHOLDS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 0.8)
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"

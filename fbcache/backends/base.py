@@ -17,8 +17,8 @@ import functools
 import importlib
 from typing import Any, Protocol
 
-from .decisions import DecisionLog, ThresholdProbe
-from .errors import BrokenRunError
+from fbcache.plugin.decisions import DecisionLog, ThresholdProbe
+from fbcache.errors import BrokenRunError
 
 
 class CacheBackend(Protocol):

@@ -21,12 +21,12 @@ from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
-from . import plots
-from .compare import CompareSettings, compare_runs
-from .history import choose_baseline, same_fingerprint_before
-from .record import BenchRecord
-from .storage import Run
-from .table import COLUMNS, hit_map, markdown_table, ordered, row
+from fbcache.render import plots
+from fbcache.verdicts.compare import CompareSettings, compare_runs
+from fbcache.history.selection import choose_baseline, same_fingerprint_before
+from fbcache.history.record import BenchRecord
+from fbcache.history.storage import Run
+from fbcache.render.table import COLUMNS, hit_map, markdown_table, ordered, row
 
 TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
                     "SSIM and PSNR are not what trained weights would give; read the timings only.")

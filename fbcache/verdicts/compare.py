@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import stats
-from .history import Baseline
-from .record import BenchRecord
-from .storage import Run
+from fbcache.verdicts import stats
+from fbcache.history.selection import Baseline
+from fbcache.history.record import BenchRecord
+from fbcache.history.storage import Run
 
 #: verdicts that wake someone up
 ALERTING = ("regression", "changed")

@@ -22,8 +22,8 @@ from typing import Any, Iterator
 from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
-from .metadata import fingerprint_id, fingerprint_of
-from .record import BenchRecord
+from fbcache.history.fingerprint import fingerprint_id, fingerprint_of
+from fbcache.history.record import BenchRecord
 
 
 @contextlib.contextmanager

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import metrics, timing
-from .decisions import DecisionLog, StepDecision, summarize
-from .errors import BrokenRunError, NaNImageError
-from .record import BenchRecord
-from .session import FBCacheSession
+from fbcache.metrics import images as metrics
+from fbcache.plugin import timing
+from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
+from fbcache.errors import BrokenRunError, NaNImageError
+from fbcache.history.record import BenchRecord
+from fbcache.plugin.session import FBCacheSession
 
 
 @dataclass

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .config import DEFAULT_PROMPT
+from fbcache.config.harness import DEFAULT_PROMPT
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .compare import CompareResult, markdown
+from fbcache.verdicts.compare import CompareResult, markdown
 
 #: exit codes shared by the verbs
 EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 from typing import Callable
 
-from .config import HarnessConfig
-from .errors import ConfigError
-from .nunchaku_engine import INSTALL_HINT, NunchakuEngine, detect, precision_for_capability
+from fbcache.config.harness import HarnessConfig
+from fbcache.errors import ConfigError
+from fbcache.backends.nunchaku_engine import INSTALL_HINT, NunchakuEngine, detect, precision_for_capability
 
 
 def _capability(device: str) -> tuple[int, int]:
@@ -25,7 +25,7 @@ def check_environment(
 ) -> None:
     """Raise ConfigError for anything that would fail later, once weights are already loading."""
     if config.model == "tiny":
-        from .models.tiny import TINY_WEIGHTS
+        from fbcache.models.tiny import TINY_WEIGHTS
 
         if not TINY_WEIGHTS.is_file():
             raise ConfigError("--fbcache-model", "tiny", "tiny-random, flux-random, a directory or hub id",

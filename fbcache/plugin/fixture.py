@@ -6,11 +6,11 @@ from typing import Any, Callable
 
 import pytest
 
-from .bounds import check
-from .errors import BoundViolation
-from .measure import measure
-from .record import BenchRecord
-from .session import FBCacheSession
+from fbcache.verdicts.bounds import check
+from fbcache.errors import BoundViolation
+from fbcache.plugin.measure import measure
+from fbcache.history.record import BenchRecord
+from fbcache.plugin.session import FBCacheSession
 
 SESSION_KEY = pytest.StashKey[FBCacheSession]()
 CONFIG_ERROR_KEY = pytest.StashKey[Exception]()

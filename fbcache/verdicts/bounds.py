@@ -28,8 +28,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError
-from .record import BenchRecord
+from fbcache.errors import ConfigError
+from fbcache.history.record import BenchRecord
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .alert import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, Finding, WebhookSettings, alert
-from .compare import CompareResult, CompareSettings, compare_runs, markdown
-from .errors import FBCacheError
-from .history import SelectionError, choose_baseline, find_run, same_fingerprint_before
-from .storage import Run, load_runs
+from fbcache.alerts.channels import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, Finding, WebhookSettings, alert
+from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
+from fbcache.errors import FBCacheError
+from fbcache.history.selection import SelectionError, choose_baseline, find_run, same_fingerprint_before
+from fbcache.history.storage import Run, load_runs
 
 DEFAULT_STORAGE = ".benchmarks"
 
@@ -107,7 +107,7 @@ def cmd_alert(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from fbcache.render.report import build_report
 
     runs = read_history(args.storage)
     latest = pick(runs, args.run)
@@ -118,7 +118,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .bounds import calibrate
+    from fbcache.verdicts.bounds import calibrate
 
     run = pick(read_history(args.storage), args.run)
     fp = run.fingerprint
@@ -138,7 +138,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from .nightly import NightlySettings, run_nightly
+    from fbcache.cli.nightly import NightlySettings, run_nightly
 
     return run_nightly(NightlySettings.from_args(args))
 
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=cmd_calibrate)
 
     nightly = verb("nightly", "the nightly job: sweep, compare, report, alert")
-    from .nightly import add_nightly_options
+    from fbcache.cli.nightly import add_nightly_options
 
     add_nightly_options(nightly)
     _compare_options(nightly)

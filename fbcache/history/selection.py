@@ -10,8 +10,8 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from .record import BenchRecord
-from .storage import Run
+from fbcache.history.record import BenchRecord
+from fbcache.history.storage import Run
 
 
 class SelectionError(ValueError):

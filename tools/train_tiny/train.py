@@ -11,7 +11,7 @@ transformer called with ``timestep = sigma`` and regressed onto the velocity ``n
 The text encoders train too because, unlike FLUX's, they start from random weights: there is
 nothing pretrained to protect, and trained embeddings separate colour, shape and place words.
 
-Run ``python -m fbcache.train_tiny --out tiny-flux.safetensors``; ``--smoke`` is a seconds-long check.
+Run ``python -m tools.train_tiny --out tiny-flux.safetensors``; ``--smoke`` is a seconds-long check.
 The defaults are the settings of the shipped ``fbcache/weights/tiny-flux.safetensors``, which trained
 in 244 s on one H100 (2026-11-25; the JSON next to the weights has the per-stage times). The model is
 so small that a flow step costs about the same ~65 ms of Python and kernel launches at batch 256 or
@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import procedural
-from .models.tiny import TinySpec, build_components, build_tiny_pipeline, save_weights, trainable_modules
+from tools.train_tiny import procedural
+from fbcache.models.tiny import TinySpec, build_components, build_tiny_pipeline, save_weights, trainable_modules
 
 #: held-out loss is measured at these noise levels, so the number is deterministic and comparable
 HELDOUT_SIGMAS: tuple[float, ...] = tuple((k + 0.5) / 8 for k in range(8))
@@ -172,7 +172,7 @@ def shift_mu(side: int, vae: torch.nn.Module) -> float:
     """The dynamic-shift mu that FluxPipeline uses at this resolution (scheduler_config's values)."""
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
-    from .models.tiny import scheduler_config
+    from fbcache.models.tiny import scheduler_config
 
     config = scheduler_config()
     tokens = (side // vae_scale_factor(vae) // 2) ** 2
@@ -352,7 +352,7 @@ def train_flow(components: dict[str, Any], pool: Pool, settings: Settings, spec:
 
 def parse_args(argv: list[str] | None) -> tuple[Path, Settings, bool]:
     defaults = Settings()
-    parser = argparse.ArgumentParser(prog="python -m fbcache.train_tiny", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m tools.train_tiny", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="weights file (.safetensors); the .json goes beside it")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
@@ -453,7 +453,7 @@ def save(trained: Trained, out: Path, seed: int) -> None:
     if not all(torch.isfinite(p).all() for module in modules.values() for p in module.parameters()):
         raise RuntimeError("training diverged: some weights are not finite; nothing was written")
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(out, trained.spec, modules, {"trainer": "fbcache.train_tiny", "seed": str(seed)},
+    save_weights(out, trained.spec, modules, {"trainer": "tools.train_tiny", "seed": str(seed)},
                  dtype=torch.float16)
 
 

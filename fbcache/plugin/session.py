@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import BoundsProfile
-from .cache_backends import CacheBackend, make_backend
-from .config import HarnessConfig
-from .errors import BrokenRunError
-from .models import LoadedModel, load_model
-from .nunchaku_engine import NunchakuEngine
-from .record import BenchRecord
+from fbcache.verdicts.bounds import BoundsProfile
+from fbcache.backends.base import CacheBackend, make_backend
+from fbcache.config.harness import HarnessConfig
+from fbcache.errors import BrokenRunError
+from fbcache.models import LoadedModel, load_model
+from fbcache.backends.nunchaku_engine import NunchakuEngine
+from fbcache.history.record import BenchRecord
 
 
 @dataclass
