@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+#: Exit codes of every ``fbcache`` verb, defined here and nowhere else.
+#: 1 means a regression and nothing else: CI reads it as "performance got worse".
+EXIT_CLEAN = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2  # bad arguments, unreadable or unwritable files, missing history
+EXIT_BROKEN = 3  # the sweep broke: nothing was measured, nothing was saved
+
 
 class FBCacheError(Exception):
     """Base class for every error fbcache raises on purpose."""

@@ -14,7 +14,8 @@ import pytest
 from conftest import ROOT
 from webhook_server import silent_server, webhook_server
 
-from fbcache.alerts.channels import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION, Finding, WebhookSettings, alert, file_issue, post_webhook, slack_payload, write_step_summary
+from fbcache.errors import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION
+from fbcache.alerts.channels import Finding, WebhookSettings, alert, file_issue, post_webhook, slack_payload, write_step_summary
 from fbcache.verdicts.compare import CompareResult, CompareSettings, ThresholdResult, Verdict
 
 

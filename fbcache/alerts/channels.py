@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from fbcache.errors import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION
 from fbcache.verdicts.compare import CompareResult, markdown
-
-#: exit codes shared by the verbs
-EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
