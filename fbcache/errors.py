@@ -24,8 +24,27 @@ class ConfigError(FBCacheError):
         self.option = option
         self.value = value
         self.accepted = accepted
+        self.why = why
         detail = f" ({why})" if why else ""
-        super().__init__(f"{option}: invalid value {value!r}{detail}; accepted: {accepted}")
+        if value is MISSING:
+            super().__init__(f"{option} is missing{detail}; accepted: {accepted}")
+        else:
+            super().__init__(f"{option}: invalid value {value!r}{detail}; accepted: {accepted}")
+
+    def from_source(self, source: str) -> "ConfigError":
+        """The same error, naming where the value came from (e.g. ``FBCACHE_STEPS``) instead of the flag."""
+        if source == self.option:
+            return self
+        return ConfigError(f"{source} (for {self.option})", self.value, self.accepted, self.why)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "missing"
+
+
+#: ``ConfigError(option, MISSING, ...)``: a required option was not given at all
+MISSING: object = _Missing()
 
 
 class MissingDependencyError(FBCacheError):

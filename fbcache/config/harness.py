@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from fbcache.errors import ConfigError
+from fbcache.errors import MISSING, ConfigError
 
 SEED_THRESHOLDS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 0.8)
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
@@ -240,6 +240,9 @@ def build_config(
     seed = parse_int("--fbcache-seed", get("seed"), 0) if get("seed") is not None else 0
     rounds = parse_int("--fbcache-rounds", get("rounds"), 1) if get("rounds") is not None else 3
     warmup = parse_int("--fbcache-warmup-rounds", get("warmup_rounds"), 0) if get("warmup_rounds") is not None else 1
+    if raw.get("prompt") is not None and not str(raw.get("prompt")).strip():
+        raise ConfigError("--fbcache-prompt", raw.get("prompt"), "a non-empty prompt (leave the option out for the default)",
+                          "empty")
     prompt = str(get("prompt") or DEFAULT_PROMPT)
     speedup_margin = parse_margin("--fbcache-calibrate-speedup-margin", str(get("calibrate_speedup_margin") or 0.15), 1.0)
     ssim_margin = parse_margin("--fbcache-calibrate-ssim-margin", str(get("calibrate_ssim_margin") or 0.02), 1.0)
@@ -249,8 +252,9 @@ def build_config(
                           "flux-random has no SVDQuant checkpoint; nunchaku needs --fbcache-nunchaku-transformer")
     nunchaku_transformer = get("nunchaku_transformer")
     if quant == "nunchaku" and not nunchaku_transformer:
-        raise ConfigError("--fbcache-nunchaku-transformer", None,
-                          "a local svdq-int4/fp4 .safetensors file or hub path", "required with --fbcache-quant nunchaku")
+        raise ConfigError("--fbcache-nunchaku-transformer", MISSING,
+                          "a local svdq-int4/fp4 .safetensors file or hub path",
+                          "--fbcache-quant nunchaku needs the quantized transformer's weights")
     if kind.startswith("tiny") and quant == "nunchaku":
         raise ConfigError("--fbcache-quant", quant, "none, torchao-int8wo, torchao-fp8",
                           "tiny models have no SVDQuant checkpoint")

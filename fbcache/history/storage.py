@@ -215,6 +215,11 @@ def load_runs(storage: Path) -> tuple[list[Run], list[str]]:
             data = json.loads(path.read_text(encoding="utf-8"))
             runs.append(parse_run(path, data))
         except (OSError, ValueError, RecursionError) as exc:  # JSON and Unicode errors are ValueErrors
-            reason = f"{type(exc).__name__}: {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if path.is_symlink() and not path.exists():
+                reason = f"a dangling link (to {os.readlink(path)})"
+            elif isinstance(exc, OSError) and exc.strerror:
+                reason = f"{type(exc).__name__}: {exc.strerror}"
+            else:
+                reason = str(exc)
             skipped.append(f"skipped {path}: {' '.join(reason.split())}")
     return runs, skipped

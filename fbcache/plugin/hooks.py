@@ -14,14 +14,15 @@ import pytest
 
 from fbcache.render import table
 from fbcache.verdicts.bounds import calibrate, resolve_profile
-from fbcache.config.harness import build_config
+from fbcache.config.harness import build_config, check_writable_dir
 from fbcache.errors import BoundViolation, ConfigError
 from fbcache.plugin.fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 fixtures
 from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of
 from fbcache.backends.nunchaku_engine import detect
-from fbcache.config.options import add_options, resolve_raw
+from fbcache.config.options import add_options, option_name, resolve_raw, source_of
 from fbcache.config.preflight import check_environment
 from fbcache.plugin.session import FBCacheSession
+from fbcache.history import provenance
 from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
@@ -47,7 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
                  "resolution": harness.resolution}
         profile = resolve_profile(harness.bounds, bounds_dir(config), facts)
     except ConfigError as exc:
-        config.stash[CONFIG_ERROR_KEY] = exc
+        name = option_name(exc.option)
+        config.stash[CONFIG_ERROR_KEY] = exc.from_source(source_of(config, name)) if name else exc
         return
     config.stash[SESSION_KEY] = FBCacheSession(harness, profile, engine)
     config.stash[MACHINE_INFO_KEY] = info
@@ -105,7 +107,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
 def pytest_sessionstart(session: pytest.Session) -> None:
     benchmark_session = getattr(session.config, "_benchmarksession", None)
     if benchmark_session is not None:
-        install_atomic_storage(benchmark_session)
+        storage = install_atomic_storage(benchmark_session)
+        if storage is not None and (benchmark_session.save or benchmark_session.autosave):
+            _check_storage_writable(session.config, storage)
+
+
+def _check_storage_writable(config: pytest.Config, storage: AtomicFileStorage) -> None:
+    """A run that cannot be saved is found out now, before any model is built, not after the sweep."""
+    target = storage.path / storage.default_machine_id if storage.default_machine_id else storage.path
+    try:
+        check_writable_dir("--benchmark-storage", str(target))
+    except ConfigError as exc:
+        config.stash.setdefault(CONFIG_ERROR_KEY, exc)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -139,6 +152,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
             storage.refuse(refusal)
         if fb.records:
             (fb.config.output_dir / RESULTS_FILE).write_text(_results_markdown(fb), encoding="utf-8")
+            provenance.write_record(fb.config.output_dir, session.config.stash[MACHINE_INFO_KEY]["fingerprint"])
         if fb.config.calibrate is not None and refusal is None and fb.records:
             _write_calibration(session.config, fb)
     yield
@@ -185,10 +199,25 @@ def _timing_checks(fb: FBCacheSession) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     fb = config.stash.get(SESSION_KEY, None)
-    if fb is None or not fb.records:
+    if fb is None or not fb.health.expected:
         return
     write = terminalreporter.write_line
     terminalreporter.section("fbcache")
+    if fb.records:
+        _write_results(write, fb)
+    storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
+    refusal = storage.refusal if isinstance(storage, AtomicFileStorage) else None
+    refusal = refusal or fb.health.refusal(exitstatus == pytest.ExitCode.INTERRUPTED)
+    if refusal:
+        write(f"history: NOT saved: {refusal}", red=True)
+    elif isinstance(storage, AtomicFileStorage) and storage.saved_path is not None:
+        marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
+        write(f"history: saved {storage.saved_path}{marked}")
+    if fb.records:
+        write(f"images and {RESULTS_FILE}: {fb.config.output_dir}")
+
+
+def _write_results(write: Any, fb: FBCacheSession) -> None:
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | cache {c.cache_backend} | {c.steps} steps | "
           f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)"
@@ -206,11 +235,3 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         write("bounds: none (no profile matched; see --fbcache-bounds)")
     for line in _timing_checks(fb):
         write(line)
-    storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
-    if isinstance(storage, AtomicFileStorage):
-        if storage.refusal:
-            write(f"history: NOT saved: {storage.refusal}", red=True)
-        elif storage.saved_path is not None:
-            marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
-            write(f"history: saved {storage.saved_path}{marked}")
-    write(f"images and {RESULTS_FILE}: {c.output_dir}")
