@@ -219,6 +219,12 @@ def load_runs(storage: Path) -> tuple[list[Run], list[str]]:
                 reason = f"a dangling link (to {os.readlink(path)})"
             elif isinstance(exc, OSError) and exc.strerror:
                 reason = f"{type(exc).__name__}: {exc.strerror}"
+            elif isinstance(exc, json.JSONDecodeError):
+                reason = f"not valid JSON ({exc})"
+            elif isinstance(exc, UnicodeDecodeError):
+                reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+            elif isinstance(exc, RecursionError):
+                reason = "JSON nested too deeply to read"
             else:
                 reason = str(exc)
             skipped.append(f"skipped {path}: {' '.join(reason.split())}")
