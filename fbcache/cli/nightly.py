@@ -89,8 +89,7 @@ def sweep(settings: NightlySettings) -> tuple[int, str]:
     return child.returncode, "".join(lines)
 
 
-def judge_new_run(settings: NightlySettings, new_run: Path) -> CompareResult:
-    runs, latest = history_with(settings, new_run)
+def judge_new_run(settings: NightlySettings, runs: list[Run], latest: Run) -> CompareResult:
     note = coverage_note(latest, baseline := baseline_for(runs, latest, "previous"))
     if note:
         print(f"fbcache nightly: note: {note}", file=sys.stderr)
@@ -135,9 +134,10 @@ def run_nightly(settings: NightlySettings) -> int:
         print(f"fbcache nightly: sweep broken; last lines:\n{tail}", file=sys.stderr)
     else:
         try:
-            result = judge_new_run(settings, new_runs[-1])
+            runs, latest = history_with(settings, new_runs[-1])
+            result = judge_new_run(settings, runs, latest)
             print(markdown(result), flush=True)
-            write_report(settings, *history_with(settings, new_runs[-1]))
+            write_report(settings, runs, latest)
             finding = Finding(result=result, context=settings.context)
         except BrokenSweep as exc:
             finding = Finding(broken=str(exc), context=settings.context)
