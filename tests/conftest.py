@@ -48,6 +48,8 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     from the caller's shell (only the ones given in ``extra``)."""
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
                    "OMP_NUM_THREADS": "1", **(extra or {})}
+    # an xdist worker's variables would make pytest-benchmark in the child disable itself
+    environment = {k: v for k, v in environment.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
     return {k: v for k, v in environment.items() if not k.startswith("FBCACHE_") or k in (extra or {})}
 
 

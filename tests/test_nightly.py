@@ -17,7 +17,7 @@ from webhook_server import webhook_server
 from fbcache.history.storage import run_files
 
 pytestmark = pytest.mark.integration
-QUICK = ["--steps", "4", "--rounds", "2", "--thresholds", "0 0.5"]
+QUICK = ["--steps", "4", "--rounds", "2", "--thresholds", "0.5"]
 
 
 def nightly(tmp_path: Path, url: str, *extra: str, fault: str = "") -> subprocess.CompletedProcess:
