@@ -13,6 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SCHEMA = 1
+#: the label of the baseline benchmark, which runs with no cache hooks at all
+UNCACHED = "uncached"
+
+
+def label_of(threshold: float | None) -> str:
+    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1')."""
+    return UNCACHED if threshold is None else f"{threshold:g}"
 
 
 @dataclass
@@ -53,7 +60,7 @@ class BenchRecord:
     # -------------------------------------------------------------------- derived views
     @property
     def label(self) -> str:
-        return "uncached" if self.threshold is None else f"{self.threshold:g}"
+        return label_of(self.threshold)
 
     @property
     def first_s(self) -> float | None:

@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from fbcache.render import plots
 from fbcache.verdicts.compare import CompareSettings, compare_runs
 from fbcache.history.selection import choose_baseline, same_fingerprint_before
-from fbcache.history.record import BenchRecord
+from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 from fbcache.render.table import COLUMNS, hit_map, markdown_table, ordered, row
 
@@ -230,7 +230,7 @@ def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path) -
     flagged = {(a.run, a.label, a.metric) for a in alerts}
     written = {}
     for metric in TREND_METRICS:
-        shown = [label for label in labels if metric.with_uncached or label != "uncached"]
+        shown = [label for label in labels if metric.with_uncached or label != UNCACHED]
         points = [plots.TrendPoint(label, i, value, (run.name, label, metric.metric) in flagged)
                   for i, run in enumerate(series) for label in shown
                   if label in run.records and (value := metric.value(run.records[label])) is not None]
