@@ -15,7 +15,8 @@ Return kinds come from a small, deterministic heuristic on the ``return`` expres
 annotations are ignored, so a stand-in's type hints cannot change a kind):
 
 - ``none`` (no ``return`` with a value), ``generator`` (contains ``yield``);
-- literals: ``bool``, ``number``, ``str``, ``none``; a tuple literal: ``tuple[k1, k2, ...]``;
+- literals: ``bool``, ``number``, ``str``, ``none``; a tuple literal: ``tuple[k1, k2, ...]`` (an
+  element with several kinds is ``other``);
 - ``tensor``: a call of ``torch.<anything>``, a call of a ``torch.Tensor`` method (``.abs()``,
   ``.mean()``, ``.to()``, ... see ``TENSOR_METHODS``), arithmetic or a comparison with a ``tensor``
   operand, or a subscript of a ``tensor``;
@@ -231,7 +232,7 @@ class FunctionKinds:
         if isinstance(node, ast.JoinedStr):
             return "str"
         if isinstance(node, ast.Tuple):
-            return "tuple[" + ", ".join(self.expr(e) for e in node.elts) + "]"
+            return "tuple[" + ", ".join(flat(self.expr(e)) for e in node.elts) + "]"
         if isinstance(node, ast.Name):
             return self.name(node.id)
         if isinstance(node, ast.Compare):
@@ -277,6 +278,11 @@ class FunctionKinds:
             return "generator"
         kinds = {self.expr(n.value) if n.value is not None else "none" for n in nodes if isinstance(n, ast.Return)}
         return " | ".join(sorted(kinds)) if kinds else "none"
+
+
+def flat(kind: str) -> str:
+    """A union inside a tuple is ``other``: unions appear only at the top of a function's kind."""
+    return "other" if " | " in kind else kind
 
 
 def root_name(node: ast.expr) -> str | None:
