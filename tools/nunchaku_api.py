@@ -40,9 +40,10 @@ import ast
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 SCHEMA = 1
 PACKAGE = "nunchaku"
@@ -196,10 +197,11 @@ class FunctionKinds:
             self.assignments.setdefault(target.id, []).append(
                 (lambda: "other") if value is None else (lambda: self.expr(value)))
         elif isinstance(target, (ast.Tuple, ast.List)):
+            count = len(target.elts)
             for index, element in enumerate(target.elts):
                 if isinstance(element, ast.Name):
                     self.assignments.setdefault(element.id, []).append(
-                        lambda i=index, n=len(target.elts): self._element(value, i, n))
+                        lambda i=index: self._element(value, i, count))
 
     def _element(self, value: ast.expr | None, index: int, count: int) -> str:
         """Kind of the index-th name when ``value`` is unpacked into ``count`` names."""
@@ -221,7 +223,8 @@ class FunctionKinds:
             self.name_memo[identifier] = found[0] if len(set(found)) == 1 else "other"
         return self.name_memo[identifier]
 
-    def expr(self, node: ast.expr) -> str:  # noqa: C901 - one branch per rule of the docstring
+    def expr(self, node: ast.expr) -> str:
+        """One branch per rule of the module docstring."""
         if isinstance(node, ast.Constant):
             value = node.value
             if value is None:
@@ -334,7 +337,8 @@ def read_version(source: str | None) -> str | None:
     if source is None:
         return None
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets):
+        names = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+        if isinstance(node, ast.Assign) and "__version__" in names:
             return ast.literal_eval(node.value)
     return None
 

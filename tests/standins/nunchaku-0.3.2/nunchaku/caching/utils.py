@@ -173,8 +173,8 @@ class FluxCachedTransformerBlocks(nn.Module):
             first_residual=first_hidden - hidden_states, hidden_states=first_hidden,
             encoder_hidden_states=first_encoder, threshold=self.residual_diff_threshold_multi, parallelized=False,
             mode="multi", verbose=self.verbose, call_remaining_fn=self.call_remaining_FBCache_transformer_blocks,
-            remaining_kwargs=dict(temb=temb, rotary_emb_img=None, rotary_emb_txt=None,
-                                  rotary_emb_single=image_rotary_emb, txt_tokens=encoder_hidden_states.shape[1]))
+            remaining_kwargs={"temb": temb, "rotary_emb_img": None, "rotary_emb_txt": None,
+                              "rotary_emb_single": image_rotary_emb, "txt_tokens": encoder_hidden_states.shape[1]})
         self.residual_diff_threshold_multi = threshold
         return self._ordered(hidden, encoder)
 
