@@ -20,6 +20,7 @@ from typing import Sequence
 from fbcache.alerts.channels import Finding, WebhookSettings, alert
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, FBCacheError
 from fbcache.history.selection import SelectionError, baseline_for, coverage_note, find_run, same_fingerprint_before
+from fbcache.history.fingerprint import match_facts
 from fbcache.history.storage import Run, load_runs
 from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
 
@@ -181,15 +182,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = output_file(args.out, "--out")
     run = pick(read_history(args.storage), args.run)
     fp = run.fingerprint
-    info = run.machine_info.get("fbcache", {})
     accelerator = str(fp.get("accelerator", ""))
     on_cpu = accelerator.startswith("cpu")
-    workload = info.get("workload", {})
-    match = {"model": fp.get("model", ""), "quantization": fp.get("quantization", ""),
-             "cache_backend": fp.get("cache_backend", ""), "accelerator": "cpu" if on_cpu else accelerator,
-             "steps": str(workload.get("steps", "")), "resolution": str(workload.get("resolution", ""))}
+    match = match_facts(run.machine_info.get("fbcache", {}))
     text = calibrate(run.records.values(), args.speedup_margin, args.ssim_margin, name=args.name or Path(args.out).stem,
-                     match={k: v for k, v in match.items() if v}, enforce_speedup=not on_cpu,
+                     match=match, enforce_speedup=not on_cpu,
                      measured_on=f"{accelerator}, run {run.name} ({run.datetime[:10]})")
     write_file(out, text, "--out")
     print(f"wrote {args.out} from {run.name}")

@@ -14,7 +14,16 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
+from fbcache.metrics import all_metrics
+
 SCHEMA = 1
+#: the label of the baseline benchmark, which runs with no cache hooks at all
+UNCACHED = "uncached"
+
+
+def label_of(threshold: float | None) -> str:
+    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1')."""
+    return UNCACHED if threshold is None else f"{threshold:g}"
 
 
 @dataclass
@@ -42,9 +51,9 @@ class BenchRecord:
     #: per step: relative first-block residual difference (None at step 0) and whether it hit
     residual_diff_trace: list[float | None] = field(default_factory=list)
     hit_trace: list[bool] = field(default_factory=list)
-    ssim: float | None = None
-    #: None when the image is identical to the uncached one (infinite PSNR)
-    psnr: float | None = None
+    #: image metrics against the uncached image, by registry name (fbcache.metrics); stored in
+    #: extra_info under their own names ("ssim", "psnr", ...), as pytest-benchmark users expect
+    metrics: dict[str, float | None] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
     model_digest: str = ""
     timing_only: bool = False
@@ -54,8 +63,16 @@ class BenchRecord:
 
     # -------------------------------------------------------------------- derived views
     @property
+    def ssim(self) -> float | None:
+        return self.metrics.get("ssim")
+
+    @property
+    def psnr(self) -> float | None:
+        return self.metrics.get("psnr")
+
+    @property
     def label(self) -> str:
-        return "uncached" if self.threshold is None else f"{self.threshold:g}"
+        return label_of(self.threshold)
 
     @property
     def first_s(self) -> float | None:
@@ -98,7 +115,9 @@ class BenchRecord:
         info["hits_consistent"] = self.hits_consistent
         info["timer_agreement_pct"] = self.timer_agreement_pct
         info["overhead_pct"] = self.overhead_pct
-        info["psnr"] = None if self.psnr is None or math.isinf(self.psnr) else self.psnr
+        for metric in all_metrics():
+            info[metric.name] = metric.to_json(self.metrics.get(metric.name))
+        del info["metrics"]
         return info
 
     @classmethod
@@ -115,7 +134,7 @@ class BenchRecord:
         hints = typing.get_type_hints(cls)
         values = {}
         for spec in fields(cls):
-            if spec.name == "schema":
+            if spec.name in ("schema", "metrics"):
                 continue
             if spec.name not in info:
                 if spec.default is MISSING and spec.default_factory is MISSING:
@@ -129,7 +148,15 @@ class BenchRecord:
             problem = type_problem(values.get("bounds", {}).get(key, []), list[str])
             if problem:
                 raise ValueError(f"extra_info.bounds.{key}: {problem}")
-        return cls(**values)
+        metrics = {}
+        for metric in all_metrics():  # stored under their own names ("ssim", "psnr", ...)
+            if metric.name in info:
+                raw = info[metric.name]
+                problem = type_problem(raw, float | None)
+                if problem:
+                    raise ValueError(f"extra_info.{metric.name} = {_short(raw)}: {problem}")
+                metrics[metric.name] = metric.from_json(raw)
+        return cls(**values, metrics=metrics)
 
 
 def _short(value: Any) -> str:

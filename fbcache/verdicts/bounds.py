@@ -1,4 +1,4 @@
-"""Bounds profiles: per-threshold floors for speedup and SSIM, in TOML.
+"""Bounds profiles: per-threshold floors for speedup and every registered image metric, in TOML.
 
 A profile looks like::
 
@@ -15,10 +15,12 @@ A profile looks like::
     [thresholds."0.1"]
     min_speedup = 1.3
     min_ssim = 0.93              # or "calibrate on the first run": not checked yet
+    min_psnr = 25.0              # every image metric of fbcache.metrics has its own key
 
 Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
 type, or a floor that is not a finite number >= 0 stops the run before any model is built, naming
-the file and the key path. The keys of a threshold table are the fields of :class:`ThresholdBound`.
+the file and the key path. The keys of a threshold table come from :func:`threshold_keys` (speedup and
+each registered image metric), so a new metric's floor is accepted, and its typo refused, unchanged.
 
 Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
 ``enforce_speedup = false``: its speedup floors are printed, never fatal, and never flake.
@@ -28,13 +30,14 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fbcache.errors import ConfigError
 from fbcache.history.record import BenchRecord
+from fbcache.metrics import all_metrics
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,7 +50,13 @@ UNCALIBRATED = "calibrate on the first run"
 @dataclass(frozen=True)
 class ThresholdBound:
     min_speedup: float | None = None
-    min_ssim: float | None = None
+    #: image-metric floors by metric name (key ``min_<name>`` in TOML; ``max_`` where lower is better)
+    image: Mapping[str, float] = field(default_factory=dict)
+
+
+def threshold_keys() -> tuple[str, ...]:
+    """The keys a ``[thresholds."T"]`` table may hold: speedup and each registered metric's bound key."""
+    return ("min_speedup", *(m.bound_key for m in all_metrics()))
 
 
 @dataclass(frozen=True)
@@ -84,22 +93,20 @@ class Violation:
     bound: float
     enforced: bool
     profile: str
+    key: str
 
     def message(self) -> str:
-        verdict = "below" if self.enforced else "below (reported, not enforced on this profile)"
+        side = "below" if self.key.startswith("min_") else "above"
+        verdict = side if self.enforced else f"{side} (reported, not enforced on this profile)"
         return (f"threshold {self.threshold:g}: {self.metric} {self.measured:.4f} is {verdict} "
-                f"min_{self.metric} {self.bound:g} (profile {self.profile})")
+                f"{self.key} {self.bound:g} (profile {self.profile})")
 
 
-#: keys of each table; per-threshold keys follow :class:`ThresholdBound`, so a new floor is accepted
+#: keys of each table; per-threshold keys are :func:`threshold_keys`, so a new metric's floor is accepted
 #: (and a typo refused) without touching the parser
 PROFILE_KEYS = ("name", "description", "enforce_speedup")
 MATCH_KEYS = ("model", "quantization", "cache_backend", "accelerator", "steps", "resolution")
 TOP_KEYS = ("profile", "match", "thresholds")
-
-
-def bound_keys() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(ThresholdBound))
 
 
 def _error(source: str, path: str, value: Any, accepted: str, why: str) -> ConfigError:
@@ -142,7 +149,7 @@ def _threshold_key(key: str, source: str) -> float:
 
 
 def _thresholds(data: Any, source: str) -> dict[float, ThresholdBound]:
-    keys = bound_keys()
+    keys = threshold_keys()
     if not isinstance(data, Mapping) or not data:
         raise _error(source, "thresholds", data, f'[thresholds."T"] tables with keys {", ".join(keys)}',
                      "missing or empty: the profile would check nothing" if not data else "not a table")
@@ -155,7 +162,11 @@ def _thresholds(data: Any, source: str) -> dict[float, ThresholdBound]:
             raise _error(source, where, {}, ", ".join(keys), "empty table: no floor to check")
         if any(abs(threshold - t) < 1e-9 for t in thresholds):
             raise _error(source, where, key, "one table per threshold", "the same threshold twice")
-        thresholds[threshold] = ThresholdBound(**{k: _floor(v, source, f"{where}.{k}") for k, v in entry.items()})
+        floors = {k: _floor(v, source, f"{where}.{k}") for k, v in entry.items()}
+        thresholds[threshold] = ThresholdBound(
+            min_speedup=floors.get("min_speedup"),
+            image={m.name: floors[m.bound_key] for m in all_metrics() if floors.get(m.bound_key) is not None},
+        )
     return thresholds
 
 
@@ -223,11 +234,13 @@ def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
     if bound is None:
         return []
     found = []
-    if bound.min_ssim is not None and record.ssim is not None and record.ssim < bound.min_ssim:
-        found.append(Violation(record.threshold, "ssim", record.ssim, bound.min_ssim, True, profile.name))
+    for metric in all_metrics():
+        floor, value = bound.image.get(metric.name), record.metrics.get(metric.name)
+        if floor is not None and value is not None and metric.breaks(value, floor):
+            found.append(Violation(record.threshold, metric.name, value, floor, True, profile.name, metric.bound_key))
     if bound.min_speedup is not None and record.speedup is not None and record.speedup < bound.min_speedup:
         found.append(Violation(record.threshold, "speedup", record.speedup, bound.min_speedup,
-                               profile.enforce_speedup, profile.name))
+                               profile.enforce_speedup, profile.name, "min_speedup"))
     return found
 
 
@@ -240,10 +253,15 @@ def calibrate(
     enforce_speedup: bool,
     measured_on: str,
 ) -> str:
-    """A TOML profile: each floor is the measured value minus the stated margin."""
+    """A TOML profile: each floor is the measured value minus the stated margin.
+
+    ``ssim_margin`` is the user's SSIM margin; every other metric uses its own ``calibrate_margin``.
+    """
+    margins = {m.name: ssim_margin if m.name == "ssim" else m.calibrate_margin for m in all_metrics()}
     lines = [
         f"# Calibrated by fbcache from a measured run on {measured_on}, {date.today().isoformat()}.",
-        f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); min_ssim = measured SSIM - {ssim_margin:g}.",
+        f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); image metrics: measured value minus "
+        + ", ".join(f"{name} {margin:g}" for name, margin in margins.items()) + ".",
         "[profile]",
         f"name = {_toml_str(name)}",
         f"description = {_toml_str('calibrated from ' + measured_on)}",
@@ -257,8 +275,13 @@ def calibrate(
         if record.speedup is not None:
             lines.append(f"min_speedup = {round(record.speedup * (1 - speedup_margin), 3)}  "
                          f"# measured {record.speedup:.3f}")
-        if record.ssim is not None:
-            lines.append(f"min_ssim = {round(max(record.ssim - ssim_margin, 0.0), 4)}  # measured {record.ssim:.4f}")
+        for metric in all_metrics():
+            value = record.metrics.get(metric.name)
+            if value is None or math.isinf(value):
+                continue  # identical to uncached: no floor to leave room under
+            step = -margins[metric.name] if metric.higher_is_better else margins[metric.name]
+            floor = max(value + step, 0.0)
+            lines.append(f"{metric.bound_key} = {round(floor, metric.decimals)}  # measured {metric.format(value)}")
     return "\n".join(lines) + "\n"
 
 
