@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fbcache.metrics import images as metrics
+from fbcache.metrics import all_metrics
+from fbcache.metrics import images as pixels
 from fbcache.plugin import timing
 from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
@@ -54,9 +55,9 @@ def _generate_once(session: FBCacheSession, generator: torch.Generator) -> torch
 
 def _untimed_uncached_image(session: FBCacheSession) -> np.ndarray:
     images = _generate_once(session, torch.Generator("cpu").manual_seed(session.config.seed))
-    if not metrics.all_finite(images):
+    if not pixels.all_finite(images):
         raise NaNImageError("the uncached reference image has NaN/Inf pixels")
-    return metrics.to_uint8_images(images)[0]
+    return pixels.to_uint8_images(images)[0]
 
 
 def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog) -> _Rounds:
@@ -141,7 +142,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
     for index, images in enumerate(rounds.images):
-        if not metrics.all_finite(images):
+        if not pixels.all_finite(images):
             raise NaNImageError(f"generation {index + 1} produced NaN/Inf pixels")
     stats = getattr(benchmark, "stats", None)
     rounds_s = [float(x) for x in stats.stats.data] if stats is not None else []
@@ -154,7 +155,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
                 raise BrokenRunError(
                     f"the cache decided {len(steps)} times in a {config.steps}-step generation; its hooks did "
                     "not see every step (enable the cache before the first cache_context, diffusers #14037)")
-    first_images = [metrics.to_uint8_images(images)[0] for images in timed_images[:2]]
+    first_images = [pixels.to_uint8_images(images)[0] for images in timed_images[:2]]
     label = label_of(threshold)
     if threshold is None:
         session.set_reference(first_images[0])
@@ -171,8 +172,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         rounds_s=rounds_s,
         warmup_rounds=config.warmup_rounds,
         cuda_event_s=[s for s in (pair.seconds() for pair in rounds.events[-timed:]) if s is not None],
-        ssim=metrics.ssim(first_images[0], reference),
-        psnr=metrics.psnr(first_images[0], reference),
+        metrics={metric.name: metric.compute(first_images[0], reference) for metric in all_metrics()},
         peak_memory_bytes=timing.peak_memory_bytes(config.device),
         model_digest=model.digest,
         timing_only=model.timing_only,

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fbcache.metrics import ImageMetric, all_metrics
+from fbcache.render import markdown as render_markdown
 from fbcache.verdicts import stats
 from fbcache.history.selection import Baseline
 from fbcache.history.record import BenchRecord
@@ -174,16 +176,20 @@ def judge_speedup(label: str, latest: Run, baseline: Baseline, history: list[Run
     return Verdict("speedup", status, now, before, f"{change:+.1%}, outside band {band.low:.3g}..{band.high:.3g}")
 
 
-def judge_ssim(latest: BenchRecord, before: float | None, s: CompareSettings) -> Verdict:
-    now = latest.ssim
+def judge_metric(metric: ImageMetric, latest: BenchRecord, before: float | None, s: CompareSettings) -> Verdict:
+    """An image metric against the uncached image: deterministic, so any move beyond its tolerance counts."""
+    now = latest.metrics.get(metric.name)
+    tolerance = s.ssim_tolerance if metric.name == "ssim" else metric.tolerance
     if now is None or before is None:
-        return Verdict("ssim", "not judged", now, before, "no SSIM on one side")
-    delta = now - before
-    if delta < -s.ssim_tolerance:
-        return Verdict("ssim", "regression", now, before, f"{delta:+.4f}, beyond -{s.ssim_tolerance:g}")
-    if delta > s.ssim_tolerance:
-        return Verdict("ssim", "improvement", now, before, f"{delta:+.4f}")
-    return Verdict("ssim", "ok", now, before, f"{delta:+.4f}, within ±{s.ssim_tolerance:g}")
+        return Verdict(metric.name, "not judged", now, before, f"no {metric.title} on one side")
+    worse = metric.worse_by(now, before)
+    delta = f"{metric.format(before)} -> {metric.format(now)}" if worse else "unchanged"
+    shown = metric.to_json(now), metric.to_json(before)  # JSON has no infinity (identical images)
+    if worse > tolerance:
+        return Verdict(metric.name, "regression", *shown, f"{delta}, beyond the tolerance {tolerance:g}")
+    if worse < -tolerance:
+        return Verdict(metric.name, "improvement", *shown, delta)
+    return Verdict(metric.name, "ok", *shown, f"{delta}, within ±{tolerance:g}")
 
 
 def judge_hits(latest: BenchRecord, before: BenchRecord | None) -> Verdict:
@@ -256,7 +262,8 @@ def compare_runs(latest: Run, baseline: Baseline, history: list[Run],
             verdicts.append(judge_time(label, latest, baseline, history, settings))
             if record.threshold is not None:
                 verdicts += [judge_speedup(label, latest, baseline, history, settings),
-                             judge_ssim(record, baseline.metric(label, "ssim"), settings),
+                             *[judge_metric(m, record, baseline.image_metric(label, m.name), settings)
+                               for m in all_metrics()],
                              judge_hits(record, baseline.record(label))]
         if verdicts:
             rows.append(ThresholdResult(label, verdicts))
@@ -329,13 +336,15 @@ def _pair(verdict: Verdict | None, digits: int) -> str:
 
 
 def markdown(result: CompareResult) -> str:
-    lines = [f"**fbcache compare**: `{result.latest}` against {result.baseline}",
-             "", "| threshold | time s (now / base) | speedup | SSIM | hits | verdict |", "|---|---|---|---|---|---|"]
+    header = ["threshold", "time s (now / base)", "speedup", *(m.title for m in all_metrics()), "hits", "verdict"]
+    rows = []
     for row in result.rows:
         hits = row.verdict("hits")
         hits_text = "—" if hits is None or hits.latest is None else f"{hits.latest:g} / {_number(hits.baseline, 0)}"
-        lines.append(f"| {row.label} | {_pair(row.verdict('time'), 3)} | {_pair(row.verdict('speedup'), 2)} | "
-                     f"{_pair(row.verdict('ssim'), 4)} | {hits_text} | {row.status.upper() if row.status in ALERTING else row.status} |")
+        rows.append([row.label, _pair(row.verdict("time"), 3), _pair(row.verdict("speedup"), 2),
+                     *[_pair(row.verdict(m.name), m.decimals) for m in all_metrics()], hits_text,
+                     row.status.upper() if row.status in ALERTING else row.status])
+    lines = [f"**fbcache compare**: `{result.latest}` against {result.baseline}", "", render_markdown.table(header, rows)]
     details = [f"- {row.label} {v.metric}: **{v.status}**: {v.detail}" for row in result.rows for v in row.verdicts
                if v.status != "ok"]
     if details:
