@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from fbcache import backends
-from fbcache.alerts.channels import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE
+from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.agreement import DEFAULT_NEAR, AgreementError, BackendRun, compare_backends, markdown, to_json
 
