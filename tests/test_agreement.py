@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
+from conftest import ROOT
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import Run
 from fbcache.verdicts.agreement import AgreementError, BackendRun, compare_backends, first_difference, markdown

@@ -8,8 +8,9 @@ never the engine.
 from __future__ import annotations
 
 import pytest
+import test_nunchaku_standins as standins
 import torch
-from test_nunchaku_standins import STEPS, counting, fresh_pipe, generate, standin_package, tiny, uncached  # noqa: F401
+from test_nunchaku_standins import STEPS, counting, fresh_pipe, generate, standin_package
 
 from fbcache import backends
 from fbcache.backends.nunchaku_engine import parse_release, unsupported_release
@@ -17,6 +18,9 @@ from fbcache.errors import BrokenRunError
 from fbcache.plugin.decisions import DecisionLog
 
 THRESHOLD = 0.5
+#: the stand-in tests' module fixtures: the tiny pipeline and its uncached latents
+tiny = standins.tiny
+uncached = standins.uncached
 
 
 def decided(log: DecisionLog) -> list[bool]:

@@ -41,7 +41,7 @@ def dbcache_config(threshold: float) -> Any:
     return DBCacheConfig(residual_diff_threshold=threshold, **F1B0)
 
 
-def settings(config: "HarnessConfig") -> dict[str, Any]:
+def settings(config: HarnessConfig) -> dict[str, Any]:
     """Every DBCacheConfig field (cache-dit's defaults included) but the threshold, and its environment."""
     fields = dbcache_config(0.0).as_dict()
     fields.pop("residual_diff_threshold")
@@ -106,7 +106,7 @@ class CacheDitFBCache:
                 raise BrokenRunError(f"cache-dit's own statistics cached steps {theirs}, its decisions said {ours}")
 
 
-def preflight(config: "HarnessConfig") -> None:
+def preflight(config: HarnessConfig) -> None:
     for name, expected in ENVIRONMENT.items():
         if os.environ.get(name, expected) != expected:
             raise ConfigError("--fbcache-cache-backend", config.cache_backend, "diffusers, nunchaku",

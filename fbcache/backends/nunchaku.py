@@ -146,7 +146,7 @@ class NunchakuFBCache:
         self.can_run_uncached = self.v2
 
 
-def check_engine(config: "HarnessConfig", option: str, value: str) -> None:
+def check_engine(config: HarnessConfig, option: str, value: str) -> None:
     """The installed ``nunchaku`` must be the real engine (or, for the cache alone, our stand-in)."""
     engine = detect()
     if engine.status == "absent":
@@ -176,7 +176,7 @@ def _capability(device: str) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
 
 
-def preflight(config: "HarnessConfig") -> None:
+def preflight(config: HarnessConfig) -> None:
     """The engine (or a stand-in) is installed, and its release can sweep thresholds on one pipeline."""
     check_engine(config, "--fbcache-cache-backend", config.cache_backend)
     engine = detect()

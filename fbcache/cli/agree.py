@@ -111,7 +111,7 @@ def collect(args: argparse.Namespace) -> tuple[list[BackendRun], list[str]]:
     workdir.mkdir(parents=True, exist_ok=True)
     runs, skipped = [], []
     for backend in chosen:
-        before = set(run_files((workdir / backend / "history")))
+        before = set(run_files(workdir / backend / "history"))
         code, output, storage = sweep(backend, args, workdir)
         if not set(run_files(storage)) - before:
             error = next((line.strip() for line in output.splitlines() if line.startswith("ERROR")), "")

@@ -108,7 +108,7 @@ def first_difference(reference: BenchRecord, other: BenchRecord, backend: str, n
     ours, theirs = reference.hit_trace, other.hit_trace
     if len(ours) != len(theirs):
         return Verdict(False, f"{len(theirs)} decisions against {len(ours)}")
-    step = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
+    step = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), None)
     if step is None:
         return Verdict(True)
     threshold = float(reference.threshold or 0.0)
@@ -129,7 +129,7 @@ def diff_gap(reference: BenchRecord, other: BenchRecord) -> float | None:
     """Largest relative gap between the two backends' compared differences, while their maps agree."""
     gaps = []
     for a_hit, b_hit, a, b in zip(reference.hit_trace, other.hit_trace, reference.residual_diff_trace,
-                                  other.residual_diff_trace):
+                                  other.residual_diff_trace, strict=False):
         if a_hit != b_hit:
             break
         if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
