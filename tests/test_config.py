@@ -62,7 +62,7 @@ def test_bad_resolution(raw):
     ("model", "tinyy", "--fbcache-model: invalid value 'tinyy' (unknown model); accepted: tiny, tiny-random"),
     ("model", "./no/such/dir", "no such directory"),
     ("quant", "int3", "accepted: none, torchao-int8wo, torchao-fp8, nunchaku"),
-    ("cache_backend", "teacache", "accepted: diffusers, nunchaku"),
+    ("cache_backend", "teacache", "accepted: diffusers, cache-dit, nunchaku"),
     ("device", "tpu", "accepted: auto, cpu, cuda, cuda:N"),
     ("device", "cuda", "CUDA was requested but torch sees no CUDA device"),
     ("seed", "-3", "--fbcache-seed"),

@@ -6,6 +6,7 @@
     fbcache report [RUN]             Markdown + HTML + PNG report of a run
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
     fbcache nightly                  sweep, compare, report, alert: the nightly job in one verb
+    fbcache agree                    one workload through every installed cache backend, side by side
 """
 
 from __future__ import annotations
@@ -149,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     nightly = verb("nightly", "the nightly job: sweep, compare, report, alert")
     add_nightly_options(nightly)
     nightly.set_defaults(func=cmd_nightly)
+
+    from fbcache.cli import agree as agree_verb
+
+    agree = verbs.add_parser("agree", help="run one workload through every installed cache backend and compare "
+                             "their hit maps; exit 0 agree, 1 disagree, 2 error",
+                             description=agree_verb.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    agree_verb.add_agree_options(agree)
+    agree.set_defaults(func=agree_verb.cmd_agree)
     return parser
 
 
