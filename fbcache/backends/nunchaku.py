@@ -101,4 +101,6 @@ SPEC = BackendSpec(
     removable=False,
     preflight=lambda config: check_engine(config, "--fbcache-cache-backend", config.cache_backend),
     versions=lambda: {"nunchaku": detect().label},
+    compile_note="nunchaku's engine runs its own CUDA kernels and its cache patches the pipeline class; "
+                 "it is not run under torch.compile",
 )
