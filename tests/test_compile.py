@@ -257,4 +257,4 @@ def test_recompiling_timed_rounds_fail_and_stay_out_of_history(sweep):
                    plugins=("plugins.aot_eager", "plugins.faults"))
     assert result.returncode == 1, result.output
     assert "torch.compile recompiled during the timed rounds of uncached" in result.output
-    assert "history: NOT saved" in result.output and result.saved_runs() == []
+    assert "NOT saved to the history" in result.output and result.saved_runs() == []
