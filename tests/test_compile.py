@@ -12,13 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_sweep
 
+from conftest import run_sweep
 from fbcache.backends.diffusers import DiffusersFBCache
-from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
 from fbcache.config import preflight
+from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
 from fbcache.errors import BrokenRunError, ConfigError
-from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_id, match_facts
+from fbcache.history.fingerprint import (
+    fbcache_machine_info,
+    fingerprint_id,
+    match_facts,
+)
 from fbcache.history.record import BenchRecord
 from fbcache.models import compile as compile_modes
 from fbcache.models import load_model
@@ -67,7 +71,7 @@ def test_int8_weight_only_is_accepted_on_cpu(tmp_path):
 ])
 def test_quantization_needs_its_compute_capability_before_weights_load(quant, capability, refused):
     config = HarnessConfig(model="org/flux", quant=quant, device="cuda")
-    check = lambda: preflight.check_environment(config, capability=lambda d: capability,  # noqa: E731
+    check = lambda: preflight.check_environment(config, capability=lambda d: capability,
                                                 has_module=lambda name: True)
     if not refused:
         check()
@@ -157,16 +161,16 @@ def test_guard_lets_warm_calls_through(compiled_square):
 
 
 def test_guard_fails_a_benchmark_whose_timed_rounds_recompile(compiled_square):
-    with pytest.raises(BrokenRunError, match=r"recompiled during the timed rounds of threshold 0.5.*not recorded"):
-        with recompile.no_recompile("regional", "threshold 0.5"):
-            compiled_square(torch.ones(5))  # a new shape: the guard on the input fails
+    with pytest.raises(BrokenRunError, match=r"recompiled during the timed rounds of threshold 0.5.*not recorded"), \
+            recompile.no_recompile("regional", "threshold 0.5"):
+        compiled_square(torch.ones(5))  # a new shape: the guard on the input fails
 
 
 def test_guard_counts_graphs_where_set_stance_is_unavailable(compiled_square, monkeypatch):
     monkeypatch.setattr(recompile, "_stance", lambda name: recompile.contextlib.nullcontext())
-    with pytest.raises(BrokenRunError, match=r"compiled 1 new graph\(s\).*during the timed rounds of uncached"):
-        with recompile.no_recompile("regional", "uncached"):
-            compiled_square(torch.ones(6))
+    with pytest.raises(BrokenRunError, match=r"compiled 1 new graph\(s\).*during the timed rounds of uncached"), \
+            recompile.no_recompile("regional", "uncached"):
+        compiled_square(torch.ones(6))
 
 
 def test_guard_is_off_for_eager_sessions(compiled_square):

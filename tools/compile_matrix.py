@@ -122,10 +122,11 @@ def table(runs: dict[str, ConfigRun], placement: dict[str, str] | None = None) -
         accelerator = info.get("accelerator", {})
         versions = info.get("versions", {})
         workload = info.get("workload", {})
-        lines += [f"{accelerator.get('name')} (driver {accelerator.get('driver')}, CUDA {accelerator.get('cuda')}); "
-                  f"torch {versions.get('torch')}, diffusers {versions.get('diffusers')}, torchao {versions.get('torchao')}; "
-                  f"{info.get('model')}, {workload.get('resolution')}, {workload.get('steps')} steps; "
-                  f"runs saved {min(r.datetime for r in present)[:10]}", ""]
+        stack = (f"{accelerator.get('name')} (driver {accelerator.get('driver')}, CUDA {accelerator.get('cuda')}); "
+                 f"torch {versions.get('torch')}, diffusers {versions.get('diffusers')}, "
+                 f"torchao {versions.get('torchao')}; {info.get('model')}, {workload.get('resolution')}, "
+                 f"{workload.get('steps')} steps; runs saved {min(r.datetime for r in present)[:10]}")
+        lines += [stack, ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in config_names():
         quant, mode = name.split("-")

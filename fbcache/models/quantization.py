@@ -14,8 +14,9 @@ runs of the same mode differ only by compilation. int4 uses the ``tile_packed_to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from fbcache.errors import MissingDependencyError
 
@@ -36,7 +37,11 @@ def _int4wo() -> Any:
 
 def _fp8(granularity: str) -> Callable[[], Any]:
     def make() -> Any:
-        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig,
+            PerRow,
+            PerTensor,
+        )
 
         chosen = PerRow() if granularity == "row" else PerTensor()
         return Float8DynamicActivationFloat8WeightConfig(granularity=chosen, set_inductor_config=False)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from fbcache.errors import BrokenRunError
 from fbcache.history.record import BenchRecord
@@ -34,7 +35,7 @@ class CompileCounters:
     graphs: int
     frames: int
 
-    def __sub__(self, other: "CompileCounters") -> "CompileCounters":
+    def __sub__(self, other: CompileCounters) -> CompileCounters:
         return CompileCounters(self.graphs - other.graphs, self.frames - other.frames)
 
     @property
