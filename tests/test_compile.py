@@ -71,8 +71,10 @@ def test_int8_weight_only_is_accepted_on_cpu(tmp_path):
 ])
 def test_quantization_needs_its_compute_capability_before_weights_load(quant, capability, refused):
     config = HarnessConfig(model="org/flux", quant=quant, device="cuda")
-    check = lambda: preflight.check_environment(config, capability=lambda d: capability,
-                                                has_module=lambda name: True)
+
+    def check() -> None:
+        preflight.check_environment(config, capability=lambda d: capability, has_module=lambda name: True)
+
     if not refused:
         check()
         return

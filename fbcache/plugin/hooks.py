@@ -77,7 +77,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     session = _session_or_usage_error(config)
     try:
-        check_compile_selection(session.config, sum("fbcache_threshold" in item.fixturenames for item in fbcache_items))
+        cached = sum("fbcache_threshold" in getattr(item, "fixturenames", ()) for item in fbcache_items)
+        check_compile_selection(session.config, cached)
     except ConfigError as exc:
         raise pytest.UsageError(f"fbcache: {exc}") from None
     session.health.expected = {item.nodeid for item in fbcache_items}
