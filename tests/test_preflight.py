@@ -117,7 +117,7 @@ def test_torchao_missing_names_the_extra_and_fp8_needs_ada(check_environment):
     with pytest.raises(ConfigError, match=r"pip install 'fbcache\[torchao\]'"):
         check_environment(config, has_module=lambda name: False)
     fp8 = HarnessConfig(model="org/flux", quant="torchao-fp8", device="cuda")
-    with pytest.raises(ConfigError, match="float8 needs sm_89 or newer; this GPU is sm_86"):
+    with pytest.raises(ConfigError, match="float8 needs a CUDA GPU of sm_89 or newer; this GPU is sm_86"):
         check_environment(fp8, capability=lambda d: (8, 6), has_module=lambda name: True)
     check_environment(fp8, capability=lambda d: (9, 0), has_module=lambda name: True)
 

@@ -196,4 +196,6 @@ SPEC = BackendSpec(
     preflight=preflight,
     versions=lambda: {"nunchaku": detect().label},
     settings=lambda config: {"use_double_fb_cache": False},
+    compile_note="nunchaku's engine runs its own CUDA kernels and its cache patches the pipeline class; "
+                 "it is not run under torch.compile",
 )
