@@ -6,85 +6,34 @@
     fbcache report [RUN]             Markdown + HTML + PNG report of a run
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
     fbcache nightly                  sweep, compare, report, alert: the nightly job in one verb
+    fbcache agree                    one workload through every installed cache backend, side by side
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Sequence
 
-from fbcache.alerts.channels import Finding, WebhookSettings, alert
-from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, FBCacheError
-from fbcache.history.selection import SelectionError, baseline_for, coverage_note, find_run, same_fingerprint_before
-from fbcache.history.fingerprint import match_facts
-from fbcache.history.storage import Run, load_runs
+from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
+from fbcache.cli.common import (
+    DEFAULT_STORAGE,
+    add_compare_options,
+    compare_settings,
+    output_dir,
+    output_file,
+    pick,
+    read_history,
+    write_file,
+)
+from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
+from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
+from fbcache.history.selection import baseline_for, coverage_note, same_fingerprint_before
 from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
-
-DEFAULT_STORAGE = ".benchmarks"
-
-
-class DataError(FBCacheError):
-    """Missing or unusable history: exit code 2."""
-
-
-def storage_path(raw: str) -> Path:
-    return Path(raw[len("file://"):] if raw.startswith("file://") else raw)
-
-
-def read_history(raw_storage: str) -> list[Run]:
-    """All fbcache runs in the storage, oldest first; skipped files are named on stderr."""
-    path = storage_path(raw_storage)
-    if not path.is_dir():
-        raise DataError(f"no storage directory {path} (run `pytest benchmarks --benchmark-autosave` first)")
-    runs, skipped = load_runs(path)
-    for message in skipped:
-        print(f"fbcache: warning: {message}", file=sys.stderr)
-    if not runs:
-        raise DataError(f"no fbcache runs in {path}")
-    return runs
-
-
-def pick(runs: list[Run], name: str | None) -> Run:
-    return find_run(runs, name) if name else runs[-1]
-
-
-def output_file(raw: str, option: str) -> Path:
-    """A file we may write: its directory exists and is writable, and it is not a directory. Checked
-    before any work, so a typo costs a one-line error, not a finished compare thrown away."""
-    path = Path(raw).expanduser()
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise DataError(f"{option} {raw}: is a directory; give a file path")
-    if not parent.is_dir():
-        raise DataError(f"{option} {raw}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise DataError(f"{option} {raw}: not writable")
-    return path
-
-
-def output_dir(raw: str, option: str) -> Path:
-    """A directory we may write into (created later if absent); an existing file there is refused."""
-    path = Path(raw).expanduser()
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise DataError(f"{option} {raw}: {probe} is a file, not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise DataError(f"{option} {raw}: {probe} is not writable")
-    return path
-
-
-def write_file(path: Path, text: str, option: str) -> None:
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{option} {path}: {exc.strerror or exc}") from None
-
+from fbcache.history.fingerprint import match_facts
+from fbcache.history.storage import Run
 
 # ------------------------------------------------------------------------------------- verbs
 
@@ -99,18 +48,12 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def bounds_state(run: Run) -> str:
-    """'bounds broken: 0.5, 0.8' for a run saved with broken bounds (kept, marked), else what was checked."""
+    """'BOUNDS BROKEN: 0.5, 0.8' for a run saved with broken bounds (kept, marked), else what was checked."""
     broken = [r.label for r in run.records.values() if not r.bounds_ok]
     if broken:
         return "BOUNDS BROKEN: " + ", ".join(broken)
     profiles = {str(r.bounds.get("profile")) for r in run.records.values() if r.bounds.get("profile")}
     return f"bounds kept ({', '.join(sorted(profiles))})" if profiles else "no bounds"
-
-
-def settings_from(args: argparse.Namespace) -> CompareSettings:
-    return CompareSettings(min_effect=args.min_effect, alpha=args.alpha, band_k=args.band_k, history=args.history,
-                           min_history=args.min_history, ssim_tolerance=args.ssim_tolerance,
-                           run_shift=args.run_shift, judge_cpu_timing=args.judge_cpu_timing)
 
 
 def run_compare(storage: str, latest_name: str | None, baseline_spec: str, settings: CompareSettings) -> CompareResult:
@@ -128,7 +71,7 @@ def run_compare(storage: str, latest_name: str | None, baseline_spec: str, setti
 def cmd_compare(args: argparse.Namespace) -> int:
     json_path = output_file(args.json, "--json") if args.json else None
     markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
-    result = run_compare(args.storage, args.latest, args.baseline, settings_from(args))
+    result = run_compare(args.storage, args.latest, args.baseline, compare_settings(args))
     text = markdown(result)
     print(text)
     if json_path is not None:
@@ -136,13 +79,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if markdown_path is not None:
         write_file(markdown_path, text + "\n", "--markdown")
     return EXIT_REGRESSION if result.regression else EXIT_CLEAN
-
-
-def webhook_from(args: argparse.Namespace) -> WebhookSettings | None:
-    url = args.webhook or os.environ.get("FBCACHE_WEBHOOK_URL")
-    if not url:
-        return None
-    return WebhookSettings(url, timeout_s=args.webhook_timeout, attempts=args.webhook_attempts)
 
 
 def cmd_alert(args: argparse.Namespace) -> int:
@@ -156,7 +92,7 @@ def cmd_alert(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
             raise DataError(f"cannot read compare result {args.result}: {' '.join(str(reason).split())}") from None
-    return alert(finding, webhook_from(args), issue=args.issue, post_when_clean=args.always)
+    return alert(finding, configured_sinks(args))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -194,31 +130,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
-    from fbcache.cli.nightly import NightlySettings, run_nightly
-
     return run_nightly(NightlySettings.from_args(args))
 
 
 # ------------------------------------------------------------------------------------ parser
-
-
-def _compare_options(parser: argparse.ArgumentParser) -> None:
-    defaults = CompareSettings()
-    parser.add_argument("--baseline", default="previous",
-                        help="previous (default), median:K (median of the last K runs), or a run name/number")
-    parser.add_argument("--min-effect", type=float, default=defaults.min_effect,
-                        help="smallest relative time/speedup change that counts (default 0.05)")
-    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="Mann-Whitney significance (0.05)")
-    parser.add_argument("--band-k", type=float, default=defaults.band_k, help="band half-width in MADs (3)")
-    parser.add_argument("--history", type=int, default=defaults.history, help="earlier runs in the band (10)")
-    parser.add_argument("--min-history", type=int, default=defaults.min_history,
-                        help="earlier runs needed before time and speedup are judged (3)")
-    parser.add_argument("--ssim-tolerance", type=float, default=defaults.ssim_tolerance,
-                        help="largest SSIM drop that is not a regression (0.01)")
-    parser.add_argument("--run-shift", type=float, default=defaults.run_shift,
-                        help="median change over all benchmarks that confirms a lone excursion at once (0.10)")
-    parser.add_argument("--judge-cpu-timing", action="store_true",
-                        help="alert on time/speedup of CPU runs too (default: advisory, CPU timing is noisy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = verb("compare", "judge the latest run against a baseline")
     compare.add_argument("--latest", help="run to judge (default: the newest)")
-    _compare_options(compare)
+    add_compare_options(compare)
     compare.add_argument("--json", help="write the result here, for `fbcache alert`")
     compare.add_argument("--markdown", help="write the table here")
     compare.set_defaults(func=cmd_compare)
@@ -243,11 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     alert_parser.add_argument("result", nargs="?", help="JSON written by `fbcache compare --json`")
     alert_parser.add_argument("--broken", help="the sweep broke: say why (exit code 3, not a regression)")
     alert_parser.add_argument("--context", default="", help="where this ran, e.g. the workflow run URL")
-    alert_parser.add_argument("--webhook", help="URL to POST to (default: $FBCACHE_WEBHOOK_URL)")
-    alert_parser.add_argument("--webhook-timeout", type=float, default=10.0, help="seconds per attempt (10)")
-    alert_parser.add_argument("--webhook-attempts", type=int, default=3, help="attempts in all (3)")
-    alert_parser.add_argument("--issue", action="store_true", help="file a GitHub issue with gh on regression")
-    alert_parser.add_argument("--always", action="store_true", help="post to the webhook even when clean")
+    add_sink_options(alert_parser)
     alert_parser.set_defaults(func=cmd_alert)
 
     report = verb("report", "Markdown, HTML and PNG report of a saved run")
@@ -265,11 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=cmd_calibrate)
 
     nightly = verb("nightly", "the nightly job: sweep, compare, report, alert")
-    from fbcache.cli.nightly import add_nightly_options
-
     add_nightly_options(nightly)
-    _compare_options(nightly)
     nightly.set_defaults(func=cmd_nightly)
+
+    from fbcache.cli import agree as agree_verb
+
+    agree = verbs.add_parser("agree", help="run one workload through every installed cache backend and compare "
+                             "their hit maps; exit 0 agree, 1 disagree, 2 error",
+                             description=agree_verb.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    agree_verb.add_agree_options(agree)
+    agree.set_defaults(func=agree_verb.cmd_agree)
     return parser
 
 
@@ -279,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argparse itself exits 2 on bad arguments
     try:
         return args.func(args)
-    except (DataError, SelectionError, FBCacheError) as exc:
+    except FBCacheError as exc:
         print(f"fbcache {args.verb}: error: {' '.join(str(exc).split())}", file=sys.stderr)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
