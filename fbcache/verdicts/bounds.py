@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fbcache.errors import ConfigError
+from fbcache.history.fingerprint import MATCH_KEYS
 from fbcache.history.record import BenchRecord
 from fbcache.metrics import all_metrics
 
@@ -111,7 +112,6 @@ class Violation:
 #: keys of each table; per-threshold keys are :func:`threshold_keys`, so a new metric's floor is accepted
 #: (and a typo refused) without touching the parser
 PROFILE_KEYS = ("name", "description", "enforce_speedup")
-MATCH_KEYS = ("model", "quantization", "cache_backend", "accelerator", "steps", "resolution")
 TOP_KEYS = ("profile", "match", "thresholds")
 
 
