@@ -1,7 +1,8 @@
 """Shared helpers: run ``pytest benchmarks`` in a subprocess, as a user would, and read what it saved.
 
-Speed: the suite runs on pytest-xdist workers by default (``-n auto --dist loadfile``: one test file
-per worker, so a module's shared sweep runs once), every subprocess sweep runs with one thread
+Speed: the suite runs on pytest-xdist workers by default (``-n auto --dist loadgroup``: tests are
+spread one by one, except those sharing a sweep, which carry ``xdist_group`` and run on one worker
+so the shared sweep runs once), every subprocess sweep runs with one thread
 (``OMP_NUM_THREADS=1``: on a shared 2-core machine, two workers each using two threads fight), and
 sweeps use the fewest steps and rounds that still show the behaviour a test asserts. ``-n 0`` runs
 serially.
@@ -33,14 +34,19 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if option.numprocesses is None and option.dist == "no" and not os.environ.get("PYTEST_XDIST_WORKER"):
         option.numprocesses = "auto"
-        option.dist = "loadfile"
+        option.dist = "loadgroup"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """One torch thread per worker: in-process generations of two workers share two cores."""
+    """One torch thread per worker: in-process generations of two workers share two cores. And no
+    xdist worker variables for child processes: pytest-benchmark in a child sweep would see them and
+    disable itself (nothing saved)."""
     import torch
 
     torch.set_num_threads(1)
+    if hasattr(config, "workerinput"):
+        for name in [n for n in os.environ if n.startswith("PYTEST_XDIST")]:
+            del os.environ[name]
 
 
 def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -22,7 +22,7 @@ from fbcache.verdicts.compare import CompareSettings, compare_runs
 from fbcache.history.selection import choose_baseline, same_fingerprint_before
 from fbcache.history.storage import load_runs, run_files
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("aa-history")]  # one A/A history per worker
 AA_RUNS = 4
 AA_STEPS = 8
 AA_SWEEP = ["--fbcache-steps", str(AA_STEPS), "--fbcache-thresholds", "0 0.1 0.2 0.5", "--fbcache-rounds", "3",

@@ -54,6 +54,7 @@ def copy_history(saved, tmp_path) -> None:
     shutil.copytree(saved.storage, tmp_path / "history")
 
 
+@pytest.mark.xdist_group("saved-sweep")
 def test_sweep_saves_every_field(saved):
     run = saved.last_run()
     names = sorted(b["name"] for b in run["benchmarks"])
@@ -86,6 +87,7 @@ def test_sweep_saves_every_field(saved):
         assert record.hits + record.computed_steps == STEPS
 
 
+@pytest.mark.xdist_group("saved-sweep")
 def test_second_sweep_compares_against_the_first(saved, sweep, tmp_path):
     copy_history(saved, tmp_path)
     second = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.5", "--benchmark-autosave",
@@ -109,6 +111,7 @@ def test_bound_that_must_fail_exits_nonzero_and_is_kept_marked(sweep, tmp_path):
     assert "marked: bounds broken" in result.output
 
 
+@pytest.mark.xdist_group("saved-sweep")
 def test_mismatched_fingerprint_refuses_compare_unless_forced(saved, sweep, tmp_path):
     copy_history(saved, tmp_path)
     other = ("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.5", "--fbcache-steps", "3",
@@ -193,6 +196,7 @@ def test_the_default_workload_checks_the_shipped_tiny_profile(sweep):
     assert "| 0.1 |" in result.output and "18/28" in result.output
 
 
+@pytest.mark.xdist_group("saved-sweep")
 def test_calibrate_writes_a_profile_that_the_same_run_keeps(saved, sweep, tmp_path):
     profile = saved.storage.parent / "calibrated.toml"
     calibrated = load_profile(profile)

@@ -5,13 +5,18 @@ nothing here); every command must exit as the README says. Tiny model, few steps
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, subprocess_env
+
+from fbcache.cli.main import main as fbcache_main
 
 pytestmark = pytest.mark.integration
 QUICK = ["--fbcache-steps", "4", "--fbcache-rounds", "2", "--fbcache-warmup-rounds", "0", "--fbcache-thresholds", "0 0.5"]
@@ -23,7 +28,16 @@ def run(cwd: Path, *command: str) -> subprocess.CompletedProcess:
 
 
 def fbcache(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(cwd, sys.executable, "-m", "fbcache", *args)
+    """The ``fbcache`` entry point in this process (the sweeps above are the costly subprocesses)."""
+    out, err = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = fbcache_main(list(args))
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["fbcache", *args], code, out.getvalue(), err.getvalue())
 
 
 def test_the_readme_walk(tmp_path: Path):
