@@ -62,11 +62,16 @@ def _is_fbcache_item(item: pytest.Item) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # with a configuration error there is nothing to sweep; collection_modifyitems reports it
+    session = metafunc.config.stash.get(SESSION_KEY, None)
     if "fbcache_threshold" in metafunc.fixturenames:
-        # with a configuration error there is nothing to sweep; collection_modifyitems reports it
-        session = metafunc.config.stash.get(SESSION_KEY, None)
         thresholds = session.config.thresholds if session is not None else ()
         metafunc.parametrize("fbcache_threshold", thresholds, ids=[f"t{t:g}" for t in thresholds])
+    if "fbcache_prompt" in metafunc.fixturenames and session is not None and session.config.prompt_set is not None:
+        # one benchmark per (threshold, prompt), ids by the prompt's index in the whole set: a shard's
+        # benchmarks keep their names, so the shards of one sweep union into the unsharded run
+        indices = session.config.shard_indices
+        metafunc.parametrize("fbcache_prompt", indices, ids=[f"p{i}" for i in indices])
 
 
 @pytest.hookimpl(trylast=True)
@@ -188,6 +193,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     write(f"model {c.model} | quantization {c.quant} | cache {c.cache_backend} | {c.steps} steps | "
           f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)"
           + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else ""))
+    if c.prompt_set is not None:
+        write(f"prompt set {c.prompt_set.name} ({len(c.cases)} prompts, digest {c.prompt_set.digest})"
+              + (f" | shard {c.shard.rank}/{c.shard.world_size} ({c.shard.origin}): prompts "
+                 f"{', '.join(f'p{i}' for i in c.shard_indices)} on {c.device}" if c.shard is not None else ""))
     for line in _results_markdown(fb).splitlines():
         write(line)
     if fb.profile is not None:

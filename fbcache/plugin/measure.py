@@ -39,29 +39,36 @@ class _Rounds:
     events: list[timing.EventPair] = field(default_factory=list)
 
 
-def image_name(label: str, which: str, stem: str = "flux") -> str:
-    """The seed's file names: flux_t0.1_first.png; the baseline is flux_uncached_first.png."""
+def image_name(label: str, which: str, stem: str = "flux", prompt_index: int | None = None) -> str:
+    """The seed's file names: flux_t0.1_first.png; the baseline is flux_uncached_first.png; a prompt
+    of a set adds its index: flux_t0.1_p3_first.png."""
     name = f"{stem}_{UNCACHED}" if label == UNCACHED else f"{stem}_t{label}"
+    if prompt_index is not None:
+        name += f"_p{prompt_index}"
     return f"{name}_{which}.png"
 
 
-def _generate_once(session: FBCacheSession, generator: torch.Generator) -> torch.Tensor:
+def _generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
     config, model = session.config, session.model
+    prompt = None if prompt_index is None else config.case(prompt_index).text
     return model.pipe(
         height=config.height, width=config.width, num_inference_steps=config.steps, generator=generator,
-        output_type="pt", **model.call_kwargs,
+        output_type="pt", **model.kwargs_for(prompt),
     ).images
 
 
-def _untimed_uncached_image(session: FBCacheSession) -> np.ndarray:
-    images = _generate_once(session, torch.Generator("cpu").manual_seed(session.config.seed))
+def _untimed_uncached_image(session: FBCacheSession, prompt_index: int | None = None) -> np.ndarray:
+    seed = session.config.case(prompt_index).seed
+    images = _generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index)
     if not pixels.all_finite(images):
         raise NaNImageError("the uncached reference image has NaN/Inf pixels")
     return pixels.to_uint8_images(images)[0]
 
 
-def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog) -> _Rounds:
+def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
+                      prompt_index: int | None = None) -> _Rounds:
     config = session.config
+    seed = config.case(prompt_index).seed
     device = config.device
     rounds = _Rounds()
 
@@ -71,11 +78,11 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog)
         pair = timing.EventPair(device)
         rounds.events.append(pair)
         # a CPU generator gives the same initial noise on every device
-        return (torch.Generator("cpu").manual_seed(config.seed), pair), {}
+        return (torch.Generator("cpu").manual_seed(seed), pair), {}
 
     def generate(generator: torch.Generator, pair: timing.EventPair) -> torch.Tensor:
         pair.record_start()
-        images = _generate_once(session, generator)
+        images = _generate_once(session, generator, prompt_index)
         pair.record_end()
         timing.synchronize(device)
         rounds.images.append(images)
@@ -91,21 +98,23 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog)
     return rounds
 
 
-def bare_loop(session: FBCacheSession, rounds: int) -> list[float]:
+def bare_loop(session: FBCacheSession, rounds: int, prompt_index: int | None = None) -> list[float]:
     """What a user would write by hand: the same call, synchronised, timed with perf_counter."""
     seconds = []
     for _ in range(rounds):
-        generator = torch.Generator("cpu").manual_seed(session.config.seed)
+        generator = torch.Generator("cpu").manual_seed(session.config.case(prompt_index).seed)
         timing.synchronize(session.config.device)
         started = time.perf_counter()
-        _generate_once(session, generator)
+        _generate_once(session, generator, prompt_index)
         timing.synchronize(session.config.device)
         seconds.append(time.perf_counter() - started)
     return seconds
 
 
-def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) -> BenchRecord:
-    """Time one threshold (``None``: uncached, no hooks at all) and return its record."""
+def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
+            prompt_index: int | None = None) -> BenchRecord:
+    """Time one threshold (``None``: uncached, no hooks at all) on one prompt (``None``: the run's single
+    prompt; else its index in the prompt set) and return its record."""
     config = session.config
     backend = session.backend
     if threshold is None and not backend.can_run_uncached:
@@ -113,13 +122,13 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
                              "the uncached baseline must run before any threshold")
     if threshold is not None:
         # the uncached image must exist before a cache that cannot be removed is applied
-        session.reference_image(lambda: _untimed_uncached_image(session))
+        session.reference_image(lambda: _untimed_uncached_image(session, prompt_index), prompt_index)
     log = DecisionLog()
     timing.reset_peak_memory(config.device)
     try:
         if threshold is not None:
             backend.enable(threshold, log)
-        rounds = _time_generations(benchmark, session, log)
+        rounds = _time_generations(benchmark, session, log, prompt_index)
     except Exception as exc:
         if timing.is_out_of_memory(exc):
             gc.collect()
@@ -132,13 +141,14 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
     finally:
         if threshold is not None:
             backend.disable()
-    record = _build_record(benchmark, session, threshold, rounds)
+    record = _build_record(benchmark, session, threshold, rounds, prompt_index)
     if threshold is None and config.selfcheck:
-        record.bare_loop_s = bare_loop(session, config.rounds)
+        record.bare_loop_s = bare_loop(session, config.rounds, prompt_index)
     return record
 
 
-def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: _Rounds) -> BenchRecord:
+def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: _Rounds,
+                  prompt_index: int | None = None) -> BenchRecord:
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
     for index, images in enumerate(rounds.images):
@@ -158,8 +168,9 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
     first_images = [pixels.to_uint8_images(images)[0] for images in timed_images[:2]]
     label = label_of(threshold)
     if threshold is None:
-        session.set_reference(first_images[0])
-    reference = session.reference_image(lambda: _untimed_uncached_image(session))
+        session.set_reference(first_images[0], prompt_index)
+    reference = session.reference_image(lambda: _untimed_uncached_image(session, prompt_index), prompt_index)
+    case = config.case(prompt_index)
 
     record = BenchRecord(
         threshold=threshold,
@@ -168,7 +179,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         cache_backend=config.cache_backend,
         steps=config.steps,
         resolution=config.resolution,
-        seed=config.seed,
+        seed=case.seed,
         rounds_s=rounds_s,
         warmup_rounds=config.warmup_rounds,
         cuda_event_s=[s for s in (pair.seconds() for pair in rounds.events[-timed:]) if s is not None],
@@ -176,6 +187,8 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         peak_memory_bytes=timing.peak_memory_bytes(config.device),
         model_digest=model.digest,
         timing_only=model.timing_only,
+        prompt_index=prompt_index,
+        prompt=None if prompt_index is None else case.text,
     )
     if threshold is not None:
         first = timed_decisions[0]
@@ -183,17 +196,18 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         record.hits_per_round = [summarize(steps)[0] for steps in timed_decisions]
         record.residual_diff_trace = [step.diff for step in first]
         record.hit_trace = [step.hit for step in first]
-    median, baseline = record.median_s, session.uncached_median
+    median, baseline = record.median_s, session.uncached_median(prompt_index)
     if threshold is not None and median and baseline:
         record.speedup = baseline / median
-    record.images = _save_images(config.output_dir, label, first_images, config.image_stem)
+    record.images = _save_images(config.output_dir, label, first_images, config.image_stem, prompt_index)
     return record
 
 
-def _save_images(output_dir: Path, label: str, images: list[np.ndarray], stem: str) -> dict[str, str]:
+def _save_images(output_dir: Path, label: str, images: list[np.ndarray], stem: str,
+                 prompt_index: int | None = None) -> dict[str, str]:
     saved = {}
     for which, image in zip(("first", "second"), images):
-        name = image_name(label, which, stem)
+        name = image_name(label, which, stem, prompt_index)
         Image.fromarray(image).save(output_dir / name)
         saved[which] = name
     return saved
