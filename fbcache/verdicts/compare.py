@@ -252,7 +252,8 @@ def compare_runs(latest: Run, baseline: Baseline, history: list[Run],
                  settings: CompareSettings = CompareSettings()) -> CompareResult:
     """Every benchmark of the latest run against the baseline; ``history`` = earlier same-fingerprint runs."""
     rows, notes = [], []
-    ordered = sorted(latest.records.values(), key=lambda r: (r.threshold is not None, r.threshold or 0.0))
+    ordered = sorted(latest.records.values(), key=lambda r: (r.threshold is not None, r.threshold or 0.0,
+                                                              r.prompt_index or 0))
     for record in ordered:
         label = record.label
         verdicts = judge_bounds(record)
