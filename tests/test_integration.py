@@ -35,7 +35,7 @@ def test_sweep_saves_every_field_and_compares_clean(sweep):
         assert bench["stats"]["rounds"] == 2
     info = run["machine_info"]["fbcache"]
     assert MACHINE_INFO_FIELDS <= set(info)
-    assert {"torch", "diffusers", "nunchaku"} <= set(info["versions"])
+    assert {"torch", "diffusers", "transformers", "fbcache"} <= set(info["versions"])
     assert {"name", "driver", "cuda"} <= set(info["accelerator"])
     assert "| threshold | 1st (s) | 2nd (s) | total (s) | speedup | hits/steps | SSIM | PSNR |" in first.output
     assert "history: saved" in first.output
