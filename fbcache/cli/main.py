@@ -7,6 +7,7 @@
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
     fbcache nightly                  sweep, compare, report, alert: the nightly job in one verb
     fbcache xreport --storage D ...  the newest run of every GPU side by side, from several histories
+    fbcache merge SHARD... --out S   the shards of a sharded sweep as one run file in storage S
 """
 
 from __future__ import annotations
@@ -127,6 +128,26 @@ def cmd_xreport(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from fbcache.history.merge import MergeError, merge_shards, resolve_inputs, write_merged
+    from fbcache.history.storage import parse_run
+    from fbcache.render.table import markdown_table
+
+    try:
+        inputs = [Path(p) for p in args.shards]
+        merged = merge_shards(inputs)
+        # the shards' pytest-benchmark machine id: the folder their run files are in
+        machine_id = args.machine_id or resolve_inputs(inputs)[0].parent.name
+        path = write_merged(merged, storage_path(args.out), args.name, machine_id)
+    except MergeError as exc:
+        raise DataError(str(exc)) from None
+    run = parse_run(path, merged)
+    shards = merged["machine_info"]["fbcache"]["merged_from"]
+    print(markdown_table(run.records.values()))
+    print(f"merged {shards['world_size']} shards ({', '.join(shards['runs'])}) into {path}")
+    return EXIT_CLEAN
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     return run_nightly(NightlySettings.from_args(args))
 
@@ -182,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     xreport.add_argument("--step-summary", action="store_true",
                          help="also append the Markdown to $GITHUB_STEP_SUMMARY (when set)")
     xreport.set_defaults(func=cmd_xreport)
+
+    merge = verbs.add_parser("merge", help="merge the shards of a sharded sweep into one run file",
+                             description="merge the shards of a sharded sweep (torchrun or --fbcache-shard) into "
+                                         "one pytest-benchmark run file")
+    merge.add_argument("shards", nargs="+", help="shard run files, or shard directories (their newest run), "
+                                                 "e.g. .benchmarks/shards/0-of-2 .benchmarks/shards/1-of-2")
+    merge.add_argument("--out", default=DEFAULT_STORAGE, help="storage to save the merged run in (default .benchmarks)")
+    merge.add_argument("--name", default="merged", help="saved as NNNN_<name>.json (default merged)")
+    merge.add_argument("--machine-id", help="storage folder (default: the shards' pytest-benchmark machine id)")
+    merge.set_defaults(func=cmd_merge)
 
     nightly = verb("nightly", "the nightly job: sweep, compare, report, alert")
     add_nightly_options(nightly)

@@ -120,7 +120,7 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
     if config.prompt_set is not None:
         info["workload"]["prompt_set"] = config.prompt_set.describe()
     if config.shard is not None:  # not in the fingerprint: `fbcache merge` drops it from the merged run
-        info["shard"] = config.shard.describe()
+        info["shard"] = {**config.shard.describe(), "device": config.device}
     info["fingerprint"] = {
         "accelerator": accelerator["name"],
         "model": config.model,

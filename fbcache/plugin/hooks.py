@@ -15,6 +15,7 @@ import pytest
 from fbcache.render import table
 from fbcache.verdicts.bounds import calibrate, resolve_profile
 from fbcache.config.harness import HarnessConfig, build_config
+from fbcache.config.shard import Shard
 from fbcache.errors import BoundViolation, ConfigError
 from fbcache.plugin.fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 fixtures
 from fbcache.history.record import UNCACHED
@@ -26,6 +27,12 @@ from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
 RESULTS_FILE = "results.md"
+
+
+def results_file(harness: HarnessConfig) -> str:
+    """``results.md``; each shard of a sharded sweep writes its own (they share the output directory)."""
+    shard = harness.shard
+    return RESULTS_FILE if shard is None else f"results-shard{shard.rank}-of-{shard.world_size}.md"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -104,10 +111,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
         health.completed.add(item.nodeid)
 
 
+def shard_dir(shard: Shard) -> str:
+    """Where a shard saves, under the storage: ``shards/0-of-2``; ``fbcache merge`` reads it from there."""
+    return f"shards/{shard.rank}-of-{shard.world_size}"
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     benchmark_session = getattr(session.config, "_benchmarksession", None)
     if benchmark_session is not None:
-        install_atomic_storage(benchmark_session)
+        fb = session.config.stash.get(SESSION_KEY, None)
+        shard = fb.config.shard if fb is not None else None
+        install_atomic_storage(benchmark_session, shard_dir(shard) if shard is not None else None)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -140,8 +154,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
         if refusal and storage is not None:
             storage.refuse(refusal)
         if fb.records:
-            (fb.config.output_dir / RESULTS_FILE).write_text(_results_markdown(fb), encoding="utf-8")
-        if fb.config.calibrate is not None and refusal is None and fb.records:
+            (fb.config.output_dir / results_file(fb.config)).write_text(_results_markdown(fb), encoding="utf-8")
+        if fb.config.calibrate is not None and refusal is None and fb.records and fb.config.shard is None:
             _write_calibration(session.config, fb)
     yield
 
@@ -217,4 +231,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         elif storage.saved_path is not None:
             marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
             write(f"history: saved {storage.saved_path}{marked}")
-    write(f"images and {RESULTS_FILE}: {c.output_dir}")
+    write(f"images and {results_file(c)}: {c.output_dir}")
