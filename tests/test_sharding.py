@@ -94,4 +94,4 @@ def test_shards_save_apart_and_merge_into_one_run_with_identical_hits(sweeps):
                                           str(single_path), str(merged_path)], cwd=sweeps, capture_output=True,
                                          text=True)
     assert by_pytest_benchmark.returncode == 0, by_pytest_benchmark.stderr
-    assert "test_threshold[t0.5-p2]" in by_pytest_benchmark.stdout
+    assert "test_threshold[t0.5-p2]" in by_pytest_benchmark.stdout + by_pytest_benchmark.stderr
