@@ -10,16 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from fbcache.errors import FBCacheError
+from fbcache.errors import DataError
 from fbcache.history.selection import find_run
 from fbcache.history.storage import Run, load_runs
 from fbcache.verdicts.compare import CompareSettings
 
 DEFAULT_STORAGE = ".benchmarks"
-
-
-class DataError(FBCacheError):
-    """Missing or unusable history: exit code 2."""
 
 
 def storage_path(raw: str) -> Path:

@@ -21,7 +21,6 @@ from typing import Sequence
 from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     DEFAULT_STORAGE,
-    DataError,
     add_compare_options,
     compare_settings,
     pick,
@@ -29,8 +28,8 @@ from fbcache.cli.common import (
     storage_path,
 )
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
-from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, FBCacheError
-from fbcache.history.selection import SelectionError, choose_baseline, same_fingerprint_before
+from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
+from fbcache.history.selection import choose_baseline, same_fingerprint_before
 from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
 from fbcache.history.fingerprint import match_facts
 from fbcache.history.storage import Run, load_runs
@@ -225,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SelectionError, FBCacheError) as exc:
+    except FBCacheError as exc:
         print(f"fbcache {args.verb}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
