@@ -85,7 +85,7 @@ for RES in "${RESOLUTIONS[@]}"; do
     --markdown "$WORK/compare-$RES.md" >> "$LOG" 2>&1
   compare_rc=$?
   echo "== $RES: pytest-benchmark compare of the two files" | tee -a "$LOG"
-  python3 -m pytest_benchmark.cli compare "$single_run" "$merged_run" >> "$LOG" 2>&1
+  python3 -c "import sys; from pytest_benchmark.cli import main; sys.argv[0] = 'pytest-benchmark'; main()" compare "$single_run" "$merged_run" >> "$LOG" 2>&1
 
   ratio=$(awk -v a="$single_s" -v b="$sharded_s" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "?" }')
   hits=$(python3 - "$WORK/compare-$RES.json" <<'EOF' 2>&1

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
+from conftest import ROOT
 from fbcache.config.harness import build_config
 from fbcache.config.prompts import load_prompt_set
 from fbcache.config.shard import parse_shard

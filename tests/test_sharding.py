@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_sweep
 
+from conftest import ROOT, run_sweep
 from fbcache.history.storage import run_files
 
 pytestmark = pytest.mark.integration
@@ -90,8 +90,9 @@ def test_shards_save_apart_and_merge_into_one_run_with_identical_hits(sweeps):
     hits = [v["status"] for row in result["rows"] for v in row["verdicts"] if v["metric"] == "hits"]
     assert len(hits) == 6 and set(hits) == {"ok"}, "2 thresholds x 3 prompts"
 
-    by_pytest_benchmark = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare",
-                                          str(single_path), str(merged_path)], cwd=sweeps, capture_output=True,
-                                         text=True)
+    # pytest-benchmark's own CLI (the `pytest-benchmark` console script)
+    cli = "import sys; from pytest_benchmark.cli import main; sys.argv[0] = 'pytest-benchmark'; main()"
+    by_pytest_benchmark = subprocess.run([sys.executable, "-c", cli, "compare", str(single_path), str(merged_path)],
+                                         cwd=sweeps, capture_output=True, text=True)
     assert by_pytest_benchmark.returncode == 0, by_pytest_benchmark.stderr
     assert "test_threshold[t0.5-p2]" in by_pytest_benchmark.stdout + by_pytest_benchmark.stderr

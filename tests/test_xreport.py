@@ -14,7 +14,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from conftest import ROOT
-
 from fbcache.history.storage import load_runs
 from fbcache.render.xreport import build_xreport
 

@@ -75,6 +75,7 @@ def _seed(option: str, raw: str, value: Any, where: str) -> int:
 
 
 def _case(option: str, raw: str, entry: Any, default_seed: int, where: str) -> PromptCase:
+    text: Any
     if isinstance(entry, str):
         text, seed = entry, default_seed
     elif isinstance(entry, dict):

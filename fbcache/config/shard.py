@@ -16,8 +16,8 @@ unions them into one run file.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from fbcache.errors import ConfigError
 

@@ -77,10 +77,10 @@ def _load(path: Path) -> Shard:
 
 def _check_one_sweep(shards: list[Shard]) -> int:
     """Every rank once, one fingerprint, one commit, one threshold set, every prompt once; the world size."""
-    world = {s.entry.get("world_size") for s in shards}
+    world = {int(s.entry.get("world_size") or 0) for s in shards}
     if len(world) != 1:
         raise MergeError(f"the shards come from sweeps of different sizes: world sizes {sorted(world)}")
-    size = int(world.pop())
+    size = world.pop()
     ranks = sorted(int(s.entry.get("rank", -1)) for s in shards)
     if ranks != list(range(size)):
         missing = sorted(set(range(size)) - set(ranks))

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from fbcache.history.record import BenchRecord, label_of
 from fbcache.metrics import ImageMetric, all_metrics
