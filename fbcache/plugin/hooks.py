@@ -17,7 +17,13 @@ from fbcache.verdicts.bounds import calibrate, resolve_profile
 from fbcache.config.harness import HarnessConfig, build_config
 from fbcache.config.shard import Shard
 from fbcache.errors import BoundViolation, ConfigError
-from fbcache.plugin.fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 fixtures
+from fbcache.plugin.fixture import (  # noqa: F401 fixtures
+    CONFIG_ERROR_KEY,
+    SESSION_KEY,
+    fbcache_bench,
+    fbcache_prompt,
+    fbcache_session,
+)
 from fbcache.history.record import UNCACHED
 from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
 from fbcache.config.options import add_options, resolve_raw
