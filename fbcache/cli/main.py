@@ -8,6 +8,7 @@
     fbcache nightly                  sweep, compare, report, alert: the nightly job in one verb
     fbcache xreport --storage D ...  the newest run of every GPU side by side, from several histories
     fbcache merge SHARD... --out S   the shards of a sharded sweep as one run file in storage S
+    fbcache agree                    one workload through every installed cache backend, side by side
 """
 
 from __future__ import annotations
@@ -216,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     nightly = verb("nightly", "the nightly job: sweep, compare, report, alert")
     add_nightly_options(nightly)
     nightly.set_defaults(func=cmd_nightly)
+
+    from fbcache.cli import agree as agree_verb
+
+    agree = verbs.add_parser("agree", help="run one workload through every installed cache backend and compare "
+                             "their hit maps; exit 0 agree, 1 disagree, 2 error",
+                             description=agree_verb.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    agree_verb.add_agree_options(agree)
+    agree.set_defaults(func=agree_verb.cmd_agree)
     return parser
 
 

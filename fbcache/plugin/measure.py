@@ -23,7 +23,7 @@ from PIL import Image
 
 from fbcache.metrics import all_metrics
 from fbcache.metrics import images as pixels
-from fbcache.plugin import timing
+from fbcache.plugin import recompile, timing
 from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history.record import UNCACHED, BenchRecord, label_of
@@ -128,7 +128,10 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
     try:
         if threshold is not None:
             backend.enable(threshold, log)
-        rounds = _time_generations(benchmark, session, log, prompt_index)
+        warmup = recompile.compile_warmup(config.compile, config.device, log, lambda: _generate_once(
+            session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index))
+        with recompile.no_recompile(config.compile, UNCACHED if threshold is None else f"threshold {threshold:g}"):
+            rounds = _time_generations(benchmark, session, log, prompt_index)
     except Exception as exc:
         if timing.is_out_of_memory(exc):
             gc.collect()
@@ -142,6 +145,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
         if threshold is not None:
             backend.disable()
     record = _build_record(benchmark, session, threshold, rounds, prompt_index)
+    recompile.record_warmup(record, config.compile, warmup)
     if threshold is None and config.selfcheck:
         record.bare_loop_s = bare_loop(session, config.rounds, prompt_index)
     return record

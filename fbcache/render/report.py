@@ -29,7 +29,16 @@ from fbcache.history.storage import Run
 from fbcache.metrics import all_metrics
 from fbcache.render import markdown
 from fbcache.history.summary import is_prompt_set
-from fbcache.render.table import columns, hit_map, markdown_table, ordered, prompt_legend, results, row
+from fbcache.render.table import (
+    columns,
+    hit_map,
+    is_compiled,
+    markdown_table,
+    ordered,
+    prompt_legend,
+    results,
+    row,
+)
 
 TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
                     "SSIM and PSNR are not what trained weights would give; read the timings only.")
@@ -365,8 +374,10 @@ def render_html(report: Report) -> str:
     header, rows = results(report.records)
     parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in header], [[_esc(cell) for cell in r] for r in rows])]
     if is_prompt_set(report.records):
-        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns()],
-                                                     [[_esc(cell) for cell in row(r)] for r in ordered(report.records)]),
+        compiled = is_compiled(report.records)
+        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled)],
+                                                     [[_esc(cell) for cell in row(r, compiled)]
+                                                      for r in ordered(report.records)]),
                   "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.records)], "</ul>"]
     if report.bounds:
         parts += ['<p class="alert">Bounds violations:</p><ul>',
