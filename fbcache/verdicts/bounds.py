@@ -25,8 +25,8 @@ With a prompt set (``--fbcache-prompts``) the plain keys hold for the set as a w
 the mean over the prompts, ``min_speedup`` for the set's speedup (uncached time of the whole set over
 its cached time); ``<key>_worst`` (``min_ssim_worst``, ``max_<name>_worst``) for every single prompt,
 i.e. the worst one. A prompt is checked as soon as it is measured, the mean once the session has
-measured every prompt of the threshold (a shard does not see the whole set: its mean floors are
-left to ``fbcache merge --bounds``). In a run of one prompt the mean and the worst are that prompt.
+measured every prompt of the threshold (a shard does not see the whole set, so it checks only the
+``_worst`` floors; the merged run's mean floors are not checked yet). In a run of one prompt the mean and the worst are that prompt.
 """
 
 from __future__ import annotations
