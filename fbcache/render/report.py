@@ -12,7 +12,6 @@ would have judged it then, and the alerting points are marked.
 
 from __future__ import annotations
 
-import html
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from fbcache.history.selection import choose_baseline, same_fingerprint_before
 from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 from fbcache.metrics import all_metrics
-from fbcache.render import markdown
+from fbcache.render import html_page, markdown
 from fbcache.history.summary import is_prompt_set
 from fbcache.render.table import (
     columns,
@@ -334,30 +333,12 @@ def _markdown_trend(report: Report) -> list[str]:
 
 # ------------------------------------------------------------------------------ HTML
 
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-.note { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.5em 1em; }
-.alert { color: #b00020; font-weight: bold; }
-.missing { color: #777; font-style: italic; }
-img { max-width: 100%; }
-td img { width: 12em; image-rendering: pixelated; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
-"""
-
-
-def _esc(text: object) -> str:
-    """Every piece of text that reaches the page, run names and prompts included, goes through here."""
-    return html.escape(str(text), quote=True)
+_esc = html_page.esc
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     """A table from already escaped cells."""
-    head = "".join(f"<th>{cell}</th>" for cell in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" for cells in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return html_page.table(header, rows, escaped=True)
 
 
 def _img(src: str, alt: str) -> str:
@@ -397,10 +378,7 @@ def render_html(report: Report) -> str:
     if "image-grid.png" in report.figures:
         parts += ["<h3>All images in one picture</h3>", _img("image-grid.png", "image grid")]
     parts += _html_trend(report)
-    body = "\n".join(parts)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>fbcache report: {_esc(report.run.name)}</title>\n<style>{CSS}</style>\n</head>\n"
-            f"<body>\n{body}\n</body>\n</html>\n")
+    return html_page.page(f"fbcache report: {report.run.name}", parts)
 
 
 def _html_trend(report: Report) -> list[str]:

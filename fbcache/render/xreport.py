@@ -13,7 +13,6 @@ runner, can be given as it is.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from fbcache.history.fingerprint import FINGERPRINT_FIELDS, OPTIONAL_FIELDS
 from fbcache.history.storage import Run, load_runs
 from fbcache.history.summary import ThresholdSummary, summarize
 from fbcache.metrics import all_metrics
-from fbcache.render import markdown
-from fbcache.render.report import CSS, TIMING_ONLY_NOTE, is_timing_only
+from fbcache.render import html_page, markdown
+from fbcache.render.report import TIMING_ONLY_NOTE, is_timing_only
 
 MARKDOWN_NAME, HTML_NAME = "xreport.md", "xreport.html"
 
@@ -168,14 +167,8 @@ def render_markdown(groups: list[Group], notes: list[str]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_esc(cell)}</th>" for cell in header)
-    body = "".join("<tr>" + "".join(f"<td>{_esc(cell)}</td>" for cell in cells) + "</tr>" for cells in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+_esc = html_page.esc
+_html_table = html_page.table
 
 
 def render_html(groups: list[Group], notes: list[str]) -> str:
@@ -189,10 +182,7 @@ def render_html(groups: list[Group], notes: list[str]) -> str:
             parts.append("<p>Only one accelerator ran this workload.</p>")
     if notes:
         parts += ['<ul class="missing">', *[f"<li>{_esc(note)}</li>" for note in notes], "</ul>"]
-    body = "\n".join(parts)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>fbcache cross-hardware report</title>\n<style>{CSS}</style>\n</head>\n"
-            f"<body>\n{body}\n</body>\n</html>\n")
+    return html_page.page("fbcache cross-hardware report", parts)
 
 
 def build_xreport(roots: list[Path], out_dir: Path) -> tuple[list[Path], list[Group], list[str]]:
