@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+#: Exit codes of every ``fbcache`` verb, defined here and nowhere else.
+#: 1 means a regression and nothing else: CI reads it as "performance got worse".
+EXIT_CLEAN = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2  # bad arguments, unreadable or unwritable files, missing history
+EXIT_BROKEN = 3  # the sweep broke: nothing was measured, nothing was saved
+
 
 class FBCacheError(Exception):
     """Base class for every error fbcache raises on purpose."""
@@ -17,8 +24,27 @@ class ConfigError(FBCacheError):
         self.option = option
         self.value = value
         self.accepted = accepted
+        self.why = why
         detail = f" ({why})" if why else ""
-        super().__init__(f"{option}: invalid value {value!r}{detail}; accepted: {accepted}")
+        if value is MISSING:
+            super().__init__(f"{option} is missing{detail}; accepted: {accepted}")
+        else:
+            super().__init__(f"{option}: invalid value {value!r}{detail}; accepted: {accepted}")
+
+    def from_source(self, source: str) -> "ConfigError":
+        """The same error, naming where the value came from (e.g. ``FBCACHE_STEPS``) instead of the flag."""
+        if source == self.option:
+            return self
+        return ConfigError(f"{source} (for {self.option})", self.value, self.accepted, self.why)
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "missing"
+
+
+#: ``ConfigError(option, MISSING, ...)``: a required option was not given at all
+MISSING: object = _Missing()
 
 
 class MissingDependencyError(FBCacheError):
@@ -43,7 +69,3 @@ class SelectionError(DataError, ValueError):
 
 class BoundViolation(AssertionError):
     """A measured value broke its bound. The run is a real measurement and stays in history, marked."""
-
-
-#: exit codes of the ``fbcache`` verbs: 1 means a regression and nothing else
-EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3

@@ -1,4 +1,12 @@
-"""Shared helpers: run ``pytest benchmarks`` in a subprocess, as a user would, and read what it saved."""
+"""Shared helpers: run ``pytest benchmarks`` in a subprocess, as a user would, and read what it saved.
+
+Speed: the suite runs on pytest-xdist workers by default (``-n auto --dist loadgroup``: tests are
+spread one by one, except those sharing a sweep, which carry ``xdist_group`` and run on one worker
+so the shared sweep runs once), every subprocess sweep runs with one thread
+(``OMP_NUM_THREADS=1``: on a shared 2-core machine, two workers each using two threads fight), and
+sweeps use the fewest steps and rounds that still show the behaviour a test asserts. ``-n 0`` runs
+serially.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +21,42 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: few steps and rounds keep each subprocess sweep to seconds on a 2-core CPU
-FAST = ["--fbcache-steps", "8", "--fbcache-rounds", "2", "--fbcache-warmup-rounds", "0"]
+STEPS = 4
+FAST = ["--fbcache-steps", str(STEPS), "--fbcache-rounds", "2", "--fbcache-warmup-rounds", "0"]
 MODEL = "tiny"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Parallel by default, unless -n/--dist was given or xdist is absent or disabled."""
+    option = config.option
+    if not hasattr(option, "numprocesses") or not config.pluginmanager.hasplugin("xdist"):
+        return
+    if option.numprocesses is None and option.dist == "no" and not os.environ.get("PYTEST_XDIST_WORKER"):
+        option.numprocesses = "auto"
+        option.dist = "loadgroup"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per worker: in-process generations of two workers share two cores. And no
+    xdist worker variables for child processes: pytest-benchmark in a child sweep would see them and
+    disable itself (nothing saved)."""
+    import torch
+
+    torch.set_num_threads(1)
+    if hasattr(config, "workerinput"):
+        for name in [n for n in os.environ if n.startswith("PYTEST_XDIST")]:
+            del os.environ[name]
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a subprocess sweep: this checkout first on the path, one thread, no FBCACHE_*
+    from the caller's shell (only the ones given in ``extra``)."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+                   "OMP_NUM_THREADS": "1", **(extra or {})}
+    # an xdist worker's variables would make pytest-benchmark in the child disable itself
+    environment = {k: v for k, v in environment.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT"))}
+    return {k: v for k, v in environment.items() if not k.startswith("FBCACHE_") or k in (extra or {})}
 
 
 @dataclass
@@ -47,9 +89,8 @@ def run_sweep(tmp_path: Path, *args: str, env: dict[str, str] | None = None, plu
     for plugin in plugins:
         command += ["-p", plugin]
     command += list(args)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **(env or {})}
-    environment = {k: v for k, v in environment.items() if not k.startswith("FBCACHE_") or k in (env or {})}
-    done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(command, cwd=tmp_path, env=subprocess_env(env), capture_output=True, text=True,
+                          timeout=timeout)
     return Sweep(done.returncode, done.stdout + done.stderr, storage, output_dir)
 
 

@@ -62,8 +62,9 @@ def test_bad_bound_values_are_config_errors():
 
 
 def test_resolve_auto_none_name_path(tmp_path: Path):
-    (tmp_path / "cpu.toml").write_text('[profile]\nname="cpu"\n[match]\nmodel="tiny"\naccelerator="cpu"\n')
-    (tmp_path / "gpu.toml").write_text('[profile]\nname="gpu"\n[match]\nmodel="tiny"\naccelerator="A6000"\n')
+    floor = '[thresholds."0.5"]\nmin_ssim = 0.5\n'
+    (tmp_path / "cpu.toml").write_text('[profile]\nname="cpu"\n[match]\nmodel="tiny"\naccelerator="cpu"\n' + floor)
+    (tmp_path / "gpu.toml").write_text('[profile]\nname="gpu"\n[match]\nmodel="tiny"\naccelerator="A6000"\n' + floor)
     facts = {"model": "tiny", "accelerator": "cpu: AMD EPYC", "quantization": "none", "cache_backend": "diffusers"}
     assert resolve_profile("auto", tmp_path, facts).name == "cpu"
     assert resolve_profile("auto", tmp_path, {**facts, "accelerator": "NVIDIA RTX A6000"}).name == "gpu"

@@ -135,11 +135,13 @@ def test_fingerprint_names_the_torchao_config_and_the_compile_mode():
 
 
 def test_an_eager_bounds_profile_never_judges_a_compiled_run():
-    profile = parse_profile({"profile": {"name": "eager"}, "match": {"model": "tiny"}}, "test")
+    floor = {"0.5": {"min_ssim": 0.5}}  # a profile must check something
+    profile = parse_profile({"profile": {"name": "eager"}, "match": {"model": "tiny"}, "thresholds": floor}, "test")
     assert profile.matches({"model": "tiny", "compile": "none"})
     assert profile.matches({"model": "tiny"}), "a run saved before the compile fact existed was eager"
     assert not profile.matches({"model": "tiny", "compile": "regional"})
-    compiled = parse_profile({"profile": {"name": "c"}, "match": {"model": "tiny", "compile": "regional"}}, "test")
+    compiled = parse_profile({"profile": {"name": "c"}, "match": {"model": "tiny", "compile": "regional"},
+                              "thresholds": floor}, "test")
     assert compiled.matches({"model": "tiny", "compile": "regional"}) and not compiled.matches({"model": "tiny"})
 
 

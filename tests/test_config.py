@@ -138,3 +138,30 @@ def test_every_option_has_the_three_spellings():
 def test_thresholds_from_ini_string(tmp_path):
     assert config(tmp_path, thresholds="0.2 0.1").thresholds == (0.1, 0.2)
     assert not any(math.isnan(t) for t in config(tmp_path).thresholds)
+
+
+def test_an_empty_prompt_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="--fbcache-prompt: invalid value '' \\(empty\\)"):
+        config(tmp_path, prompt="")
+    with pytest.raises(ConfigError, match="--fbcache-prompt"):
+        config(tmp_path, prompt="   ")
+
+
+def test_an_error_names_where_the_value_came_from():
+    from fbcache.config.options import source_of
+
+    fake = FakeConfig(cli={"fbcache_seed": "1"}, ini={"fbcache_rounds": "x"})
+    environ = {"FBCACHE_STEPS": "abc"}
+    assert source_of(fake, "steps", environ) == "FBCACHE_STEPS"
+    assert source_of(fake, "seed", environ) == "--fbcache-seed"
+    assert source_of(fake, "rounds", environ) == "fbcache_rounds (ini)"
+    error = ConfigError("--fbcache-steps", "abc", "a whole number >= 1", "not a whole number")
+    assert str(error.from_source("FBCACHE_STEPS")).startswith(
+        "FBCACHE_STEPS (for --fbcache-steps): invalid value 'abc' (not a whole number)")
+
+
+def test_a_missing_nunchaku_transformer_is_said_in_words(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        config(tmp_path, cuda=ONE_GPU, model="org/flux", quant="nunchaku")
+    assert str(error.value).startswith("--fbcache-nunchaku-transformer is missing (")
+    assert "None" not in str(error.value)

@@ -5,24 +5,23 @@ This is the exact path .github/workflows/nightly.yml runs on the GPU runner.
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 from webhook_server import webhook_server
 
 from fbcache.history.storage import run_files
 
 pytestmark = pytest.mark.integration
-QUICK = ["--steps", "8", "--rounds", "2", "--thresholds", "0 0.5"]
+QUICK = ["--steps", "4", "--rounds", "2", "--thresholds", "0.5"]
 
 
 def nightly(tmp_path: Path, url: str, *extra: str, fault: str = "") -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FBCACHE_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    env = subprocess_env()
     env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "summary.md")
     if fault:
         env["FBCACHE_TEST_FAULT"] = fault
@@ -37,9 +36,13 @@ def test_two_clean_nights_then_a_broken_one(tmp_path):
         first = nightly(tmp_path, url)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         assert "nothing: the first run with this fingerprint" in first.stdout
+        bad = run_files(tmp_path / "history")[0].with_name("0000_hand-edited.json")
+        bad.write_text(json.dumps({**json.loads(run_files(tmp_path / "history")[0].read_text()), "benchmarks": [1, 2]}))
         second = nightly(tmp_path, url)
         assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
         assert "Verdict: clean" in second.stdout
+        assert second.stderr.count("0000_hand-edited.json: benchmarks[0] is int") == 1, "named, skipped, no crash"
+        bad.unlink()
         assert received.attempts == 0, "clean nights post nothing"
         assert (tmp_path / "report" / "report.html").is_file()
         assert (tmp_path / "summary.md").read_text().count("fbcache: no regression") == 2

@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import sys
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote
@@ -103,11 +102,7 @@ def test_report_with_same_fingerprint_history(tmp_path: Path):
     runs = runs_of(storage)
     latest = find_run(runs, "0002")
     out = tmp_path / "report"
-    started = time.perf_counter()
     written = build_report(runs, latest, out, None)
-    elapsed = time.perf_counter() - started
-
-    assert elapsed < 10, f"report took {elapsed:.1f} s"
     assert sorted(written) == sorted(p for p in out.rglob("*") if p.is_file())
     assert {p.name for p in written} >= {"report.md", "report.html", "tradeoff.png", "hitmap.png", *TRENDS}
     assert_self_contained(out)

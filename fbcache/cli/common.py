@@ -7,6 +7,7 @@ two verbs cannot drift apart and neither imports the other.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,40 @@ def read_history(raw_storage: str) -> list[Run]:
 
 def pick(runs: list[Run], name: str | None) -> Run:
     return find_run(runs, name) if name else runs[-1]
+
+
+def output_file(raw: str, option: str) -> Path:
+    """A file we may write: its directory exists and is writable, and it is not a directory. Checked
+    before any work, so a typo costs a one-line error (exit 2), not a finished compare thrown away."""
+    path = Path(raw).expanduser()
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise DataError(f"{option} {raw}: is a directory; give a file path")
+    if not parent.is_dir():
+        raise DataError(f"{option} {raw}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise DataError(f"{option} {raw}: not writable")
+    return path
+
+
+def output_dir(raw: str, option: str) -> Path:
+    """A directory we may write into (created later if absent); an existing file there is refused."""
+    path = Path(raw).expanduser()
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DataError(f"{option} {raw}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"{option} {raw}: {probe} is not writable")
+    return path
+
+
+def write_file(path: Path, text: str, option: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{option} {path}: {exc.strerror or exc}") from None
 
 
 def compare_settings(args: argparse.Namespace) -> CompareSettings:

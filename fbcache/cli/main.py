@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -24,16 +25,19 @@ from fbcache.cli.common import (
     DEFAULT_STORAGE,
     add_compare_options,
     compare_settings,
+    output_dir,
+    output_file,
     pick,
     read_history,
     storage_path,
+    write_file,
 )
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
-from fbcache.history.selection import choose_baseline, same_fingerprint_before
+from fbcache.history.selection import baseline_for, coverage_note, same_fingerprint_before
 from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
 from fbcache.history.fingerprint import match_facts
-from fbcache.history.storage import Run, load_runs
+from fbcache.history.storage import Run
 
 # ------------------------------------------------------------------------------------- verbs
 
@@ -43,25 +47,41 @@ def cmd_history(args: argparse.Namespace) -> int:
     for run in runs:
         fp = run.fingerprint
         print(f"{run.name}  {run.datetime[:19]}  [{run.fingerprint_id}] {fp.get('accelerator')} | {fp.get('model')} | "
-              f"{fp.get('quantization')} | {fp.get('cache_backend')} | {fp.get('workload')}")
+              f"{fp.get('quantization')} | {fp.get('cache_backend')} | {fp.get('workload')} | {bounds_state(run)}")
     return EXIT_CLEAN
 
 
+def bounds_state(run: Run) -> str:
+    """'BOUNDS BROKEN: 0.5, 0.8' for a run saved with broken bounds (kept, marked), else what was checked."""
+    broken = [r.label for r in run.records.values() if not r.bounds_ok]
+    if broken:
+        return "BOUNDS BROKEN: " + ", ".join(broken)
+    profiles = {str(r.bounds.get("profile")) for r in run.records.values() if r.bounds.get("profile")}
+    return f"bounds kept ({', '.join(sorted(profiles))})" if profiles else "no bounds"
+
+
 def run_compare(storage: str, latest_name: str | None, baseline_spec: str, settings: CompareSettings) -> CompareResult:
+    """The latest run judged against its baseline. The first run of a fingerprint, compared against the
+    default ``previous``, has nothing to compare with: every verdict is "not judged" and the exit is clean."""
     runs = read_history(storage)
     latest = pick(runs, latest_name)
-    baseline = choose_baseline(runs, latest, baseline_spec)
+    baseline = baseline_for(runs, latest, baseline_spec)
+    note = coverage_note(latest, baseline)
+    if note:
+        print(f"fbcache compare: note: {note}", file=sys.stderr)
     return compare_runs(latest, baseline, same_fingerprint_before(runs, latest), settings)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    json_path = output_file(args.json, "--json") if args.json else None
+    markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
     result = run_compare(args.storage, args.latest, args.baseline, compare_settings(args))
     text = markdown(result)
     print(text)
-    if args.json:
-        Path(args.json).write_text(result.to_json(), encoding="utf-8")
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n", encoding="utf-8")
+    if json_path is not None:
+        write_file(json_path, result.to_json(), "--json")
+    if markdown_path is not None:
+        write_file(markdown_path, text + "\n", "--markdown")
     return EXIT_REGRESSION if result.regression else EXIT_CLEAN
 
 
@@ -73,18 +93,25 @@ def cmd_alert(args: argparse.Namespace) -> int:
     else:
         try:
             finding = Finding(result=CompareResult.load(Path(args.result)), context=args.context)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"cannot read compare result {args.result}: {exc}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+            raise DataError(f"cannot read compare result {args.result}: {' '.join(str(reason).split())}") from None
     return alert(finding, configured_sinks(args))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from fbcache.history.provenance import mismatch
     from fbcache.render.report import build_report
 
+    out = output_dir(args.out, "--out")
     runs = read_history(args.storage)
     latest = pick(runs, args.run)
     images = Path(args.images) if args.images else None
-    written = build_report(runs, latest, Path(args.out), images)
+    if images is not None:
+        refused, note = mismatch(images, latest.fingerprint)
+        if refused:
+            print(f"fbcache report: warning: {note}", file=sys.stderr)
+    written = build_report(runs, latest, out, images)
     print(f"report of {latest.name}: {len(written)} files in {args.out}")
     return EXIT_CLEAN
 
@@ -92,6 +119,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from fbcache.verdicts.bounds import calibrate
 
+    out = output_file(args.out, "--out")
     run = pick(read_history(args.storage), args.run)
     fp = run.fingerprint
     accelerator = str(fp.get("accelerator", ""))
@@ -100,7 +128,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     text = calibrate(run.records.values(), args.speedup_margin, args.ssim_margin, name=args.name or Path(args.out).stem,
                      match=match, enforce_speedup=not on_cpu,
                      measured_on=f"{accelerator}, run {run.name} ({run.datetime[:10]})")
-    Path(args.out).write_text(text, encoding="utf-8")
+    write_file(out, text, "--out")
     print(f"wrote {args.out} from {run.name}")
     return EXIT_CLEAN
 
@@ -229,13 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit codes (fbcache.errors): 0 clean, 1 regression and nothing else, 2 usage or I/O error, 3 broken sweep."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # argparse itself exits 2 on bad arguments
     try:
         return args.func(args)
     except FBCacheError as exc:
-        print(f"fbcache {args.verb}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"fbcache {args.verb}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"fbcache {args.verb}: error:{where}: {exc.strerror or exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"fbcache {args.verb}: interrupted", file=sys.stderr)
+    except Exception:  # a bug must not read as a regression (exit 1) in CI
+        traceback.print_exc()
+        print(f"fbcache {args.verb}: internal error (not a regression); the traceback is above", file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

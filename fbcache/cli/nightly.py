@@ -12,6 +12,7 @@ broke a bound was saved, marked; it is judged like any other run and its broken 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -21,13 +22,16 @@ from pathlib import Path
 from fbcache.alerts import Finding, Send, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import add_compare_options, compare_settings, storage_path
 from fbcache.config.options import OPTIONS
-from fbcache.errors import EXIT_USAGE
+from fbcache.errors import EXIT_USAGE, MissingDependencyError
+from fbcache.history.selection import baseline_for, coverage_note, same_fingerprint_before
+from fbcache.history.storage import Run, load_runs, run_files
 from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
-from fbcache.errors import MissingDependencyError
-from fbcache.history.selection import Baseline, choose_baseline, same_fingerprint_before
-from fbcache.history.storage import load_runs, run_files
 
 LOG_TAIL_LINES = 40
+
+
+class BrokenSweep(Exception):
+    """The sweep saved something that cannot be judged: reported as a broken sweep (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -65,36 +69,48 @@ def add_nightly_options(parser: argparse.ArgumentParser) -> None:
 
 
 def sweep(settings: NightlySettings) -> tuple[int, str]:
-    """Run the benchmark suite; return pytest's exit code and its output."""
+    """Run the benchmark suite, streaming its output line by line as it comes (a GPU sweep takes
+    long); return pytest's exit code and the whole output, whose tail goes into a broken-sweep alert."""
     command = [sys.executable, "-m", "pytest", settings.benchmarks, "-p", "no:cacheprovider",
                "--benchmark-autosave", "--benchmark-save-data", f"--benchmark-storage=file://{settings.storage}",
                f"--fbcache-output-dir={settings.images_dir}", *settings.pytest_args]
     print("fbcache nightly: " + shlex.join(command), flush=True)
-    done = subprocess.run(command, capture_output=True, text=True)
-    output = done.stdout + done.stderr
-    print(output, flush=True)
-    return done.returncode, output
+    lines: list[str] = []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          errors="replace") as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    return child.returncode, "".join(lines)
 
 
-def judge_new_run(settings: NightlySettings) -> CompareResult:
+def judge_new_run(settings: NightlySettings, runs: list[Run], latest: Run) -> CompareResult:
+    note = coverage_note(latest, baseline := baseline_for(runs, latest, "previous"))
+    if note:
+        print(f"fbcache nightly: note: {note}", file=sys.stderr)
+    return compare_runs(latest, baseline, same_fingerprint_before(runs, latest), settings.compare)
+
+
+def history_with(settings: NightlySettings, new_run: Path) -> tuple[list[Run], Run]:
+    """The storage's well-formed runs (malformed files named once and skipped) and the run just saved."""
     runs, skipped = load_runs(settings.storage)
     for message in skipped:
         print(f"fbcache nightly: warning: {message}", file=sys.stderr)
-    latest = runs[-1]
-    earlier = same_fingerprint_before(runs, latest)
-    baseline = choose_baseline(runs, latest, "previous") if earlier else Baseline(
-        "nothing: the first run with this fingerprint", [])
-    return compare_runs(latest, baseline, earlier, settings.compare)
+    latest = next((run for run in runs if run.path == new_run), None)
+    if latest is None:
+        raise BrokenSweep(f"the saved run {new_run} cannot be read back")
+    return runs, latest
 
 
-def write_report(settings: NightlySettings) -> None:
+def write_report(settings: NightlySettings, runs: list[Run], latest: Run) -> None:
     from fbcache.render.report import build_report
 
-    runs, _ = load_runs(settings.storage)
     try:
-        written = build_report(runs, runs[-1], settings.report_dir, settings.images_dir)
+        written = build_report(runs, latest, settings.report_dir, settings.images_dir)
         print(f"fbcache nightly: report, {len(written)} files in {settings.report_dir}")
-    except MissingDependencyError as exc:
+    except (MissingDependencyError, OSError) as exc:  # a report that cannot be written never hides the verdict
         print(f"fbcache nightly: report skipped: {exc}", file=sys.stderr)
 
 
@@ -114,9 +130,13 @@ def run_nightly(settings: NightlySettings) -> int:
         finding = Finding(broken=reason, context=settings.context)
         print(f"fbcache nightly: sweep broken; last lines:\n{tail}", file=sys.stderr)
     else:
-        result = judge_new_run(settings)
-        print(markdown(result), flush=True)
-        write_report(settings)
-        finding = Finding(result=result, context=settings.context)
+        try:
+            runs, latest = history_with(settings, new_runs[-1])
+            result = judge_new_run(settings, runs, latest)
+            print(markdown(result), flush=True)
+            write_report(settings, runs, latest)
+            finding = Finding(result=result, context=settings.context)
+        except BrokenSweep as exc:
+            finding = Finding(broken=str(exc), context=settings.context)
     code = alert(finding, settings.sinks)
     return code if code >= 0 else EXIT_USAGE

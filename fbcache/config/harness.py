@@ -27,7 +27,7 @@ from fbcache.config.parsers import (
 )
 from fbcache.config.prompts import PromptCase, PromptSet, load_prompt_set
 from fbcache.config.shard import Shard, parse_shard, shard_device
-from fbcache.errors import ConfigError
+from fbcache.errors import MISSING, ConfigError
 from fbcache.models import compile as compile_modes
 from fbcache.models import quantization
 
@@ -154,10 +154,14 @@ def build_config(
     steps = parse_int(cli("steps"), get("steps"), 1) if get("steps") else source.default_steps
     width, height = parse_resolution(cli("resolution"), str(get("resolution"))) if get("resolution") \
         else source.default_resolution
+    if raw.get("prompt") is not None and not str(raw.get("prompt")).strip():
+        raise ConfigError(cli("prompt"), raw.get("prompt"), "a non-empty prompt (leave the option out for the default)",
+                          "empty")
     nunchaku_transformer = get("nunchaku_transformer") or None
     if quant == "nunchaku" and not nunchaku_transformer:
-        raise ConfigError(cli("nunchaku_transformer"), None,
-                          "a local svdq-int4/fp4 .safetensors file or hub path", "required with --fbcache-quant nunchaku")
+        raise ConfigError(cli("nunchaku_transformer"), MISSING,
+                          "a local svdq-int4/fp4 .safetensors file or hub path",
+                          "--fbcache-quant nunchaku needs the quantized transformer's weights")
     probe = cuda or _torch_cuda()
     calibrate = get("calibrate")
     calibrate_path = Path(str(calibrate)).expanduser().resolve() if calibrate else None

@@ -145,3 +145,21 @@ def resolve_raw(config: Any, environ: Mapping[str, str] | None = None) -> dict[s
             value = ini_value if ini_value not in (None, "", []) else None
         raw[spec.name] = value
     return raw
+
+
+def source_of(config: Any, name: str, environ: Mapping[str, str] | None = None) -> str:
+    """Where option ``name``'s value came from, spelled as the user wrote it: the flag, the
+    environment variable, or the ini key. Error messages name this, not always the flag."""
+    environ = os.environ if environ is None else environ
+    spec = next(s for s in OPTIONS if s.name == name)
+    if config.getoption(spec.dest, default=None) is not None:
+        return spec.cli
+    if environ.get(spec.env) is not None:
+        return spec.env
+    ini_value = config.getini(spec.ini)
+    return f"{spec.ini} (ini)" if ini_value not in (None, "", []) else spec.cli
+
+
+def option_name(cli: str) -> str | None:
+    """``--fbcache-steps`` -> ``steps``; None for anything that is not one of these options."""
+    return next((s.name for s in OPTIONS if s.cli == cli), None)

@@ -145,6 +145,10 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
     return info
 
 
+#: the facts :func:`match_facts` can return: the keys a bounds profile's ``[match]`` may use
+MATCH_KEYS = ("model", "quantization", "compile", "cache_backend", "accelerator", "steps", "resolution")
+
+
 def match_facts(info: Mapping[str, Any]) -> dict[str, str]:
     """What a bounds profile's ``[match]`` is compared with, from a run's ``machine_info["fbcache"]``.
 
@@ -158,6 +162,7 @@ def match_facts(info: Mapping[str, Any]) -> dict[str, str]:
              "cache_backend": info.get("cache_backend"),
              "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator,
              "steps": workload.get("steps"), "resolution": workload.get("resolution")}
+    assert tuple(facts) == MATCH_KEYS
     return {key: str(value) for key, value in facts.items() if value not in (None, "")}
 
 

@@ -7,8 +7,11 @@ used both when writing (the fixture) and when reading history back (compare, rep
 
 from __future__ import annotations
 
+import math
 import statistics
-from dataclasses import asdict, dataclass, field
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from fbcache.metrics import all_metrics
@@ -143,10 +146,89 @@ class BenchRecord:
         return info
 
     @classmethod
-    def from_extra_info(cls, info: dict[str, Any]) -> "BenchRecord":
-        """Inverse of :meth:`to_extra_info`; raises KeyError/TypeError on foreign data."""
+    def from_extra_info(cls, info: Any) -> "BenchRecord":
+        """Inverse of :meth:`to_extra_info`; ValueError naming the field on foreign or malformed data.
+
+        Every field is checked against its annotation, so a record read back from a hand-edited or
+        corrupted file is either fully typed or refused: readers never meet ``hits_per_round: 5``.
+        """
+        if not isinstance(info, dict):
+            raise ValueError(f"extra_info is {type(info).__name__}, not an object")
         if info.get("fbcache_schema") != SCHEMA:
-            raise KeyError(f"not an fbcache record (fbcache_schema={info.get('fbcache_schema')!r})")
-        names = {f for f in cls.__dataclass_fields__ if f not in ("schema", "metrics")}
-        metrics = {m.name: m.from_json(info[m.name]) for m in all_metrics() if m.name in info}
-        return cls(**{k: v for k, v in info.items() if k in names}, metrics=metrics)
+            raise ValueError(f"not an fbcache record (fbcache_schema={info.get('fbcache_schema')!r})")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for spec in fields(cls):
+            if spec.name in ("schema", "metrics"):
+                continue
+            if spec.name not in info:
+                if spec.default is MISSING and spec.default_factory is MISSING:
+                    raise ValueError(f"extra_info.{spec.name} is missing")
+                continue
+            problem = type_problem(info[spec.name], hints[spec.name])
+            if problem:
+                raise ValueError(f"extra_info.{spec.name} = {_short(info[spec.name])}: {problem}")
+            values[spec.name] = info[spec.name]
+        for key in ("violations", "reported"):  # read by compare and report as lists of messages
+            problem = type_problem(values.get("bounds", {}).get(key, []), list[str])
+            if problem:
+                raise ValueError(f"extra_info.bounds.{key}: {problem}")
+        metrics = {}
+        for metric in all_metrics():  # stored under their own names ("ssim", "psnr", ...)
+            if metric.name in info:
+                raw = info[metric.name]
+                problem = type_problem(raw, float | None)
+                if problem:
+                    raise ValueError(f"extra_info.{metric.name} = {_short(raw)}: {problem}")
+                metrics[metric.name] = metric.from_json(raw)
+        return cls(**values, metrics=metrics)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def type_problem(value: Any, annotation: Any) -> str:
+    """Why ``value`` (decoded JSON) does not fit ``annotation``; empty when it does.
+
+    Handles what BenchRecord uses: float (finite; ints accepted), int, str, bool, Any, ``X | None``,
+    ``list[X]`` and ``dict[str, X]``. bool is never accepted as a number.
+    """
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return ""
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return ""
+        problems = [type_problem(value, option) for option in options if option is not type(None)]
+        return "" if any(p == "" for p in problems) else problems[0]
+    if origin is list:
+        if not isinstance(value, list):
+            return f"expected a list, got {type(value).__name__}"
+        (item,) = typing.get_args(annotation)
+        for index, element in enumerate(value):
+            problem = type_problem(element, item)
+            if problem:
+                return f"item {index}: {problem}"
+        return ""
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"expected an object, got {type(value).__name__}"
+        _, item = typing.get_args(annotation)
+        for key, element in value.items():
+            problem = type_problem(element, item)
+            if problem:
+                return f"key {key!r}: {problem}"
+        return ""
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {type(value).__name__}"
+        return "" if math.isfinite(value) else "not a finite number"
+    if annotation is int:
+        return "" if isinstance(value, int) and not isinstance(value, bool) else \
+            f"expected a whole number, got {type(value).__name__}"
+    if annotation in (str, bool):
+        return "" if isinstance(value, annotation) else f"expected {annotation.__name__}, got {type(value).__name__}"
+    return ""  # pragma: no cover - an annotation this checker does not know: accept

@@ -72,19 +72,55 @@ def same_fingerprint_before(runs: list[Run], latest: Run) -> list[Run]:
     return [r for r in runs[:index] if r.fingerprint_id == latest.fingerprint_id]
 
 
+def covering(earlier: list[Run], latest: Run) -> list[Run]:
+    """The earlier runs that measured every benchmark the latest run did.
+
+    A ``-k`` subset run shares the fingerprint of a full one; as the baseline of the next full run it
+    would leave most benchmarks uncompared. When no earlier run covers them all, every run is kept
+    and :func:`coverage_note` says what is missing.
+    """
+    full = [run for run in earlier if set(latest.records) <= set(run.records)]
+    return full or earlier
+
+
+def coverage_note(latest: Run, baseline: Baseline) -> str:
+    """Which of the latest run's benchmarks the baseline never measured (empty when none)."""
+    if not baseline.runs:
+        return ""
+    missing = [label for label in latest.records if all(label not in run.records for run in baseline.runs)]
+    if not missing:
+        return ""
+    return (f"the baseline ({baseline.description}) lacks {len(missing)} of {len(latest.records)} benchmarks "
+            f"({', '.join(missing)}): no earlier run of this fingerprint covers them, so they are not compared")
+
+
+FIRST_RUN = "nothing: the first run with this fingerprint"
+
+
+def baseline_for(runs: list[Run], latest: Run, spec: str) -> Baseline:
+    """:func:`choose_baseline`, except that the first run of a fingerprint under the default ``previous``
+    gets an empty baseline (every verdict "not judged", a clean exit) instead of an error."""
+    if spec == "previous" and not same_fingerprint_before(runs, latest):
+        return Baseline(FIRST_RUN, [])
+    return choose_baseline(runs, latest, spec)
+
+
 def choose_baseline(runs: list[Run], latest: Run, spec: str) -> Baseline:
-    """``previous``, ``median:K`` or a run name; always within the latest run's fingerprint."""
+    """``previous``, ``median:K`` or a run name; always within the latest run's fingerprint, and for
+    ``previous``/``median:K`` only among runs that cover the latest run's benchmarks (see :func:`covering`)."""
     earlier = same_fingerprint_before(runs, latest)
     if spec == "previous":
         if not earlier:
             raise SelectionError(f"no earlier run with the fingerprint of {latest.name} to compare with")
-        return Baseline(f"previous run {earlier[-1].name}", earlier[-1:])
+        chosen = covering(earlier, latest)[-1]
+        why = "" if chosen is earlier[-1] else f" (newer run {earlier[-1].name} skipped: it lacks benchmarks of this run)"
+        return Baseline(f"previous run {chosen.name}{why}", [chosen])
     match = re.fullmatch(r"median:(\d+)", spec)
     if match:
         count = int(match.group(1))
         if count < 1 or not earlier:
             raise SelectionError(f"median:{count} needs K >= 1 and earlier runs with the same fingerprint")
-        chosen = earlier[-count:]
+        chosen = covering(earlier, latest)[-count:]
         return Baseline(f"median of the last {len(chosen)} runs", chosen)
     run = find_run(runs, spec)
     if run.fingerprint_id != latest.fingerprint_id:

@@ -23,7 +23,16 @@ from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.history.fingerprint import fingerprint_id, fingerprint_of
-from fbcache.history.record import BenchRecord
+from fbcache.history.record import BenchRecord, type_problem
+
+
+RUN_FILE_MODE = 0o644
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 @contextlib.contextmanager
@@ -47,6 +56,9 @@ def write_new_file(directory: Path, name_for: Any, payload: bytes) -> Path:
     with _directory_lock(directory):
         descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".fbcache-", suffix=".partial")
         try:
+            # mkstemp makes 0600; history is shared (runners read it as another user), as pytest-benchmark's
+            # own files are: 0644 less the umask
+            os.fchmod(descriptor, RUN_FILE_MODE & ~_umask())
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(payload)
                 handle.flush()
@@ -131,28 +143,49 @@ class Run:
         return fingerprint_id(self.fingerprint)
 
 
+def _number_list(value: Any, where: str) -> list[float]:
+    problem = type_problem(value, list[float])
+    if problem:
+        raise ValueError(f"{where}: {problem}")
+    return [float(x) for x in value]
+
+
 def parse_run(path: Path, data: Any) -> Run:
-    """A Run from a pytest-benchmark JSON document; ValueError when it is not an fbcache run."""
+    """A Run from a pytest-benchmark JSON document; ValueError (naming the field) when it is not a
+    well-formed fbcache run. Nothing else escapes: every reader can skip the file and go on."""
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ValueError("not a pytest-benchmark file (no 'benchmarks' list)")
     machine_info = data.get("machine_info") or {}
-    if fingerprint_of(machine_info) is None:
+    if not isinstance(machine_info, dict) or fingerprint_of(machine_info) is None:
         raise ValueError("no fbcache fingerprint in machine_info (not written by fbcache)")
+    fingerprint = fingerprint_of(machine_info) or {}
+    if any(not isinstance(v, str) for v in fingerprint.values()):
+        raise ValueError("machine_info.fbcache.fingerprint: every field must be a string")
+    commit_info = data.get("commit_info") or {}
+    if not isinstance(commit_info, dict):
+        raise ValueError(f"commit_info is {type(commit_info).__name__}, not an object")
     records: dict[str, BenchRecord] = {}
     raw: dict[str, list[float]] = {}
-    for bench in data["benchmarks"]:
+    for index, bench in enumerate(data["benchmarks"]):
+        if not isinstance(bench, dict):
+            raise ValueError(f"benchmarks[{index}] is {type(bench).__name__}, not an object")
+        where = f"benchmark {bench.get('name', index)!r}"
         try:
             record = BenchRecord.from_extra_info(bench.get("extra_info") or {})
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"benchmark {bench.get('name')!r}: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if record.label in records:
+            raise ValueError(f"{where}: a second benchmark for threshold {record.label}")
         records[record.label] = record
         stats = bench.get("stats") or {}
-        if isinstance(stats.get("data"), list):
-            raw[record.label] = [float(x) for x in stats["data"]]
+        if not isinstance(stats, dict):
+            raise ValueError(f"{where}: stats is {type(stats).__name__}, not an object")
+        if stats.get("data") is not None:
+            raw[record.label] = _number_list(stats["data"], f"{where}: stats.data")
     if not records:
         raise ValueError("no fbcache benchmarks in the file")
     return Run(path=path, datetime=str(data.get("datetime", "")), machine_info=machine_info,
-               commit_info=data.get("commit_info") or {}, records=records, raw_data=raw)
+               commit_info=commit_info, records=records, raw_data=raw)
 
 
 def next_run_name(directory: Path, save: str) -> str:
@@ -162,9 +195,20 @@ def next_run_name(directory: Path, save: str) -> str:
 
 
 def run_files(storage: Path) -> list[Path]:
-    """pytest-benchmark's numbered run files under ``storage`` (any machine id), oldest first."""
+    """pytest-benchmark's numbered run files under ``storage`` (any machine id), oldest first.
+
+    Dangling links and unreadable entries are listed too (ordered by name); :func:`load_runs`
+    names and skips them.
+    """
     files = [p for p in storage.glob("*/[0-9][0-9][0-9][0-9]_*.json")] + list(storage.glob("[0-9][0-9][0-9][0-9]_*.json"))
-    return sorted(files, key=lambda p: (_run_number(p), p.stat().st_mtime, p.name))
+    return sorted(files, key=lambda p: (_run_number(p), _mtime(p), p.name))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _run_number(path: Path) -> int:
@@ -175,12 +219,24 @@ def _run_number(path: Path) -> int:
 
 
 def load_runs(storage: Path) -> tuple[list[Run], list[str]]:
-    """Every readable fbcache run under ``storage``, oldest first, and a warning per skipped file."""
+    """Every well-formed fbcache run under ``storage``, oldest first, and one warning line per skipped file."""
     runs, skipped = [], []
     for path in run_files(storage):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             runs.append(parse_run(path, data))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-            skipped.append(f"skipped {path}: {exc}")
+        except (OSError, ValueError, RecursionError) as exc:  # JSON and Unicode errors are ValueErrors
+            if path.is_symlink() and not path.exists():
+                reason = f"a dangling link (to {os.readlink(path)})"
+            elif isinstance(exc, OSError) and exc.strerror:
+                reason = f"{type(exc).__name__}: {exc.strerror}"
+            elif isinstance(exc, json.JSONDecodeError):
+                reason = f"not valid JSON ({exc})"
+            elif isinstance(exc, UnicodeDecodeError):
+                reason = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+            elif isinstance(exc, RecursionError):
+                reason = "JSON nested too deeply to read"
+            else:
+                reason = str(exc)
+            skipped.append(f"skipped {path}: {' '.join(reason.split())}")
     return runs, skipped

@@ -26,9 +26,11 @@ from fbcache.plugin.fixture import (  # noqa: F401 fixtures
 )
 from fbcache.history.record import UNCACHED
 from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
-from fbcache.config.options import add_options, resolve_raw
+from fbcache.config.options import add_options, option_name, resolve_raw, source_of
+from fbcache.config.parsers import check_writable_dir
 from fbcache.config.preflight import check_environment
 from fbcache.plugin.session import FBCacheSession
+from fbcache.history import provenance
 from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
@@ -57,7 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
         info = fbcache_machine_info(harness)
         profile = resolve_profile(harness.bounds, bounds_dir(config, harness), match_facts(info))
     except ConfigError as exc:
-        config.stash[CONFIG_ERROR_KEY] = exc
+        name = option_name(exc.option)
+        config.stash[CONFIG_ERROR_KEY] = exc.from_source(source_of(config, name)) if name else exc
         return
     config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
     config.stash[MACHINE_INFO_KEY] = info
@@ -132,7 +135,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if benchmark_session is not None:
         fb = session.config.stash.get(SESSION_KEY, None)
         shard = fb.config.shard if fb is not None else None
-        install_atomic_storage(benchmark_session, shard_dir(shard) if shard is not None else None)
+        storage = install_atomic_storage(benchmark_session, shard_dir(shard) if shard is not None else None)
+        if storage is not None and (benchmark_session.save or benchmark_session.autosave):
+            _check_storage_writable(session.config, storage)
+
+
+def _check_storage_writable(config: pytest.Config, storage: AtomicFileStorage) -> None:
+    """A run that cannot be saved is found out now, before any model is built, not after the sweep."""
+    target = storage.path / storage.default_machine_id if storage.default_machine_id else storage.path
+    try:
+        check_writable_dir("--benchmark-storage", str(target))
+    except ConfigError as exc:
+        config.stash.setdefault(CONFIG_ERROR_KEY, exc)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -166,6 +180,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
             storage.refuse(refusal)
         if fb.records:
             (fb.config.output_dir / results_file(fb.config)).write_text(_results_markdown(fb), encoding="utf-8")
+            provenance.write_record(fb.config.output_dir, session.config.stash[MACHINE_INFO_KEY]["fingerprint"])
         if fb.config.calibrate is not None and refusal is None and fb.records and fb.config.shard is None:
             _write_calibration(session.config, fb)
     yield
@@ -223,10 +238,25 @@ def _compile_lines(fb: FBCacheSession) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     fb = config.stash.get(SESSION_KEY, None)
-    if fb is None or not fb.records:
+    if fb is None or not fb.health.expected:
         return
     write = terminalreporter.write_line
     terminalreporter.section("fbcache")
+    if fb.records:
+        _write_results(write, fb)
+    storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
+    refusal = storage.refusal if isinstance(storage, AtomicFileStorage) else None
+    refusal = refusal or fb.health.refusal(exitstatus == pytest.ExitCode.INTERRUPTED)
+    if refusal:
+        write(f"history: NOT saved: {refusal}", red=True)
+    elif isinstance(storage, AtomicFileStorage) and storage.saved_path is not None:
+        marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
+        write(f"history: saved {storage.saved_path}{marked}")
+    if fb.records:
+        write(f"images and {results_file(fb.config)}: {fb.config.output_dir}")
+
+
+def _write_results(write: Any, fb: FBCacheSession) -> None:
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | compile {c.compile} | cache {c.cache_backend} | {c.steps} steps | "
           f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)"
@@ -248,11 +278,3 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         write("bounds: none (no profile matched; see --fbcache-bounds)")
     for line in _timing_checks(fb) + _compile_lines(fb):
         write(line)
-    storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
-    if isinstance(storage, AtomicFileStorage):
-        if storage.refusal:
-            write(f"history: NOT saved: {storage.refusal}", red=True)
-        elif storage.saved_path is not None:
-            marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
-            write(f"history: saved {storage.saved_path}{marked}")
-    write(f"images and {results_file(c)}: {c.output_dir}")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pytest
 
 from fbcache.verdicts.bounds import BoundsProfile
 from fbcache import backends
@@ -35,6 +36,9 @@ class RunHealth:
         if interrupted:
             return "the run was interrupted"
         if self.broken:
+            reasons = sorted(set(self.broken.values()))
+            if len(reasons) == 1 and len(self.broken) > 1:  # one cause (a model that did not load): say it once
+                return f"{len(self.broken)} benchmark(s) broke, all with: {reasons[0]}"
             details = "; ".join(f"{node}: {why}" for node, why in sorted(self.broken.items()))
             return f"{len(self.broken)} benchmark(s) broke ({details})"
         missing = self.expected - self.completed
@@ -51,16 +55,29 @@ class FBCacheSession:
         self.health = RunHealth()
         self.model_load_s: float | None = None
         self._model: LoadedModel | None = None
+        self._load_failure: str | None = None
         self._backend: CacheBackend | None = None
         #: the uncached image of each prompt (key: prompt index, None without a set)
         self._references: dict[int | None, np.ndarray] = {}
 
     @property
     def model(self) -> LoadedModel:
-        """The pipeline, loaded once per session on first use."""
+        """The pipeline, loaded once per session on first use.
+
+        A model that fails to load fails once: the failure is kept, and every later benchmark fails at
+        once with the same one-line message instead of loading (and logging) it again.
+        """
+        if self._load_failure is not None:
+            pytest.fail(self._load_failure, pytrace=False)
         if self._model is None:
             started = time.perf_counter()
-            self._model = load_model(self.config)
+            try:
+                self._model = load_model(self.config)
+            except Exception as exc:  # any loader error (bad file, unreachable hub): one message, no retry
+                detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+                self._load_failure = (f"fbcache: model {self.config.model!r} failed to load: {type(exc).__name__}"
+                                      + (f": {detail[:300]}" if detail else ""))
+                pytest.fail(self._load_failure, pytrace=False)
             self.model_load_s = time.perf_counter() - started
         return self._model
 

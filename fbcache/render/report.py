@@ -23,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from fbcache.render import plots
 from fbcache.verdicts.compare import CompareSettings, compare_runs
 from fbcache.history.selection import choose_baseline, same_fingerprint_before
+from fbcache.history import provenance
 from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 from fbcache.metrics import all_metrics
@@ -403,12 +404,19 @@ def _html_trend(report: Report) -> list[str]:
 def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None) -> list[Path]:
     """Write the report of ``latest`` into ``out_dir``; ``runs`` is the whole history. Returns the files written.
 
+    Images from a directory that records another sweep's fingerprint are not embedded (the report says so).
+
     Raises MissingDependencyError before writing anything when matplotlib (``fbcache[report]``) is absent.
     """
     plots.require_matplotlib()
+    refuse, provenance_note = provenance.mismatch(images_dir, latest.fingerprint) if images_dir else (False, "")
     out_dir.mkdir(parents=True, exist_ok=True)
     records = ordered(latest.records.values())
-    images, image_notes, copies = collect_images(records, images_dir, out_dir)
+    images, image_notes, copies = collect_images(records, None if refuse else images_dir, out_dir)
+    if refuse:
+        image_notes = [provenance_note]  # instead of "no image directory was given"
+    elif provenance_note:
+        image_notes = [provenance_note, *image_notes]
     report = Report(latest, run_metadata(latest), is_timing_only(latest), records, bounds_lines(records),
                     images, image_notes, trend=trend_runs(runs, latest))
     written = _figures(report, runs, out_dir, draw_grid=bool(copies))

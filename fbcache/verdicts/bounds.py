@@ -18,6 +18,11 @@ A profile looks like::
     min_psnr = 25.0              # every image metric of fbcache.metrics has its own key
     min_ssim_worst = 0.85        # with a prompt set: the floor of the worst prompt
 
+Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
+type, or a floor that is not a finite number >= 0 stops the run before any model is built, naming
+the file and the key path. The keys of a threshold table come from :func:`threshold_keys` (speedup and
+each registered image metric), so a new metric's floor is accepted, and its typo refused, unchanged.
+
 Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
 ``enforce_speedup = false``: its speedup floors are printed, never fatal, and never flake.
 
@@ -39,6 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fbcache.errors import ConfigError
+from fbcache.history.fingerprint import MATCH_KEYS
 from fbcache.history.record import BenchRecord
 from fbcache.history.summary import ThresholdSummary, summarize
 from fbcache.metrics import all_metrics
@@ -121,40 +127,95 @@ class Violation:
                 f"{self.key} {self.bound:g} (profile {self.profile})")
 
 
-def _optional_float(value: Any, where: str) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() == UNCALIBRATED):
+#: keys of each table; per-threshold keys are :func:`threshold_keys`, so a new metric's floor is accepted
+#: (and a typo refused) without touching the parser
+PROFILE_KEYS = ("name", "description", "enforce_speedup")
+TOP_KEYS = ("profile", "match", "thresholds")
+
+
+def _error(source: str, path: str, value: Any, accepted: str, why: str) -> ConfigError:
+    """One line naming the file, the key path, what is wrong and what is accepted."""
+    return ConfigError("--fbcache-bounds", value, accepted, f"{source}: {path}: {why}")
+
+
+def _table(data: Any, source: str, path: str, allowed: Iterable[str]) -> Mapping[str, Any]:
+    """``data`` if it is a table whose keys are all in ``allowed``."""
+    allowed = tuple(allowed)
+    accepted = f"keys {', '.join(allowed)} in [{path}]" if path else "tables [" + "], [".join(allowed) + "]"
+    if not isinstance(data, Mapping):
+        raise _error(source, path, data, accepted, "not a table")
+    for key in data:
+        if key not in allowed:
+            raise _error(source, f"{path}.{key}" if path else key, key, accepted, "unknown key")
+    return data
+
+
+def _floor(value: Any, source: str, path: str) -> float | None:
+    accepted = f"a finite number >= 0 or {UNCALIBRATED!r}"
+    if isinstance(value, str) and value.strip().lower() == UNCALIBRATED:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError("--fbcache-bounds", value, f"a number or {UNCALIBRATED!r}", where)
+        raise _error(source, path, value, accepted, "not a number")
+    if not math.isfinite(value) or value < 0:
+        raise _error(source, path, value, accepted, "not finite" if not math.isfinite(value) else "negative")
     return float(value)
 
 
-def parse_profile(data: Mapping[str, Any], source: str) -> BoundsProfile:
-    meta = data.get("profile", {})
+def _threshold_key(key: str, source: str) -> float:
+    accepted = 'threshold keys like "0.1": finite numbers >= 0, quoted'
+    try:
+        threshold = float(key)
+    except ValueError:
+        raise _error(source, f"thresholds.{key!r}", key, accepted, "not a number") from None
+    if not math.isfinite(threshold) or threshold < 0:
+        raise _error(source, f"thresholds.{key!r}", key, accepted, "not finite and >= 0")
+    return threshold
+
+
+def _thresholds(data: Any, source: str) -> dict[float, ThresholdBound]:
+    keys = threshold_keys()
+    if not isinstance(data, Mapping) or not data:
+        raise _error(source, "thresholds", data, f'[thresholds."T"] tables with keys {", ".join(keys)}',
+                     "missing or empty: the profile would check nothing" if not data else "not a table")
     thresholds: dict[float, ThresholdBound] = {}
-    for key, entry in data.get("thresholds", {}).items():
-        try:
-            threshold = float(key)
-        except ValueError:
-            raise ConfigError("--fbcache-bounds", key, "threshold keys like \"0.1\"", source) from None
-        where = f"{source} [thresholds.\"{key}\"]"
-        unknown = set(entry) - set(threshold_keys())
-        if unknown:
-            raise ConfigError("--fbcache-bounds", ", ".join(sorted(unknown)), ", ".join(threshold_keys()),
-                              f"{where}: unknown key")
-        floors = {m.name: _optional_float(entry.get(m.bound_key), where) for m in all_metrics()}
-        worst = {m.name: _optional_float(entry.get(m.bound_key + WORST), where) for m in all_metrics()}
+    for key, entry in data.items():
+        threshold = _threshold_key(key, source)
+        where = f'thresholds."{key}"'
+        entry = _table(entry, source, where, keys)
+        if not entry:
+            raise _error(source, where, {}, ", ".join(keys), "empty table: no floor to check")
+        if any(abs(threshold - t) < 1e-9 for t in thresholds):
+            raise _error(source, where, key, "one table per threshold", "the same threshold twice")
+        floors = {k: _floor(v, source, f"{where}.{k}") for k, v in entry.items()}
         thresholds[threshold] = ThresholdBound(
-            min_speedup=_optional_float(entry.get("min_speedup"), where),
-            image={name: value for name, value in floors.items() if value is not None},
-            worst={name: value for name, value in worst.items() if value is not None},
+            min_speedup=floors.get("min_speedup"),
+            image={m.name: floors[m.bound_key] for m in all_metrics() if floors.get(m.bound_key) is not None},
+            worst={m.name: floors[m.bound_key + WORST] for m in all_metrics()
+                   if floors.get(m.bound_key + WORST) is not None},
         )
+    return thresholds
+
+
+def parse_profile(data: Mapping[str, Any], source: str) -> BoundsProfile:
+    """A checked profile; ConfigError (one line: file, key path, what is accepted) on any deviation."""
+    data = _table(data, source, "", TOP_KEYS)
+    meta = _table(data.get("profile", {}), source, "profile", PROFILE_KEYS)
+    match = _table(data.get("match", {}), source, "match", MATCH_KEYS)
+    for key in ("name", "description"):
+        if key in meta and (not isinstance(meta[key], str) or (key == "name" and not meta[key].strip())):
+            raise _error(source, f"profile.{key}", meta[key], "a non-empty string", "wrong type")
+    enforce = meta.get("enforce_speedup", True)
+    if not isinstance(enforce, bool):
+        raise _error(source, "profile.enforce_speedup", enforce, "true or false (unquoted)", "not a boolean")
+    for key, value in match.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise _error(source, f"match.{key}", value, 'a string such as "28" or "64x64"', "wrong type")
     return BoundsProfile(
         name=str(meta.get("name", Path(source).stem)),
         source=source,
-        thresholds=thresholds,
-        match={k: str(v) for k, v in data.get("match", {}).items()},
-        enforce_speedup=bool(meta.get("enforce_speedup", True)),
+        thresholds=_thresholds(data.get("thresholds"), source),
+        match={k: str(v) for k, v in match.items()},
+        enforce_speedup=enforce,
         description=str(meta.get("description", "")),
     )
 
@@ -162,23 +223,25 @@ def parse_profile(data: Mapping[str, Any], source: str) -> BoundsProfile:
 def load_profile(path: Path) -> BoundsProfile:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError("--fbcache-bounds", str(path), "a readable TOML bounds profile", str(exc)) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("--fbcache-bounds", str(path), "a readable TOML bounds profile",
+                          str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     return parse_profile(data, str(path))
 
 
 def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> BoundsProfile | None:
-    """``auto``: the first shipped profile whose [match] fits; ``none``; a name; or a path."""
+    """``auto``: the one shipped profile whose [match] fits (several: refused); ``none``; a name; or a path."""
     value = spec.strip()
     if value.lower() == "none":
         return None
     shipped = sorted(search_dir.glob("*.toml")) if search_dir.is_dir() else []
     if value.lower() == "auto":
-        for path in shipped:
-            profile = load_profile(path)
-            if profile.match and profile.matches(facts):
-                return profile
-        return None
+        matching = [p for p in (load_profile(path) for path in shipped) if p.match and p.matches(facts)]
+        if len(matching) > 1:
+            names = ", ".join(f"{p.name} ({Path(p.source).name})" for p in matching)
+            raise ConfigError("--fbcache-bounds", spec, "one profile: --fbcache-bounds NAME, a TOML path, or none",
+                              f"{len(matching)} profiles in {search_dir} match this run: {names}")
+        return matching[0] if matching else None
     path = Path(value).expanduser()
     if path.is_file():
         return load_profile(path)

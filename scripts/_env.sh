@@ -1,0 +1,66 @@
+# Sourced by scripts/sweep and scripts/test (not a command): make a virtual environment that has
+# what the caller needs, installing only what is missing, and say what it does.
+#
+#   FBCACHE_VENV=DIR      where the environment lives (default: .venv in the checkout)
+#   FBCACHE_TORCH=cpu     the CPU build of torch (default); FBCACHE_TORCH=cuda for the CUDA build
+#   FBCACHE_PYTHON=PATH   use this interpreter as it is and install nothing (an environment you manage)
+#
+# Usage: source scripts/_env.sh EXTRA   (EXTRA: the pyproject extra to install, e.g. report or test)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+EXTRA="${1:-report}"
+TORCH_VERSION="2.13.0"
+# The PyTorch project's documented index of CPU-only wheels; the default index gives the CUDA build on Linux.
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+
+say() { echo "fbcache: $*" >&2; }
+
+if [ -n "${FBCACHE_PYTHON:-}" ]; then
+  PY="$FBCACHE_PYTHON"
+  say "using $PY as it is (FBCACHE_PYTHON is set): nothing installed"
+  return 0 2>/dev/null || exit 0
+fi
+
+VENV="${FBCACHE_VENV:-$ROOT/.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  BASE="$(command -v python3 || command -v python || true)"
+  if [ -z "$BASE" ] || ! "$BASE" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    say "needs Python 3.10 or newer as python3 on PATH"
+    exit 2
+  fi
+  say "creating the virtual environment $VENV"
+  "$BASE" -m venv "$VENV"
+else
+  say "reusing the virtual environment $VENV"
+fi
+PY="$VENV/bin/python"
+pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
+
+case "${FBCACHE_TORCH:-cpu}" in
+  cpu|cuda) ;;
+  *) say "FBCACHE_TORCH=${FBCACHE_TORCH}: accepted: cpu, cuda"; exit 2 ;;
+esac
+if HAVE="$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)"; then
+  say "torch $HAVE already installed (to change its build: remove $VENV and set FBCACHE_TORCH)"
+elif [ "${FBCACHE_TORCH:-cpu}" = "cuda" ]; then
+  say "installing torch $TORCH_VERSION, CUDA build (FBCACHE_TORCH=cuda)"
+  pip_install "torch==$TORCH_VERSION"
+else
+  say "installing torch $TORCH_VERSION, CPU build, from the PyTorch CPU wheel index"
+  if ! pip_install "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"; then
+    say "the PyTorch CPU index did not answer; installing torch==$TORCH_VERSION from the configured index"
+    pip_install "torch==$TORCH_VERSION"
+  fi
+fi
+
+# The package: reinstalled only when pyproject.toml changed or the extra was never installed.
+KEY="$(cd "$ROOT" && "$PY" -c 'import hashlib,sys; print(hashlib.sha256(open("pyproject.toml","rb").read()).hexdigest()[:16])')"
+STAMP="$VENV/.fbcache-installed-$EXTRA"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$KEY" ] && "$PY" -m pip show --quiet fbcache >/dev/null 2>&1; then
+  say "fbcache[$EXTRA] already installed (pyproject.toml unchanged)"
+else
+  say "installing fbcache[$EXTRA] from $ROOT (editable)"
+  pip_install -e "$ROOT[$EXTRA]"
+  echo "$KEY" > "$STAMP"
+fi
