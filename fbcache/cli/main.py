@@ -1,7 +1,8 @@
 """``fbcache``: verbs over pytest-benchmark's storage (``.benchmarks`` by default, or ``--storage``).
 
     fbcache history                  list saved runs and their fingerprints
-    fbcache compare                  latest run against a baseline; exit 0 clean, 1 regression, 2 error
+    fbcache compare                  judge the latest run against its history; exit 0 clean, 1 regression, 2 error
+    fbcache accept RUN               the level of RUN is intended: a new baseline segment starts there
     fbcache alert RESULT.json        step summary, webhook, issue; exit code of the result
     fbcache report [RUN]             Markdown + HTML + PNG report of a run
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Sequence
 
 from fbcache.alerts.channels import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, Finding, WebhookSettings, alert
-from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
 from fbcache.errors import FBCacheError
-from fbcache.history.selection import SelectionError, choose_baseline, find_run, same_fingerprint_before
+from fbcache.history.acceptance import Acceptance, load_acceptances, write_acceptance
+from fbcache.history.selection import SelectionError, find_run
 from fbcache.history.storage import Run, load_runs
+from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
+from fbcache.verdicts.judge import judge_latest
 
 DEFAULT_STORAGE = ".benchmarks"
 
@@ -63,16 +66,44 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def settings_from(args: argparse.Namespace) -> CompareSettings:
-    return CompareSettings(min_effect=args.min_effect, alpha=args.alpha, band_k=args.band_k, history=args.history,
+    return CompareSettings(alpha=args.alpha, min_effect=args.min_effect, max_mde=args.max_mde, history=args.history,
                            min_history=args.min_history, ssim_tolerance=args.ssim_tolerance,
-                           run_shift=args.run_shift, judge_cpu_timing=args.judge_cpu_timing)
+                           judge_cpu_timing=args.judge_cpu_timing)
+
+
+def read_acceptances(storage: Path) -> dict[str, Acceptance]:
+    found, problems = load_acceptances(storage)
+    for message in problems:
+        print(f"fbcache: warning: {message}", file=sys.stderr)
+    return found
+
+
+def baseline_start(runs: list[Run], latest: Run, spec: str) -> Run | None:
+    """``segment`` (None: the whole history, segmented) or the run where the baseline history starts."""
+    if spec == "segment":
+        return None
+    if spec == "previous" or spec.startswith("median:"):
+        raise SelectionError(f"--baseline {spec} is gone: one night as a baseline made persistent regressions "
+                             "vanish; use segment (default) or a run name/number where the baseline starts")
+    run = find_run(runs, spec)
+    if run.fingerprint_id != latest.fingerprint_id:
+        raise SelectionError(f"{run.name} has a different fingerprint than {latest.name}; runs are never mixed")
+    if runs.index(run) >= runs.index(latest):
+        raise SelectionError("the baseline must start at an earlier run than the latest one")
+    return run
+
+
+def judge_storage(storage: Path, latest_name: str | None, baseline_spec: str,
+                  settings: CompareSettings) -> CompareResult:
+    """What compare and nightly both run: the latest run judged against its segmented history."""
+    runs = read_history(str(storage))
+    latest = pick(runs, latest_name)
+    start = baseline_start(runs, latest, baseline_spec)
+    return judge_latest(runs, latest, read_acceptances(storage_path(str(storage))), settings, start)
 
 
 def run_compare(storage: str, latest_name: str | None, baseline_spec: str, settings: CompareSettings) -> CompareResult:
-    runs = read_history(storage)
-    latest = pick(runs, latest_name)
-    baseline = choose_baseline(runs, latest, baseline_spec)
-    return compare_runs(latest, baseline, same_fingerprint_before(runs, latest), settings)
+    return judge_storage(storage_path(storage), latest_name, baseline_spec, settings)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -84,6 +115,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).write_text(text + "\n", encoding="utf-8")
     return EXIT_REGRESSION if result.regression else EXIT_CLEAN
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    runs = read_history(args.storage)
+    run = find_run(runs, args.run)
+    path = write_acceptance(run.path, run.fingerprint_id, args.reason)
+    print(f"accepted {run.name}: a new baseline segment starts there ({args.reason}); recorded in {path}")
+    return EXIT_CLEAN
 
 
 def webhook_from(args: argparse.Namespace) -> WebhookSettings | None:
@@ -148,19 +187,21 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 def _compare_options(parser: argparse.ArgumentParser) -> None:
     defaults = CompareSettings()
-    parser.add_argument("--baseline", default="previous",
-                        help="previous (default), median:K (median of the last K runs), or a run name/number")
+    parser.add_argument("--baseline", default="segment",
+                        help="segment (default: each benchmark's last stable segment of its history), or a run "
+                             "name/number where the baseline history starts")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha,
+                        help="false-alarm probability of one whole compare, all tests together (0.01)")
     parser.add_argument("--min-effect", type=float, default=defaults.min_effect,
-                        help="smallest relative time/speedup change that counts (default 0.05)")
-    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="Mann-Whitney significance (0.05)")
-    parser.add_argument("--band-k", type=float, default=defaults.band_k, help="band half-width in MADs (3)")
-    parser.add_argument("--history", type=int, default=defaults.history, help="earlier runs in the band (10)")
+                        help="smallest relative time/speedup change that ever counts (0.01)")
+    parser.add_argument("--max-mde", type=float, default=defaults.max_mde,
+                        help="beyond this minimum detectable effect a benchmark is too noisy to judge (0.25)")
+    parser.add_argument("--history", type=int, default=defaults.history,
+                        help="most recent runs of a segment that set its level (20)")
     parser.add_argument("--min-history", type=int, default=defaults.min_history,
                         help="earlier runs needed before time and speedup are judged (3)")
     parser.add_argument("--ssim-tolerance", type=float, default=defaults.ssim_tolerance,
                         help="largest SSIM drop that is not a regression (0.01)")
-    parser.add_argument("--run-shift", type=float, default=defaults.run_shift,
-                        help="median change over all benchmarks that confirms a lone excursion at once (0.10)")
     parser.add_argument("--judge-cpu-timing", action="store_true",
                         help="alert on time/speedup of CPU runs too (default: advisory, CPU timing is noisy)")
 
@@ -182,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", help="write the result here, for `fbcache alert`")
     compare.add_argument("--markdown", help="write the table here")
     compare.set_defaults(func=cmd_compare)
+
+    accept = verb("accept", "accept the level of RUN as intended: its benchmarks start a new baseline segment")
+    accept.add_argument("run", help="run name or number")
+    accept.add_argument("--reason", default="", help="why, e.g. the commit that made it slower on purpose")
+    accept.set_defaults(func=cmd_accept)
 
     alert_parser = verb("alert", "send a compare result (or a broken sweep) to the step summary, a webhook, an issue")
     alert_parser.add_argument("result", nargs="?", help="JSON written by `fbcache compare --json`")

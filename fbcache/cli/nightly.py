@@ -1,7 +1,8 @@
 """The nightly job as one verb, so the workflow YAML holds no logic and CI can run the same path.
 
 1. sweep:   ``pytest benchmarks --benchmark-autosave --benchmark-save-data`` (a subprocess);
-2. compare: the new run against the previous run of its fingerprint;
+2. compare: the new run judged against its fingerprint's segmented history (``--baseline``), exactly
+   as ``fbcache compare`` judges it;
 3. report:  Markdown/HTML/PNG into the report directory;
 4. alert:   the step summary always; webhook and issue on regression or broken sweep.
 
@@ -19,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fbcache.alerts.channels import EXIT_USAGE, Finding, WebhookSettings, alert
-from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
 from fbcache.errors import MissingDependencyError
-from fbcache.history.selection import Baseline, choose_baseline, same_fingerprint_before
 from fbcache.history.storage import load_runs, run_files
+from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 
 LOG_TAIL_LINES = 40
 
@@ -34,6 +34,7 @@ class NightlySettings:
     images_dir: Path
     pytest_args: list[str] = field(default_factory=list)
     compare: CompareSettings = CompareSettings()
+    baseline: str = "segment"
     webhook: WebhookSettings | None = None
     issue: bool = False
     context: str = ""
@@ -49,7 +50,8 @@ class NightlySettings:
                        if (value := getattr(args, name)) not in (None, "")]
         return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),
                    pytest_args=passthrough + shlex.split(args.pytest_args or ""), compare=settings_from(args),
-                   webhook=webhook_from(args), issue=args.issue, context=args.context, benchmarks=args.benchmarks)
+                   baseline=args.baseline, webhook=webhook_from(args), issue=args.issue, context=args.context,
+                   benchmarks=args.benchmarks)
 
 
 def add_nightly_options(parser: argparse.ArgumentParser) -> None:
@@ -79,14 +81,9 @@ def sweep(settings: NightlySettings) -> tuple[int, str]:
 
 
 def judge_new_run(settings: NightlySettings) -> CompareResult:
-    runs, skipped = load_runs(settings.storage)
-    for message in skipped:
-        print(f"fbcache nightly: warning: {message}", file=sys.stderr)
-    latest = runs[-1]
-    earlier = same_fingerprint_before(runs, latest)
-    baseline = choose_baseline(runs, latest, "previous") if earlier else Baseline(
-        "nothing: the first run with this fingerprint", [])
-    return compare_runs(latest, baseline, earlier, settings.compare)
+    from fbcache.cli.main import judge_storage
+
+    return judge_storage(settings.storage, None, settings.baseline, settings.compare)
 
 
 def write_report(settings: NightlySettings) -> None:
