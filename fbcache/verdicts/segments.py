@@ -146,7 +146,7 @@ class Tracker:
         if self.episode:
             return self._inside_with_episode(point, effect, g, centre, len(values))
         if self.pending is not None and self._pair_is_worse(point, g, centre, len(values)):
-            return self._worse(point, effect, g, centre, len(values))
+            return self._pair_regression(point, effect, g, centre)
         self._fold_pending()
         self.pending = point
         drift = self._drift(g, sigma, df, tests)
@@ -172,16 +172,24 @@ class Tracker:
             return Judgement("regression", f"{effect:+.1%} beyond {g.describe()}; {self._episode_text()}",
                              effect, g, self.episode[0].index, centre)
         previous = self.pending
-        if previous is not None and self._pair_is_worse(point, g, centre, n_ref):
-            self.pending = None
-            self._open_episode(previous, 1)
-            self.episode.append(point)
-            return Judgement("regression", f"{effect:+.1%}; with the run before it, {self._episode_text()}, "
-                             f"beyond {g.describe()} for two runs", effect, g, previous.index, centre)
+        # the run before belongs to the step only if it sits nearer the new level than the old one
+        nearer = previous is not None and self.worse * (previous.value - centre) > self.worse * (point.value - centre) / 2
+        if previous is not None and nearer and self._pair_is_worse(point, g, centre, n_ref):
+            return self._pair_regression(point, effect, g, centre)
         self._fold_pending()
         self._open_episode(point, 1)
         return Judgement("regression", f"{effect:+.1%} beyond {g.describe()}; first run at this level",
                          effect, g, point.index, centre)
+
+    def _pair_regression(self, point: Point, effect: float, g: Gate, centre: float) -> Judgement:
+        """This run and the one before it are one step: a regression since the one before."""
+        previous = self.pending
+        assert previous is not None
+        self.pending = None
+        self._open_episode(previous, 1)
+        self.episode.append(point)
+        return Judgement("regression", f"{effect:+.1%}; with the run before it, {self._episode_text()}: two runs "
+                         f"worse together, {g.describe()}", effect, g, previous.index, centre)
 
     def _better(self, point: Point, effect: float, g: Gate, centre: float) -> Judgement:
         if self.direction == -1:
