@@ -63,6 +63,9 @@ class HarnessConfig:
     device: str = "cpu"
     force_compare: bool = False
     selfcheck: bool = False
+    interleave: bool = True
+    #: torch threads for CPU runs; None leaves torch's default (and GPU runs are never changed)
+    threads: int | None = 1
 
     @property
     def kind(self) -> str:
@@ -194,6 +197,16 @@ def check_writable_dir(option: str, raw: str) -> Path:
     return path
 
 
+def parse_threads(raw: str) -> int | None:
+    """'auto' (torch's default) or a whole number >= 1."""
+    if str(raw).strip().lower() == "auto":
+        return None
+    try:
+        return parse_int("--fbcache-threads", raw, 1)
+    except ConfigError:
+        raise ConfigError("--fbcache-threads", raw, "auto or a whole number >= 1", "not a thread count") from None
+
+
 def parse_bool(option: str, raw: str | bool) -> bool:
     if isinstance(raw, bool):
         return raw
@@ -294,4 +307,6 @@ def build_config(
         device=device,
         force_compare=parse_bool("--fbcache-force-compare", get("force_compare") or False),
         selfcheck=parse_bool("--fbcache-selfcheck", get("selfcheck") or False),
+        interleave=parse_bool("--fbcache-interleave", get("interleave") if get("interleave") is not None else True),
+        threads=parse_threads(str(get("threads"))) if get("threads") is not None else 1,
     )

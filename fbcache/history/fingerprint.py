@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from fbcache.config.harness import HarnessConfig
 
-FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
+FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload", "procedure")
 
 
 @lru_cache(maxsize=None)
@@ -84,6 +84,22 @@ def workload_key(config: HarnessConfig) -> str:
     return f"{config.steps} steps, {config.resolution}, seed {config.seed}, prompt {prompt}"
 
 
+def procedure_key(config: HarnessConfig) -> str:
+    """How the numbers were taken: rounds, the thresholds timed together, the schedule, CPU threads.
+
+    These change the timings without any code change (interleaving eight benchmarks heats a GPU
+    differently from interleaving two), so runs that differ here are a different history. Library
+    versions are deliberately *not* here: a torch upgrade that slows the sweep is exactly what the
+    nightly job must catch, so a version change stays in the same history and is named in the
+    compare's notes instead.
+    """
+    thresholds = " ".join(f"{t:g}" for t in config.thresholds)
+    threads = "default" if config.threads is None or not config.device.startswith("cpu") else str(config.threads)
+    schedule = "interleaved" if config.interleave else "sequential"
+    return (f"{config.rounds} rounds + {config.warmup_rounds} warm-up, {schedule}, thresholds {thresholds}, "
+            f"threads {threads}")
+
+
 def fbcache_machine_info(config: HarnessConfig, nunchaku_label: str) -> dict[str, Any]:
     accelerator = accelerator_info(config.device)
     info: dict[str, Any] = {
@@ -95,6 +111,9 @@ def fbcache_machine_info(config: HarnessConfig, nunchaku_label: str) -> dict[str
         "workload": {"steps": config.steps, "resolution": config.resolution, "seed": config.seed,
                      "prompt": config.prompt},
         "timing_only": config.timing_only,
+        "procedure": {"rounds": config.rounds, "warmup_rounds": config.warmup_rounds,
+                      "thresholds": list(config.thresholds), "interleave": config.interleave,
+                      "threads": config.threads if config.device.startswith("cpu") else None},
     }
     info["fingerprint"] = {
         "accelerator": accelerator["name"],
@@ -102,6 +121,7 @@ def fbcache_machine_info(config: HarnessConfig, nunchaku_label: str) -> dict[str
         "quantization": config.quant,
         "cache_backend": config.cache_backend,
         "workload": workload_key(config),
+        "procedure": procedure_key(config),
     }
     return info
 

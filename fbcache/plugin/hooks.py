@@ -80,6 +80,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     session = _session_or_usage_error(config)
     session.health.expected = {item.nodeid for item in fbcache_items}
+    planned = {item.callspec.params["fbcache_threshold"] for item in fbcache_items
+               if hasattr(item, "callspec") and "fbcache_threshold" in item.callspec.params}
+    session.planned_thresholds = tuple(sorted(planned))
     items.sort(key=lambda item: not (_is_fbcache_item(item) and "fbcache_threshold" not in item.fixturenames))
 
 
@@ -167,6 +170,10 @@ def _results_markdown(fb: FBCacheSession) -> str:
              table.residual_ranges(records), "```"]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
+    warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})
+    if warnings:
+        parts += ["", "Machine state changed during the run (timings may not be comparable):"]
+        parts += [f"- warning: {w}" for w in warnings]
     return "\n".join(parts) + "\n"
 
 
@@ -191,7 +198,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.section("fbcache")
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | cache {c.cache_backend} | {c.steps} steps | "
-          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)"
+          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up, "
+          f"{'interleaved' if c.interleave else 'sequential'})"
+          + (f" | torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else "")
           + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else ""))
     for line in _results_markdown(fb).splitlines():
         write(line)

@@ -1,8 +1,18 @@
 """Where a threshold becomes a timing.
 
 :func:`measure` switches the cache on for one threshold (or leaves it off for the uncached
-baseline), times whole generations with ``benchmark.pedantic`` and turns what came out into a
-:class:`~fbcache.record.BenchRecord`.
+baseline), times whole generations and turns what came out into a
+:class:`~fbcache.record.BenchRecord`. Two schedules:
+
+- **interleaved** (default, as asv's ``--interleave-rounds``): the first fbcache benchmark of the
+  session times every benchmark's rounds, round 1 of the uncached baseline and of each threshold,
+  then round 2, the order rotated by one each round, so a drift of the machine hits all of them
+  alike. Each benchmark's test then hands its own recorded times to its ``benchmark`` fixture
+  through pytest-benchmark's stats API, so the JSON still has one benchmark per threshold with its
+  own ``stats.data``; and every cached round records the uncached round timed next to it, the
+  partner of its paired speedup (verdicts/paired.py).
+- **sequential** (``--fbcache-interleave=false``, and for cache backends that cannot be removed):
+  each threshold's rounds back to back with ``benchmark.pedantic``.
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
 accelerator synchronisation. Everything else - RNG setup, resetting the decision log, moving
@@ -12,6 +22,7 @@ images to the host, NaN checks, SSIM/PSNR, PNG files - happens outside it.
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +33,7 @@ import torch
 from PIL import Image
 
 from fbcache.metrics import images as metrics
-from fbcache.plugin import timing
+from fbcache.plugin import machine, timing
 from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history.record import BenchRecord
@@ -36,6 +47,7 @@ class _Rounds:
     images: list[torch.Tensor] = field(default_factory=list)
     decisions: list[list[StepDecision]] = field(default_factory=list)
     events: list[timing.EventPair] = field(default_factory=list)
+    machine_state: dict[str, Any] = field(default_factory=dict)
 
 
 def image_name(label: str, which: str) -> str:
@@ -103,10 +115,147 @@ def bare_loop(session: FBCacheSession, rounds: int) -> list[float]:
     return seconds
 
 
+@dataclass
+class Interleaved:
+    """One benchmark's share of the interleaved rounds."""
+
+    rounds: _Rounds = field(default_factory=_Rounds)
+    seconds: list[float] = field(default_factory=list)
+
+
+#: timed images kept per benchmark (the first and second go to disk; NaN is checked on every one)
+_KEPT_IMAGES = 2
+
+
+def _timed_generation(session: FBCacheSession, threshold: float | None, log: DecisionLog,
+                      into: Interleaved | None) -> None:
+    """One generation with the cache set for ``threshold``; timed like pedantic's: one synchronised call."""
+    config, backend = session.config, session.backend
+    if threshold is not None:
+        backend.enable(threshold, log)
+    try:
+        generator = torch.Generator("cpu").manual_seed(config.seed)
+        timing.synchronize(config.device)
+        log.start_generation()
+        pair = timing.EventPair(config.device)
+        started = time.perf_counter()
+        pair.record_start()
+        images = _generate_once(session, generator)
+        pair.record_end()
+        timing.synchronize(config.device)
+        seconds = time.perf_counter() - started
+        decisions = log.finish_generation()
+    finally:
+        if threshold is not None:
+            backend.disable()
+    if into is None:
+        return
+    label = "uncached" if threshold is None else f"threshold {threshold:g}"
+    if not metrics.all_finite(images):
+        raise NaNImageError(f"{label}: generation {len(into.seconds) + 1} produced NaN/Inf pixels")
+    if len(into.rounds.images) < _KEPT_IMAGES:
+        into.rounds.images.append(images)
+    into.rounds.decisions.append(decisions)
+    into.rounds.events.append(pair)
+    into.seconds.append(seconds)
+
+
+def round_order(labels: list[Any], round_index: int) -> list[Any]:
+    """The benchmarks of one round, rotated by one per round so none always runs first or last."""
+    shift = round_index % len(labels) if labels else 0
+    return labels[shift:] + labels[:shift]
+
+
+def run_interleaved(session: FBCacheSession) -> dict[float | None, Interleaved]:
+    """Every planned benchmark's warm-up and timed rounds, round by round."""
+    config = session.config
+    thresholds: list[float | None] = [None, *session.planned_thresholds]
+    logs = {threshold: DecisionLog() for threshold in thresholds}
+    results = {threshold: Interleaved() for threshold in thresholds}
+    timing.reset_peak_memory(config.device)
+    before = machine.sample(config.device)
+    try:
+        for _ in range(config.warmup_rounds):
+            for threshold in thresholds:
+                _timed_generation(session, threshold, logs[threshold], None)
+        for index in range(config.rounds):
+            for threshold in round_order(thresholds, index):
+                _timed_generation(session, threshold, logs[threshold], results[threshold])
+    except Exception as exc:
+        if timing.is_out_of_memory(exc):
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise BrokenRunError(f"out of GPU memory in the interleaved rounds ({config.resolution}, "
+                                 f"{config.steps} steps): {str(exc).splitlines()[0]}") from exc
+        raise
+    evidence = machine.evidence(before, machine.sample(config.device))
+    for result in results.values():
+        result.rounds.machine_state = evidence
+    return results
+
+
+class ReplayClock:
+    """A timer for ``benchmark.pedantic`` that plays back recorded rounds.
+
+    pedantic reads its timer before and after each call of its target; this clock advances by the
+    next recorded duration between the two readings, so pytest-benchmark computes its statistics,
+    mode and JSON exactly as for rounds it timed itself (the times were taken by the same
+    ``perf_counter``, in the interleaved schedule).
+    """
+
+    def __init__(self, seconds: list[float]) -> None:
+        self._durations = iter(seconds)
+        self._now = 0.0
+        self._inside = False
+
+    def __call__(self) -> float:
+        if self._inside:
+            self._now += next(self._durations)
+        self._inside = not self._inside
+        return self._now
+
+    def __repr__(self) -> str:
+        return "fbcache.ReplayClock(interleaved rounds, timed with time.perf_counter)"
+
+
+def _replay(benchmark: Any, seconds: list[float]) -> None:
+    """Give ``benchmark`` its own recorded rounds: ``pedantic`` with a timer that replays them."""
+    if not hasattr(benchmark, "_timer"):
+        raise BrokenRunError("this pytest-benchmark has no timer fbcache can replay interleaved rounds "
+                             "through; run with --fbcache-interleave=false")
+    original = benchmark._timer
+    benchmark._timer = ReplayClock(seconds)
+    try:
+        benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1, warmup_rounds=0)
+    finally:
+        benchmark._timer = original
+
+
+def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: float | None) -> BenchRecord:
+    results = session.interleaved(lambda: run_interleaved(session))
+    if threshold not in results:
+        raise BrokenRunError(f"threshold {threshold:g} was not among the interleaved benchmarks")
+    mine = results[threshold]
+    _replay(benchmark, mine.seconds)
+    record = _build_record(benchmark, session, threshold, mine.rounds, mine.seconds)
+    record.schedule = "interleaved"
+    record.machine_state = mine.rounds.machine_state
+    if threshold is not None:
+        record.paired_uncached_s = list(results[None].seconds)
+        paired = record.paired_speedups
+        record.speedup = statistics.median(paired) if paired else record.speedup
+    if threshold is None and session.config.selfcheck:
+        record.bare_loop_s = bare_loop(session, session.config.rounds)
+    return record
+
+
 def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) -> BenchRecord:
     """Time one threshold (``None``: uncached, no hooks at all) and return its record."""
     config = session.config
     backend = session.backend
+    if config.interleave and backend.can_run_uncached:
+        return _measure_interleaved(benchmark, session, threshold)
     if threshold is None and not backend.can_run_uncached:
         raise BrokenRunError(f"the {backend.name} cache is already applied and cannot be removed; "
                              "the uncached baseline must run before any threshold")
@@ -115,6 +264,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
         session.reference_image(lambda: _untimed_uncached_image(session))
     log = DecisionLog()
     timing.reset_peak_memory(config.device)
+    before = machine.sample(config.device)
     try:
         if threshold is not None:
             backend.enable(threshold, log)
@@ -132,19 +282,24 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
         if threshold is not None:
             backend.disable()
     record = _build_record(benchmark, session, threshold, rounds)
+    record.machine_state = machine.evidence(before, machine.sample(config.device))
     if threshold is None and config.selfcheck:
         record.bare_loop_s = bare_loop(session, config.rounds)
     return record
 
 
-def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: _Rounds) -> BenchRecord:
+def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: _Rounds,
+                  seconds: list[float] | None = None) -> BenchRecord:
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
     for index, images in enumerate(rounds.images):
         if not metrics.all_finite(images):
             raise NaNImageError(f"generation {index + 1} produced NaN/Inf pixels")
     stats = getattr(benchmark, "stats", None)
-    rounds_s = [float(x) for x in stats.stats.data] if stats is not None else []
+    if seconds is not None:
+        rounds_s = [float(x) for x in seconds]
+    else:
+        rounds_s = [float(x) for x in stats.stats.data] if stats is not None else []
     timed = len(rounds_s) or 1
     timed_images = rounds.images[-timed:]
     timed_decisions = rounds.decisions[-timed:]

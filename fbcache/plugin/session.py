@@ -54,11 +54,19 @@ class FBCacheSession:
         self._model: LoadedModel | None = None
         self._backend: CacheBackend | None = None
         self._reference: np.ndarray | None = None
+        #: thresholds whose benchmarks were collected (all configured ones unless deselected)
+        self.planned_thresholds: tuple[float, ...] = config.thresholds
+        self._interleaved: Any = None
+        self._interleave_error: BaseException | None = None
 
     @property
     def model(self) -> LoadedModel:
         """The pipeline, loaded once per session on first use."""
         if self._model is None:
+            if self.config.device.startswith("cpu") and self.config.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.config.threads)
             started = time.perf_counter()
             self._model = load_model(self.config)
             self.model_load_s = time.perf_counter() - started
@@ -79,6 +87,18 @@ class FBCacheSession:
     def uncached_median(self) -> float | None:
         record = self.records.get("uncached")
         return record.median_s if record is not None else None
+
+    def interleaved(self, run: Any) -> Any:
+        """The interleaved rounds of every benchmark, timed once (by the first benchmark that asks)."""
+        if self._interleave_error is not None:
+            raise BrokenRunError(f"the interleaved rounds failed: {self._interleave_error}")
+        if self._interleaved is None:
+            try:
+                self._interleaved = run()
+            except Exception as exc:
+                self._interleave_error = exc
+                raise
+        return self._interleaved
 
     def set_reference(self, image: np.ndarray) -> None:
         if self._reference is None:
