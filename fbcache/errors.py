@@ -35,3 +35,7 @@ class NaNImageError(BrokenRunError):
 
 class BoundViolation(AssertionError):
     """A measured value broke its bound. The run is a real measurement and stays in history, marked."""
+
+
+#: exit codes of the ``fbcache`` verbs: 1 means a regression and nothing else
+EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3

@@ -14,7 +14,12 @@ import pytest
 from conftest import ROOT
 from webhook_server import silent_server, webhook_server
 
-from fbcache.alerts.channels import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION, Finding, WebhookSettings, alert, file_issue, post_webhook, slack_payload, write_step_summary
+from fbcache.alerts import Outcome, alert
+from fbcache.alerts.finding import Finding
+from fbcache.alerts.github_issue import file_issue
+from fbcache.alerts.step_summary import write_step_summary
+from fbcache.alerts.webhook import WebhookSettings, post_webhook, send_webhook, slack_payload
+from fbcache.errors import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION
 from fbcache.verdicts.compare import CompareResult, CompareSettings, ThresholdResult, Verdict
 
 
@@ -63,14 +68,17 @@ def test_webhook_that_never_answers_times_out():
 
 def test_failing_webhook_never_hides_the_regression(capsys):
     with webhook_server(500) as (url, _):
-        code = alert(Finding(result=result(True)), WebhookSettings(url, attempts=2, backoff_s=0), issue=False)
+        settings = WebhookSettings(url, attempts=2, backoff_s=0)
+        code = alert(Finding(result=result(True)), [lambda finding: send_webhook(finding, settings)])
     assert code == EXIT_REGRESSION
     assert "webhook: FAILED after 2 attempt(s): HTTP 500" in capsys.readouterr().err
 
 
 def test_clean_result_posts_nothing_and_exits_zero():
     with webhook_server(200) as (url, received):
-        assert alert(Finding(result=result(False)), WebhookSettings(url), issue=True) == EXIT_CLEAN
+        sinks = [lambda finding: send_webhook(finding, WebhookSettings(url)),
+                 lambda finding: Outcome(True, file_issue(finding) if finding.needs_attention else "clean")]
+        assert alert(Finding(result=result(False)), sinks) == EXIT_CLEAN
     assert received.attempts == 0
 
 

@@ -20,7 +20,8 @@ PROFILE = {
 
 def record(threshold, speedup=None, ssim=None) -> BenchRecord:
     return BenchRecord(threshold=threshold, model="tiny", quantization="none", cache_backend="diffusers", steps=28,
-                       resolution="64x64", seed=0, speedup=speedup, ssim=ssim)
+                       resolution="64x64", seed=0, speedup=speedup,
+                       metrics={} if ssim is None else {"ssim": ssim})
 
 
 def test_kept_bounds_give_no_violation():
@@ -47,7 +48,7 @@ def test_speedup_is_reported_but_not_enforced_on_a_cpu_profile():
 
 def test_uncalibrated_and_missing_thresholds_are_not_checked():
     profile = parse_profile(PROFILE, "demo.toml")
-    assert profile.bound_for(0.5).min_ssim is None
+    assert "ssim" not in profile.bound_for(0.5).image
     assert check(profile, record(0.5, ssim=0.1)) == []
     assert check(profile, record(0.2, ssim=0.1)) == []
     assert check(profile, record(None, ssim=0.1)) == []

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fbcache.config.harness import SEED_THRESHOLDS, build_config, parse_resolution, parse_thresholds
+from fbcache.config.harness import SEED_THRESHOLDS, build_config
+from fbcache.config.parsers import parse_resolution, parse_thresholds
 from fbcache.errors import ConfigError
 from fbcache.config.options import OPTIONS, resolve_raw
 
@@ -30,27 +31,27 @@ def test_defaults_are_the_seed_sweep(tmp_path):
 
 
 def test_thresholds_are_sorted_and_deduplicated():
-    assert parse_thresholds("0.5, 0 0.1,0.5") == (0.0, 0.1, 0.5)
+    assert parse_thresholds("--fbcache-thresholds", "0.5, 0 0.1,0.5") == (0.0, 0.1, 0.5)
 
 
 @pytest.mark.parametrize("raw, why", [("-0.1", "negative"), ("nan", "not finite"), ("inf", "not finite"),
                                       ("abc", "not a number"), ("0.1 x", "not a number"), ("", "no thresholds")])
 def test_bad_thresholds_name_the_option(raw, why):
     with pytest.raises(ConfigError) as excinfo:
-        parse_thresholds(raw)
+        parse_thresholds("--fbcache-thresholds", raw)
     message = str(excinfo.value)
     assert "--fbcache-thresholds" in message and why in message and "accepted: numbers >= 0" in message
 
 
 @pytest.mark.parametrize("raw, expected", [("1024", (1024, 1024)), ("1024x768", (1024, 768)), ("64X48", (64, 48))])
 def test_resolution(raw, expected):
-    assert parse_resolution(raw) == expected
+    assert parse_resolution("--fbcache-resolution", raw) == expected
 
 
 @pytest.mark.parametrize("raw", ["100", "1024x770", "0", "-16", "big", "16x"])
 def test_bad_resolution(raw):
     with pytest.raises(ConfigError, match="--fbcache-resolution.*multiple of 16"):
-        parse_resolution(raw)
+        parse_resolution("--fbcache-resolution", raw)
 
 
 @pytest.mark.parametrize("option, value, fragment", [

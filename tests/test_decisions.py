@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from fbcache.backends.base import DiffusersFBCache
+from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.plugin.decisions import DecisionLog, ThresholdProbe, summarize
 from fbcache.models.tiny import build_tiny_pipeline
 

@@ -148,7 +148,7 @@ def test_calibrate_writes_a_profile_that_the_same_run_keeps(sweep, tmp_path):
     calibrated = load_profile(profile)
     run = first.last_run()
     ssim = {b["extra_info"]["threshold"]: b["extra_info"]["ssim"] for b in run["benchmarks"]}
-    assert calibrated.bound_for(0.5).min_ssim == round(ssim[0.5] - 0.02, 4)
+    assert calibrated.bound_for(0.5).image["ssim"] == round(ssim[0.5] - 0.02, 4)
     assert not calibrated.enforce_speedup and calibrated.match["steps"] == "8"
     again = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.1 0.5", "--fbcache-bounds", str(profile))
     assert again.returncode == 0 and "all enforced bounds kept" in again.output
@@ -156,4 +156,4 @@ def test_calibrate_writes_a_profile_that_the_same_run_keeps(sweep, tmp_path):
     done = subprocess.run([sys.executable, "-m", "fbcache", "calibrate", "--storage", str(first.storage),
                            "--out", str(from_history)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert load_profile(from_history).bound_for(0.5).min_ssim == calibrated.bound_for(0.5).min_ssim
+    assert load_profile(from_history).bound_for(0.5).image["ssim"] == calibrated.bound_for(0.5).image["ssim"]

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fbcache.metrics.images import SSIM_SETTINGS, all_finite, psnr, ssim, to_uint8_images
+from fbcache.metrics.images import all_finite, to_uint8_images
+from fbcache.metrics.psnr import psnr
+from fbcache.metrics.ssim import SSIM_SETTINGS, ssim
 
 
 def image(seed: int = 0) -> np.ndarray:

@@ -11,10 +11,26 @@ import pytest
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import ConfigError
 from fbcache.backends.nunchaku_engine import NunchakuEngine, detect, precision_for_capability
-from fbcache.config.preflight import check_environment
+from fbcache.backends import nunchaku as nunchaku_backend
+from fbcache.config import preflight
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 REAL = NunchakuEngine("real", "1.0.0")
+
+
+@pytest.fixture
+def check_environment(monkeypatch):
+    """preflight.check_environment with the installed engine and the GPU's capability faked."""
+
+    def check(config, engine=None, capability=None, **kwargs):
+        if engine is not None:
+            monkeypatch.setattr(nunchaku_backend, "detect", lambda: engine)
+        if capability is not None:
+            monkeypatch.setattr(nunchaku_backend, "_capability", capability)
+            kwargs["capability"] = capability
+        preflight.check_environment(config, **kwargs)
+
+    return check
 
 
 def nunchaku_config(**changes) -> HarnessConfig:
@@ -70,33 +86,33 @@ def test_unsupported_gpus(capability):
         precision_for_capability(capability)
 
 
-def test_hopper_is_refused_before_weights_load():
+def test_hopper_is_refused_before_weights_load(check_environment):
     with pytest.raises(ConfigError) as excinfo:
         check_environment(nunchaku_config(), REAL, capability=lambda device: (9, 0))
     assert "--fbcache-quant" in str(excinfo.value) and "sm_90" in str(excinfo.value)
     check_environment(nunchaku_config(), REAL, capability=lambda device: (8, 6))  # an A6000 passes
 
 
-def test_wrong_or_missing_package_says_how_to_install():
+def test_wrong_or_missing_package_says_how_to_install(check_environment):
     with pytest.raises(ConfigError, match="unrelated PyPI package.*pip uninstall nunchaku.*release wheels"):
         check_environment(nunchaku_config(), NunchakuEngine("unrelated", "0.16.1"), capability=lambda d: (8, 6))
     with pytest.raises(ConfigError, match="not installed.*release wheels"):
         check_environment(nunchaku_config(), NunchakuEngine("absent"), capability=lambda d: (8, 6))
 
 
-def test_nunchaku_cache_needs_nunchaku_transformer_on_the_real_engine():
+def test_nunchaku_cache_needs_nunchaku_transformer_on_the_real_engine(check_environment):
     with pytest.raises(ConfigError, match="--fbcache-cache-backend.*add --fbcache-quant nunchaku"):
         check_environment(nunchaku_config(quant="none", nunchaku_transformer=None), REAL, capability=lambda d: (8, 6))
 
 
-def test_standin_serves_the_cache_backend_but_never_quantizes():
+def test_standin_serves_the_cache_backend_but_never_quantizes(check_environment):
     standin = NunchakuEngine("standin")
     check_environment(nunchaku_config(quant="none", model="tiny-random", device="cpu"), standin)
     with pytest.raises(ConfigError, match="stand-in.*cannot quantize"):
         check_environment(nunchaku_config(), standin, capability=lambda d: (8, 6))
 
 
-def test_torchao_missing_names_the_extra_and_fp8_needs_ada():
+def test_torchao_missing_names_the_extra_and_fp8_needs_ada(check_environment):
     config = HarnessConfig(model="org/flux", quant="torchao-int8wo", device="cuda")
     with pytest.raises(ConfigError, match=r"pip install 'fbcache\[torchao\]'"):
         check_environment(config, has_module=lambda name: False)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fbcache.backends.base import DiffusersFBCache
+from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.config.harness import DEFAULT_PROMPT, SEED_THRESHOLDS
 from fbcache.plugin.decisions import DecisionLog, summarize
 from fbcache.metrics.images import to_uint8_images

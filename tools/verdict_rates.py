@@ -126,7 +126,7 @@ def simulate(regime: Regime, rng: random.Random, runs: int, change=lambda label,
             if threshold is not None:
                 record.paired_uncached_s = list(times["uncached"])
                 record.hits, record.hit_trace, record.hits_per_round = 0, [False] * 28, [0] * regime.rounds
-                record.ssim = 1.0
+                record.metrics = {"ssim": 1.0}
             records[label] = record
         history.append(Run(Path(f"{index + 1:04d}_synthetic.json"), f"2026-11-{index % 28 + 1:02d}",
                            {"fbcache": {"fingerprint": fingerprint}}, {}, records))

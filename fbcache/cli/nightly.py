@@ -1,8 +1,8 @@
 """The nightly job as one verb, so the workflow YAML holds no logic and CI can run the same path.
 
 1. sweep:   ``pytest benchmarks --benchmark-autosave --benchmark-save-data`` (a subprocess);
-2. compare: the new run judged against its fingerprint's segmented history (``--baseline``), exactly
-   as ``fbcache compare`` judges it;
+2. compare: the new run judged against its fingerprint's segmented history (``--baseline``),
+   exactly as ``fbcache compare`` judges it (cli/common.py: judge_storage);
 3. report:  Markdown/HTML/PNG into the report directory;
 4. alert:   the step summary always; webhook and issue on regression or broken sweep.
 
@@ -19,7 +19,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fbcache.alerts.channels import EXIT_USAGE, Finding, WebhookSettings, alert
+from fbcache.alerts import Finding, Send, add_sink_options, alert, configured_sinks
+from fbcache.cli.common import add_compare_options, compare_settings, judge_storage, storage_path
+from fbcache.config.options import OPTIONS
+from fbcache.errors import EXIT_USAGE
 from fbcache.errors import MissingDependencyError
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
@@ -35,37 +38,31 @@ class NightlySettings:
     pytest_args: list[str] = field(default_factory=list)
     compare: CompareSettings = CompareSettings()
     baseline: str = "segment"
-    webhook: WebhookSettings | None = None
-    issue: bool = False
+    sinks: list[Send] = field(default_factory=list)
     context: str = ""
     benchmarks: str = "benchmarks"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "NightlySettings":
-        from fbcache.cli.main import settings_from, storage_path, webhook_from
-
-        passthrough = [f"--fbcache-{name.replace('_', '-')}={value}" for name in ("model", "thresholds", "steps",
-                                                                                  "resolution", "quant", "cache_backend",
-                                                                                  "rounds", "device", "bounds")
-                       if (value := getattr(args, name)) not in (None, "")]
+        passthrough = [f"{spec.cli}={value}" for spec in OPTIONS
+                       if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, "")]
         return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),
-                   pytest_args=passthrough + shlex.split(args.pytest_args or ""), compare=settings_from(args),
-                   baseline=args.baseline, webhook=webhook_from(args), issue=args.issue, context=args.context,
-                   benchmarks=args.benchmarks)
+                   pytest_args=passthrough + shlex.split(args.pytest_args or ""), compare=compare_settings(args),
+                   baseline=args.baseline, sinks=configured_sinks(args), context=args.context, benchmarks=args.benchmarks)
 
 
 def add_nightly_options(parser: argparse.ArgumentParser) -> None:
+    """The nightly verb's own options, the sweep options it passes on, the compare and alert options."""
     parser.add_argument("--report-dir", default="fbcache-report", help="where the report goes")
     parser.add_argument("--images", default="fbcache-results", help="--fbcache-output-dir of the sweep")
     parser.add_argument("--benchmarks", default="benchmarks", help="path of the benchmark suite")
-    for name in ("model", "thresholds", "steps", "resolution", "quant", "cache_backend", "rounds", "device", "bounds"):
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"passed on as --fbcache-{name.replace('_', '-')}")
+    for spec in OPTIONS:
+        if spec.nightly:
+            parser.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name, help=f"passed on as {spec.cli}")
     parser.add_argument("--pytest-args", default="", help="more pytest arguments, one shell-quoted string")
     parser.add_argument("--context", default="", help="where this ran, e.g. the workflow run URL")
-    parser.add_argument("--webhook", help="URL to POST to on regression (default: $FBCACHE_WEBHOOK_URL)")
-    parser.add_argument("--webhook-timeout", type=float, default=10.0)
-    parser.add_argument("--webhook-attempts", type=int, default=3)
-    parser.add_argument("--issue", action="store_true", help="file a GitHub issue with gh on regression")
+    add_compare_options(parser)
+    add_sink_options(parser)
 
 
 def sweep(settings: NightlySettings) -> tuple[int, str]:
@@ -81,9 +78,7 @@ def sweep(settings: NightlySettings) -> tuple[int, str]:
 
 
 def judge_new_run(settings: NightlySettings) -> CompareResult:
-    from fbcache.cli.main import judge_storage
-
-    return judge_storage(settings.storage, None, settings.baseline, settings.compare)
+    return judge_storage(str(settings.storage), None, settings.baseline, settings.compare)
 
 
 def write_report(settings: NightlySettings) -> None:
@@ -117,5 +112,5 @@ def run_nightly(settings: NightlySettings) -> int:
         print(markdown(result), flush=True)
         write_report(settings)
         finding = Finding(result=result, context=settings.context)
-    code = alert(finding, settings.webhook, issue=settings.issue)
+    code = alert(finding, settings.sinks)
     return code if code >= 0 else EXIT_USAGE

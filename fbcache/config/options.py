@@ -1,25 +1,47 @@
-"""The fbcache pytest options: one table, three sources (command line > environment > ini file).
+"""The fbcache options: ONE table, read by pytest, the environment, the ini file, the config and nightly.
 
 Every option ``name`` is available as ``--fbcache-<name>`` on the command line, as
-``FBCACHE_<NAME>`` in the environment and as ``fbcache_<name>`` under ``[tool.pytest.ini_options]``.
+``FBCACHE_<NAME>`` in the environment and as ``fbcache_<name>`` under ``[tool.pytest.ini_options]``
+(command line > environment > ini > the table's default). :class:`~fbcache.config.harness.HarnessConfig`
+takes its defaults from this table, and ``fbcache nightly`` passes on the options marked ``nightly``.
+Choices that come from a registry (models, cache backends) are listed from the registry itself.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from fbcache.config.harness import DEFAULT_PROMPT
+DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
+SEED_THRESHOLDS_TEXT = "0 0.01 0.05 0.1 0.2 0.5 0.8"
+QUANTIZATIONS = ("none", "torchao-int8wo", "torchao-fp8", "nunchaku")
+NUNCHAKU_PRECISIONS = ("auto", "int4", "fp4")
+
+
+def _model_help() -> str:
+    from fbcache import models
+
+    named = ", ".join(f"{s.name} ({s.summary})" for s in models.all_sources() if s.typed_by_name)
+    return f"{named}; or a local diffusers FLUX directory, or a hub id"
+
+
+def _backend_help() -> str:
+    from fbcache import backends
+
+    return "; ".join(f"{name}: {backends.get(name).summary}" for name in backends.names())
 
 
 @dataclass(frozen=True)
 class OptionSpec:
     name: str
-    help: str
+    help: str | Callable[[], str]
+    #: the raw default, parsed like user input; "" means "none" or "derived" (see help)
     default: str
     metavar: str = "VALUE"
     flag: bool = False
+    #: ``fbcache nightly --<name>`` passes it on to the sweep
+    nightly: bool = False
 
     @property
     def cli(self) -> str:
@@ -37,60 +59,67 @@ class OptionSpec:
     def env(self) -> str:
         return "FBCACHE_" + self.name.upper()
 
+    def help_text(self) -> str:
+        return self.help() if callable(self.help) else self.help
+
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("model", "tiny (trained, default), tiny-random, flux-random (full-size FLUX.1, random weights, "
-               "timing only), a local diffusers FLUX directory, or a hub id", "tiny", "MODEL"),
+    OptionSpec("model", _model_help, "tiny", "MODEL", nightly=True),
     OptionSpec("quant", "none, torchao-int8wo, torchao-fp8 (sm_89+), nunchaku (SVDQuant; needs "
-               "--fbcache-nunchaku-transformer)", "none", "QUANT"),
-    OptionSpec("cache_backend", "diffusers (built-in FirstBlockCache) or nunchaku (apply_cache_on_pipe)",
-               "diffusers", "BACKEND"),
+               "--fbcache-nunchaku-transformer)", "none", "QUANT", nightly=True),
+    OptionSpec("cache_backend", _backend_help, "diffusers", "BACKEND", nightly=True),
     OptionSpec("nunchaku_transformer", "svdq-int4/fp4 transformer: a local .safetensors file or hub path", "",
-               "PATH"),
+               "PATH", nightly=True),
     OptionSpec("nunchaku_precision", "auto (as nunchaku's get_precision: fp4 on sm_120, else int4), int4, fp4",
                "auto", "PRECISION"),
-    OptionSpec("thresholds", "residual_diff_threshold values to sweep", "0 0.01 0.05 0.1 0.2 0.5 0.8", "LIST"),
-    OptionSpec("steps", "denoising steps (default: 28)", "", "N"),
-    OptionSpec("resolution", "N or WxH, multiples of 16 (default: 64 for tiny models, 1024 otherwise)", "", "RES"),
+    OptionSpec("thresholds", "residual_diff_threshold values to sweep", SEED_THRESHOLDS_TEXT, "LIST", nightly=True),
+    OptionSpec("steps", "denoising steps (default: the model's, 28)", "", "N", nightly=True),
+    OptionSpec("resolution", "N or WxH, multiples of 16 (default: the model's, 64 for tiny models, 1024 otherwise)",
+               "", "RES", nightly=True),
     OptionSpec("prompt", "the prompt", DEFAULT_PROMPT, "TEXT"),
     OptionSpec("seed", "generator seed", "0", "N"),
-    OptionSpec("rounds", "timed generations per threshold", "3", "N"),
+    OptionSpec("rounds", "timed generations per threshold", "3", "N", nightly=True),
     OptionSpec("warmup_rounds", "untimed generations per threshold before the timed ones", "1", "N"),
     OptionSpec("output_dir", "where images and the results table go", "fbcache-results", "DIR"),
     OptionSpec("bounds", "bounds profile: auto (the shipped profile that matches this run, if any), none, "
-               "a profile name under benchmarks/bounds/, or a TOML path", "auto", "PROFILE"),
+               "a profile name in the bounds directory, or a TOML path", "auto", "PROFILE", nightly=True),
+    OptionSpec("bounds_dir", "where profile names are looked up (default: benchmarks/bounds under the rootdir)",
+               "", "DIR"),
     OptionSpec("calibrate", "write a bounds profile from this run to PATH (measured value minus the margins)",
                "", "PATH"),
     OptionSpec("calibrate_speedup_margin", "relative margin below the measured speedup for --fbcache-calibrate",
                "0.15", "FRACTION"),
-    OptionSpec("calibrate_ssim_margin", "absolute margin below the measured SSIM for --fbcache-calibrate",
-               "0.02", "DELTA"),
-    OptionSpec("device", "auto, cpu, cuda or cuda:N", "auto", "DEVICE"),
+    OptionSpec("calibrate_ssim_margin", "absolute margin below the measured SSIM for --fbcache-calibrate "
+               "(other metrics use their own default margin)", "0.02", "DELTA"),
+    OptionSpec("device", "auto, cpu, cuda or cuda:N", "auto", "DEVICE", nightly=True),
     OptionSpec("force_compare", "let --benchmark-compare compare runs with different fingerprints", "false",
                flag=True),
     OptionSpec("interleave", "time the rounds interleaved: round 1 of the uncached baseline and of every threshold, "
                "then round 2 of each, the order rotated per round, so drift hits all alike and speedups pair "
                "generations timed next to each other (false: each threshold's rounds back to back)", "true",
-               "BOOL"),
+               "BOOL", nightly=True),
     OptionSpec("threads", "torch threads for CPU runs (torch.set_num_threads), or auto to leave torch's default; "
-               "1 measured stable under load on a 2-core VM (2026-11-27)", "1", "N"),
+               "1 measured stable under load on a 2-core VM (2026-11-27)", "1", "N", nightly=True),
     OptionSpec("selfcheck", "also time a bare loop of the same pipeline call after the uncached benchmark, "
                "to report the harness's own overhead", "false", flag=True),
 )
+
+BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
 
 def add_options(parser: Any) -> None:
     """Register every option in a ``fbcache`` group of ``pytest --help`` and as an ini key."""
     group = parser.getgroup("fbcache", "fbcache: First-Block Cache sweep (also settable as FBCACHE_* env vars)")
     for spec in OPTIONS:
+        text = spec.help_text()
         if spec.flag:
             group.addoption(spec.cli, action="store_const", const="true", default=None, dest=spec.dest,
-                            help=f"{spec.help} (env {spec.env}, ini {spec.ini})")
+                            help=f"{text} (env {spec.env}, ini {spec.ini})")
         else:
             group.addoption(spec.cli, action="store", default=None, dest=spec.dest, metavar=spec.metavar,
-                            help=f"{spec.help} (default: {spec.default or 'per model'}; env {spec.env}, "
+                            help=f"{text} (default: {spec.default or 'see above'}; env {spec.env}, "
                                  f"ini {spec.ini})")
-        parser.addini(spec.ini, help=spec.help, default=None)
+        parser.addini(spec.ini, help=text, default=None)
 
 
 def resolve_raw(config: Any, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:

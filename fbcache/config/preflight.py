@@ -1,13 +1,17 @@
-"""Checks that need the environment (packages, GPU), run before any model is built."""
+"""Checks that need the environment (packages, GPU), run before any model is built.
+
+The rules come from the registries: the chosen model source and cache backend each declare the
+packages they need and their own environment checks, so this module names none of them.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 from typing import Callable
 
+from fbcache import backends, models
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import ConfigError
-from fbcache.backends.nunchaku_engine import INSTALL_HINT, NunchakuEngine, detect, precision_for_capability
 
 
 def _capability(device: str) -> tuple[int, int]:
@@ -17,19 +21,28 @@ def _capability(device: str) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
 
 
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def check_requirements(option: str, value: str, requires: dict[str, str] | object,
+                       has_module: Callable[[str], bool] = _has_module) -> None:
+    """Every required module importable, or a ConfigError that says how to install it."""
+    for module, hint in dict(requires).items():  # type: ignore[call-overload]
+        if not has_module(module):
+            raise ConfigError(option, value, "another value whose packages are installed",
+                              f"{module} is not installed: {hint}")
+
+
 def check_environment(
     config: HarnessConfig,
-    engine: NunchakuEngine | None = None,
     capability: Callable[[str], tuple[int, int]] = _capability,
-    has_module: Callable[[str], bool] = lambda name: importlib.util.find_spec(name) is not None,
+    has_module: Callable[[str], bool] = _has_module,
 ) -> None:
     """Raise ConfigError for anything that would fail later, once weights are already loading."""
-    if config.model == "tiny":
-        from fbcache.models.tiny import TINY_WEIGHTS
-
-        if not TINY_WEIGHTS.is_file():
-            raise ConfigError("--fbcache-model", "tiny", "tiny-random, flux-random, a directory or hub id",
-                              "the trained tiny weights are missing from this installation")
+    source = models.source_for(config.model)
+    check_requirements("--fbcache-model", config.model, source.requires, has_module)
+    source.preflight(config)
 
     if config.quant.startswith("torchao") and not has_module("torchao"):
         raise ConfigError("--fbcache-quant", config.quant, "none, nunchaku",
@@ -39,28 +52,11 @@ def check_environment(
         if (major, minor) < (8, 9):
             raise ConfigError("--fbcache-quant", config.quant, "none, torchao-int8wo",
                               f"float8 needs sm_89 or newer; this GPU is sm_{major}{minor}")
+    if config.quant == "nunchaku":
+        from fbcache.backends.nunchaku import check_engine
 
-    needs_engine = config.quant == "nunchaku" or config.cache_backend == "nunchaku"
-    if not needs_engine:
-        return
-    engine = engine or detect()
-    option = "--fbcache-quant" if config.quant == "nunchaku" else "--fbcache-cache-backend"
-    value = config.quant if config.quant == "nunchaku" else config.cache_backend
-    if engine.status == "absent":
-        raise ConfigError(option, value, "the alternatives without nunchaku", f"nunchaku is not installed: {INSTALL_HINT}")
-    if engine.status == "unrelated":
-        raise ConfigError(option, value, "the alternatives without nunchaku",
-                          f"the installed 'nunchaku' {engine.version} is an unrelated PyPI package; "
-                          f"pip uninstall nunchaku, then {INSTALL_HINT}")
-    if engine.status == "standin":
-        if config.quant == "nunchaku":
-            raise ConfigError(option, value, "none, torchao-int8wo, torchao-fp8",
-                              "only fbcache's test stand-in for nunchaku is installed; it cannot quantize")
-        return
-    if config.quant != "nunchaku":
-        raise ConfigError("--fbcache-cache-backend", config.cache_backend, "diffusers",
-                          "nunchaku's cache adapter needs nunchaku's transformer: add --fbcache-quant nunchaku")
-    try:
-        precision_for_capability(capability(config.device))
-    except ValueError as exc:
-        raise ConfigError(option, value, "none, torchao-int8wo, torchao-fp8", str(exc)) from None
+        check_engine(config, "--fbcache-quant", config.quant)
+
+    backend = backends.get(config.cache_backend)
+    check_requirements("--fbcache-cache-backend", config.cache_backend, backend.requires, has_module)
+    backend.preflight(config)

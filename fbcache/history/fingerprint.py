@@ -18,7 +18,9 @@ from typing import Any, Mapping
 
 from fbcache.config.harness import HarnessConfig
 
-FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload", "procedure")
+FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
+#: fields that only some runs have (a backend with settings); absent ones do not change the id
+OPTIONAL_FIELDS = ("cache_settings", "procedure")
 
 
 @lru_cache(maxsize=None)
@@ -66,17 +68,25 @@ def _version(name: str) -> str | None:
         return None
 
 
-def library_versions(nunchaku_label: str) -> dict[str, str | None]:
+def library_versions(config: HarnessConfig) -> dict[str, str | None]:
+    """The stack's versions, plus whatever the chosen cache backend reports about itself."""
     import torch
 
-    return {
+    from fbcache import backends
+
+    versions: dict[str, str | None] = {
         "torch": torch.__version__,
         "diffusers": _version("diffusers"),
         "transformers": _version("transformers"),
         "torchao": _version("torchao"),
-        "nunchaku": nunchaku_label,
         "fbcache": _version("fbcache"),
     }
+    versions.update(backends.get(config.cache_backend).versions())
+    if config.quant == "nunchaku":
+        from fbcache.backends.nunchaku_engine import detect
+
+        versions["nunchaku"] = detect().label
+    return versions
 
 
 def workload_key(config: HarnessConfig) -> str:
@@ -88,10 +98,10 @@ def procedure_key(config: HarnessConfig) -> str:
     """How the numbers were taken: rounds, the thresholds timed together, the schedule, CPU threads.
 
     These change the timings without any code change (interleaving eight benchmarks heats a GPU
-    differently from interleaving two), so runs that differ here are a different history. Library
-    versions are deliberately *not* here: a torch upgrade that slows the sweep is exactly what the
-    nightly job must catch, so a version change stays in the same history and is named in the
-    compare's notes instead.
+    differently from interleaving two), so runs that differ here are a different history; runs saved
+    before this field existed keep theirs. Library versions are deliberately *not* here: a torch
+    upgrade that slows the sweep is exactly what the nightly job must catch, so a version change
+    stays in the same history and is named in the compare's notes instead.
     """
     thresholds = " ".join(f"{t:g}" for t in config.thresholds)
     threads = "default" if config.threads is None or not config.device.startswith("cpu") else str(config.threads)
@@ -100,14 +110,18 @@ def procedure_key(config: HarnessConfig) -> str:
             f"threads {threads}")
 
 
-def fbcache_machine_info(config: HarnessConfig, nunchaku_label: str) -> dict[str, Any]:
+def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
+    """The ``machine_info["fbcache"]`` entry of a run, fingerprint included."""
+    from fbcache import backends
+
     accelerator = accelerator_info(config.device)
     info: dict[str, Any] = {
         "accelerator": accelerator,
-        "versions": library_versions(nunchaku_label),
+        "versions": library_versions(config),
         "model": config.model,
         "quantization": config.quant,
         "cache_backend": config.cache_backend,
+        "cache_settings": backends.get(config.cache_backend).settings(config),
         "workload": {"steps": config.steps, "resolution": config.resolution, "seed": config.seed,
                      "prompt": config.prompt},
         "timing_only": config.timing_only,
@@ -123,7 +137,24 @@ def fbcache_machine_info(config: HarnessConfig, nunchaku_label: str) -> dict[str
         "workload": workload_key(config),
         "procedure": procedure_key(config),
     }
+    if info["cache_settings"]:
+        info["fingerprint"]["cache_settings"] = json.dumps(info["cache_settings"], sort_keys=True)
     return info
+
+
+def match_facts(info: Mapping[str, Any]) -> dict[str, str]:
+    """What a bounds profile's ``[match]`` is compared with, from a run's ``machine_info["fbcache"]``.
+
+    The one place these facts are built: the plugin (live run), ``--fbcache-calibrate`` and
+    ``fbcache calibrate`` (saved run) all read them from the same entry.
+    """
+    accelerator = str((info.get("accelerator") or {}).get("name", ""))
+    workload = info.get("workload") or {}
+    facts = {"model": info.get("model"), "quantization": info.get("quantization"),
+             "cache_backend": info.get("cache_backend"),
+             "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator,
+             "steps": workload.get("steps"), "resolution": workload.get("resolution")}
+    return {key: str(value) for key, value in facts.items() if value not in (None, "")}
 
 
 def fingerprint_of(machine_info: Mapping[str, Any]) -> dict[str, str] | None:
@@ -135,7 +166,9 @@ def fingerprint_of(machine_info: Mapping[str, Any]) -> dict[str, str] | None:
 
 def fingerprint_id(fingerprint: Mapping[str, str]) -> str:
     """A short stable id, for grouping runs in a history."""
-    payload = json.dumps({k: fingerprint.get(k) for k in FINGERPRINT_FIELDS}, sort_keys=True)
+    fields = {k: fingerprint.get(k) for k in FINGERPRINT_FIELDS}
+    fields.update({k: fingerprint[k] for k in OPTIONAL_FIELDS if k in fingerprint})
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
@@ -144,4 +177,4 @@ def fingerprint_differences(current: Mapping[str, str] | None, other: Mapping[st
     if current is None or other is None:
         return ["fingerprint: missing (a run that fbcache did not write)"]
     return [f"{key}: {other.get(key)!r} (saved) vs {current.get(key)!r} (now)"
-            for key in FINGERPRINT_FIELDS if current.get(key) != other.get(key)]
+            for key in FINGERPRINT_FIELDS + OPTIONAL_FIELDS if current.get(key) != other.get(key)]

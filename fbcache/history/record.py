@@ -7,12 +7,20 @@ used both when writing (the fixture) and when reading history back (compare, rep
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fbcache.metrics import all_metrics
+
 SCHEMA = 1
+#: the label of the baseline benchmark, which runs with no cache hooks at all
+UNCACHED = "uncached"
+
+
+def label_of(threshold: float | None) -> str:
+    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1')."""
+    return UNCACHED if threshold is None else f"{threshold:g}"
 
 
 @dataclass
@@ -47,9 +55,9 @@ class BenchRecord:
     #: per step: relative first-block residual difference (None at step 0) and whether it hit
     residual_diff_trace: list[float | None] = field(default_factory=list)
     hit_trace: list[bool] = field(default_factory=list)
-    ssim: float | None = None
-    #: None when the image is identical to the uncached one (infinite PSNR)
-    psnr: float | None = None
+    #: image metrics against the uncached image, by registry name (fbcache.metrics); stored in
+    #: extra_info under their own names ("ssim", "psnr", ...), as pytest-benchmark users expect
+    metrics: dict[str, float | None] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
     model_digest: str = ""
     timing_only: bool = False
@@ -59,8 +67,16 @@ class BenchRecord:
 
     # -------------------------------------------------------------------- derived views
     @property
+    def ssim(self) -> float | None:
+        return self.metrics.get("ssim")
+
+    @property
+    def psnr(self) -> float | None:
+        return self.metrics.get("psnr")
+
+    @property
     def label(self) -> str:
-        return "uncached" if self.threshold is None else f"{self.threshold:g}"
+        return label_of(self.threshold)
 
     @property
     def first_s(self) -> float | None:
@@ -108,7 +124,9 @@ class BenchRecord:
         info["hits_consistent"] = self.hits_consistent
         info["timer_agreement_pct"] = self.timer_agreement_pct
         info["overhead_pct"] = self.overhead_pct
-        info["psnr"] = None if self.psnr is None or math.isinf(self.psnr) else self.psnr
+        for metric in all_metrics():
+            info[metric.name] = metric.to_json(self.metrics.get(metric.name))
+        del info["metrics"]
         return info
 
     @classmethod
@@ -116,5 +134,6 @@ class BenchRecord:
         """Inverse of :meth:`to_extra_info`; raises KeyError/TypeError on foreign data."""
         if info.get("fbcache_schema") != SCHEMA:
             raise KeyError(f"not an fbcache record (fbcache_schema={info.get('fbcache_schema')!r})")
-        names = {f for f in cls.__dataclass_fields__ if f != "schema"}
-        return cls(**{k: v for k, v in info.items() if k in names})
+        names = {f for f in cls.__dataclass_fields__ if f not in ("schema", "metrics")}
+        metrics = {m.name: m.from_json(info[m.name]) for m in all_metrics() if m.name in info}
+        return cls(**{k: v for k, v in info.items() if k in names}, metrics=metrics)

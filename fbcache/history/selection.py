@@ -46,6 +46,12 @@ class Baseline:
                 return run.records[label]
         return None
 
+    def image_metric(self, label: str, name: str) -> float | None:
+        """Median of an image metric over the baseline runs (they agree when the stack is unchanged)."""
+        values = [r.records[label].metrics.get(name) for r in self.runs if label in r.records]
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
     def metric(self, label: str, field: str) -> float | None:
         values = [getattr(r.records[label], field) for r in self.runs if label in r.records]
         values = [v for v in values if v is not None]

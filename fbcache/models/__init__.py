@@ -1,44 +1,70 @@
-"""Model sources: each turns a :class:`~fbcache.config.HarnessConfig` into a ready :class:`LoadedModel`."""
+"""The model-source registry: one file per source, one line per source in ``BUILTIN``.
+
+A source module defines ``SOURCES`` (a tuple of :class:`~fbcache.models.base.ModelSource`). The
+first source whose ``matches`` accepts ``--fbcache-model`` wins, so the catch-all ``pretrained``
+(a directory or hub id) comes last. Tests and third parties may :func:`register` more in front.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import importlib
 
-from fbcache.config.harness import HarnessConfig
+from fbcache.models.base import LoadedModel, ModelSource
 
+BUILTIN = (
+    "fbcache.models.tiny",
+    "fbcache.models.flux_random",
+    "fbcache.models.pretrained",
+)
 
-@dataclass
-class LoadedModel:
-    """A FluxPipeline ready to call, plus what the history needs to know about it."""
-
-    pipe: Any
-    name: str
-    #: keyword arguments that, with height/width/steps/generator, make one generation
-    call_kwargs: dict[str, Any]
-    #: short hash of the weights or of the construction recipe; changes when the model changes
-    digest: str
-    timing_only: bool = False
-    notes: list[str] = field(default_factory=list)
+_REGISTERED: list[ModelSource] = []
+_BUILTIN_SOURCES: list[ModelSource] = []
 
 
-def load_model(config: HarnessConfig) -> LoadedModel:
+def _builtin() -> list[ModelSource]:
+    if not _BUILTIN_SOURCES:
+        for module in BUILTIN:
+            _BUILTIN_SOURCES.extend(importlib.import_module(module).SOURCES)
+    return _BUILTIN_SOURCES
+
+
+def all_sources() -> list[ModelSource]:
+    """Registered sources first, then the built-in ones in ``BUILTIN`` order."""
+    return _REGISTERED + _builtin()
+
+
+def register(source: ModelSource) -> ModelSource:
+    unregister(source.name)
+    _REGISTERED.append(source)
+    return source
+
+
+def unregister(name: str) -> None:
+    _REGISTERED[:] = [s for s in _REGISTERED if s.name != name]
+
+
+def named_sources() -> list[str]:
+    """Names a user can type as they are (the catch-all's name is a description, not a value)."""
+    return [s.name for s in all_sources() if s.typed_by_name]
+
+
+def source_for(model: str) -> ModelSource:
+    """The source that serves ``model``; the catch-all always matches."""
+    for source in all_sources():
+        if source.matches(model):
+            return source
+    raise LookupError(model)  # pragma: no cover - pretrained matches everything
+
+
+def load_model(config: "HarnessConfig") -> LoadedModel:  # noqa: F821 - string annotation
     """Build or load the model named by ``config.model``, on ``config.device``, quantized as asked."""
     from fbcache.models.quantization import quantize_transformer
 
-    kind = config.kind
-    if kind in ("tiny", "tiny-random"):
-        from fbcache.models.tiny import load_tiny
-
-        loaded = load_tiny(config, trained=(kind == "tiny"))
-    elif kind == "flux-random":
-        from fbcache.models.flux_random import load_flux_random
-
-        loaded = load_flux_random(config)
-    else:
-        from fbcache.models.pretrained import load_pretrained
-
-        loaded = load_pretrained(config)
+    loaded = source_for(config.model).load(config)
     if config.quant not in ("none", "nunchaku"):
         quantize_transformer(loaded.pipe.transformer, config.quant)
     return loaded
+
+
+__all__ = ["LoadedModel", "ModelSource", "all_sources", "load_model", "named_sources", "register", "source_for",
+           "unregister"]

@@ -8,12 +8,14 @@ thresholds below about 0.4 never hit. Use it to time the machinery, never to jud
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, TYPE_CHECKING
 
 import torch
 
-from fbcache.config.harness import HarnessConfig
-from fbcache.models import LoadedModel
+from fbcache.models.base import LoadedModel, ModelSource
+
+if TYPE_CHECKING:
+    from fbcache.config.harness import HarnessConfig
 
 #: FLUX.1-dev transformer/config.json and vae/config.json (architecture only)
 FLUX_DEV_TRANSFORMER = dict(
@@ -70,3 +72,21 @@ def load_flux_random(config: HarnessConfig) -> LoadedModel:
         timing_only=True,
         notes=[TIMING_ONLY_NOTE],
     )
+
+
+def _needs_cuda_and_torch_weights(config: "HarnessConfig") -> None:
+    from fbcache.errors import ConfigError
+
+    if config.quant == "nunchaku":
+        raise ConfigError("--fbcache-quant", config.quant, "none, torchao-int8wo, torchao-fp8",
+                          "flux-random has no SVDQuant checkpoint; nunchaku needs --fbcache-nunchaku-transformer")
+    if not config.device.startswith("cuda"):
+        raise ConfigError("--fbcache-device", config.device, "cuda, cuda:N",
+                          "flux-random is the full-size FLUX.1 transformer (11.9B parameters); it needs a CUDA GPU")
+
+
+SOURCES = (
+    ModelSource(name="flux-random", summary="full-size FLUX.1-dev architecture, random weights (timing only)",
+                matches=lambda value: value == "flux-random", load=load_flux_random, timing_only=True,
+                validate=_needs_cuda_and_torch_weights),
+)

@@ -7,13 +7,16 @@ cache (``HF_HOME``), nothing touches the network.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import torch
 
-from fbcache.config.harness import HarnessConfig
-from fbcache.models import LoadedModel
+from fbcache.models.base import LoadedModel, ModelSource
+
+if TYPE_CHECKING:
+    from fbcache.config.harness import HarnessConfig
 
 
 def _dtype(device: str) -> torch.dtype:
@@ -63,3 +66,31 @@ def load_pretrained(config: HarnessConfig) -> LoadedModel:
         call_kwargs=dict(prompt=config.prompt, guidance_scale=3.5),
         digest=_digest(config, pipe),
     )
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def canonical_model(raw: str) -> str:
+    """A local diffusers FLUX directory (resolved) or a hub id; anything else is refused."""
+    from fbcache.errors import ConfigError
+    from fbcache.models import named_sources
+
+    accepted = f"{', '.join(named_sources())}, a local diffusers FLUX directory, or a hub id like org/name"
+    value = str(raw).strip()
+    path = Path(value).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ConfigError("--fbcache-model", raw, accepted, "directory has no model_index.json")
+        return str(path.resolve())
+    if value.startswith((".", "/", "~")):
+        raise ConfigError("--fbcache-model", raw, accepted, "no such directory")
+    if _HUB_ID.match(value):
+        return value
+    raise ConfigError("--fbcache-model", raw, accepted, "unknown model")
+
+
+SOURCES = (
+    ModelSource(name="pretrained", summary="a local diffusers FLUX directory or a hub id (real weights)",
+                matches=lambda value: True, canonical=canonical_model, load=load_pretrained, typed_by_name=False),
+)

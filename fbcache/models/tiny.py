@@ -11,13 +11,15 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import torch
 
-from fbcache.config.harness import HarnessConfig
-from fbcache.models import LoadedModel
+from fbcache.models.base import LoadedModel, ModelSource
 from fbcache.models.tokenizers import build_clip_tokenizer, build_t5_tokenizer
+
+if TYPE_CHECKING:
+    from fbcache.config.harness import HarnessConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 TINY_WEIGHTS = WEIGHTS_DIR / "tiny-flux.safetensors"
@@ -175,3 +177,29 @@ def load_tiny(config: HarnessConfig, trained: bool) -> LoadedModel:
         digest=digest,
         notes=[] if trained else ["tiny-random: random weights, cache behaviour is not realistic"],
     )
+
+
+def _refuse_nunchaku(config: "HarnessConfig") -> None:
+    from fbcache.errors import ConfigError
+
+    if config.quant == "nunchaku":
+        raise ConfigError("--fbcache-quant", config.quant, "none, torchao-int8wo, torchao-fp8",
+                          "tiny models have no SVDQuant checkpoint")
+
+
+def _weights_present(config: "HarnessConfig") -> None:
+    from fbcache.errors import ConfigError
+
+    if not TINY_WEIGHTS.is_file():
+        raise ConfigError("--fbcache-model", "tiny", "tiny-random, flux-random, a directory or hub id",
+                          "the trained tiny weights are missing from this installation")
+
+
+SOURCES = (
+    ModelSource(name="tiny", summary="the shipped trained tiny FLUX (CPU-friendly, realistic cache behaviour)",
+                matches=lambda value: value == "tiny", load=lambda config: load_tiny(config, trained=True),
+                default_resolution=(64, 64), validate=_refuse_nunchaku, preflight=_weights_present),
+    ModelSource(name="tiny-random", summary="the tiny FLUX with random weights",
+                matches=lambda value: value == "tiny-random", load=lambda config: load_tiny(config, trained=False),
+                default_resolution=(64, 64), validate=_refuse_nunchaku),
+)

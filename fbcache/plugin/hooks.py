@@ -14,11 +14,11 @@ import pytest
 
 from fbcache.render import table
 from fbcache.verdicts.bounds import calibrate, resolve_profile
-from fbcache.config.harness import build_config
+from fbcache.config.harness import HarnessConfig, build_config
 from fbcache.errors import BoundViolation, ConfigError
 from fbcache.plugin.fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 fixtures
-from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of
-from fbcache.backends.nunchaku_engine import detect
+from fbcache.history.record import UNCACHED
+from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
 from fbcache.config.options import add_options, resolve_raw
 from fbcache.config.preflight import check_environment
 from fbcache.plugin.session import FBCacheSession
@@ -32,24 +32,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
-def bounds_dir(config: pytest.Config) -> Path:
-    return Path(config.rootpath) / "benchmarks" / "bounds"
+def bounds_dir(config: pytest.Config, harness: HarnessConfig) -> Path:
+    """``--fbcache-bounds-dir``, else ``benchmarks/bounds`` under the rootdir."""
+    return harness.bounds_dir or Path(config.rootpath) / "benchmarks" / "bounds"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     try:
         harness = build_config(resolve_raw(config))
-        engine = detect()  # reads files; imports only a package laid out like the engine
-        check_environment(harness, engine)
-        info = fbcache_machine_info(harness, engine.label)
-        facts = {"model": harness.model, "quantization": harness.quant, "cache_backend": harness.cache_backend,
-                 "accelerator": info["accelerator"]["name"], "steps": str(harness.steps),
-                 "resolution": harness.resolution}
-        profile = resolve_profile(harness.bounds, bounds_dir(config), facts)
+        check_environment(harness)
+        info = fbcache_machine_info(harness)
+        profile = resolve_profile(harness.bounds, bounds_dir(config, harness), match_facts(info))
     except ConfigError as exc:
         config.stash[CONFIG_ERROR_KEY] = exc
         return
-    config.stash[SESSION_KEY] = FBCacheSession(harness, profile, engine)
+    config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
     config.stash[MACHINE_INFO_KEY] = info
 
 
@@ -153,9 +150,7 @@ def _write_calibration(config: pytest.Config, fb: FBCacheSession) -> None:
     text = calibrate(
         fb.records.values(), fb.config.calibrate_speedup_margin, fb.config.calibrate_ssim_margin,
         name=fb.config.calibrate.stem,
-        match={"model": fb.config.model, "quantization": fb.config.quant, "cache_backend": fb.config.cache_backend,
-               "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator,
-               "steps": str(fb.config.steps), "resolution": fb.config.resolution},
+        match=match_facts(info),
         enforce_speedup=fb.config.device.startswith("cuda"),
         measured_on=f"{accelerator}, {fb.config.model}, {fb.config.quant}, {fb.config.cache_backend}, "
                     f"{fb.config.steps} steps, {fb.config.resolution}",
@@ -183,7 +178,7 @@ def _timing_checks(fb: FBCacheSession) -> list[str]:
     if agreements:
         lines.append(f"timer check: host timer vs CUDA events differ by at most {max(agreements):.3f}% "
                      f"over {sum(len(r.cuda_event_s) for r in fb.records.values())} timed generations")
-    uncached = fb.records.get("uncached")
+    uncached = fb.records.get(UNCACHED)
     if uncached is not None and uncached.overhead_pct is not None:
         lines.append(f"self-check: recorded median vs bare loop median: {uncached.overhead_pct:+.2f}% "
                      f"({len(uncached.rounds_s)} vs {len(uncached.bare_loop_s)} uncached generations)")

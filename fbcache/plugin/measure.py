@@ -32,11 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fbcache.metrics import images as metrics
+from fbcache.metrics import all_metrics
+from fbcache.metrics import images as pixels
 from fbcache.plugin import machine, timing
 from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
-from fbcache.history.record import BenchRecord
+from fbcache.history.record import UNCACHED, BenchRecord, label_of
 from fbcache.plugin.session import FBCacheSession
 
 
@@ -50,10 +51,10 @@ class _Rounds:
     machine_state: dict[str, Any] = field(default_factory=dict)
 
 
-def image_name(label: str, which: str) -> str:
+def image_name(label: str, which: str, stem: str = "flux") -> str:
     """The seed's file names: flux_t0.1_first.png; the baseline is flux_uncached_first.png."""
-    stem = "flux_uncached" if label == "uncached" else f"flux_t{label}"
-    return f"{stem}_{which}.png"
+    name = f"{stem}_{UNCACHED}" if label == UNCACHED else f"{stem}_t{label}"
+    return f"{name}_{which}.png"
 
 
 def _generate_once(session: FBCacheSession, generator: torch.Generator) -> torch.Tensor:
@@ -66,9 +67,9 @@ def _generate_once(session: FBCacheSession, generator: torch.Generator) -> torch
 
 def _untimed_uncached_image(session: FBCacheSession) -> np.ndarray:
     images = _generate_once(session, torch.Generator("cpu").manual_seed(session.config.seed))
-    if not metrics.all_finite(images):
+    if not pixels.all_finite(images):
         raise NaNImageError("the uncached reference image has NaN/Inf pixels")
-    return metrics.to_uint8_images(images)[0]
+    return pixels.to_uint8_images(images)[0]
 
 
 def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog) -> _Rounds:
@@ -151,7 +152,7 @@ def _timed_generation(session: FBCacheSession, threshold: float | None, log: Dec
     if into is None:
         return
     label = "uncached" if threshold is None else f"threshold {threshold:g}"
-    if not metrics.all_finite(images):
+    if not pixels.all_finite(images):
         raise NaNImageError(f"{label}: generation {len(into.seconds) + 1} produced NaN/Inf pixels")
     if len(into.rounds.images) < _KEPT_IMAGES:
         into.rounds.images.append(images)
@@ -274,7 +275,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            label = "uncached" if threshold is None else f"threshold {threshold:g}"
+            label = UNCACHED if threshold is None else f"threshold {threshold:g}"
             raise BrokenRunError(f"out of GPU memory at {label} ({config.resolution}, {config.steps} steps): "
                                  f"{str(exc).splitlines()[0]}") from exc
         raise
@@ -293,7 +294,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
     for index, images in enumerate(rounds.images):
-        if not metrics.all_finite(images):
+        if not pixels.all_finite(images):
             raise NaNImageError(f"generation {index + 1} produced NaN/Inf pixels")
     stats = getattr(benchmark, "stats", None)
     if seconds is not None:
@@ -309,8 +310,8 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
                 raise BrokenRunError(
                     f"the cache decided {len(steps)} times in a {config.steps}-step generation; its hooks did "
                     "not see every step (enable the cache before the first cache_context, diffusers #14037)")
-    first_images = [metrics.to_uint8_images(images)[0] for images in timed_images[:2]]
-    label = "uncached" if threshold is None else f"{threshold:g}"
+    first_images = [pixels.to_uint8_images(images)[0] for images in timed_images[:2]]
+    label = label_of(threshold)
     if threshold is None:
         session.set_reference(first_images[0])
     reference = session.reference_image(lambda: _untimed_uncached_image(session))
@@ -326,8 +327,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         rounds_s=rounds_s,
         warmup_rounds=config.warmup_rounds,
         cuda_event_s=[s for s in (pair.seconds() for pair in rounds.events[-timed:]) if s is not None],
-        ssim=metrics.ssim(first_images[0], reference),
-        psnr=metrics.psnr(first_images[0], reference),
+        metrics={metric.name: metric.compute(first_images[0], reference) for metric in all_metrics()},
         peak_memory_bytes=timing.peak_memory_bytes(config.device),
         model_digest=model.digest,
         timing_only=model.timing_only,
@@ -341,14 +341,14 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
     median, baseline = record.median_s, session.uncached_median
     if threshold is not None and median and baseline:
         record.speedup = baseline / median
-    record.images = _save_images(config.output_dir, label, first_images)
+    record.images = _save_images(config.output_dir, label, first_images, config.image_stem)
     return record
 
 
-def _save_images(output_dir: Path, label: str, images: list[np.ndarray]) -> dict[str, str]:
+def _save_images(output_dir: Path, label: str, images: list[np.ndarray], stem: str) -> dict[str, str]:
     saved = {}
     for which, image in zip(("first", "second"), images):
-        name = image_name(label, which)
+        name = image_name(label, which, stem)
         Image.fromarray(image).save(output_dir / name)
         saved[which] = name
     return saved

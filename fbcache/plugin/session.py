@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from fbcache.verdicts.bounds import BoundsProfile
-from fbcache.backends.base import CacheBackend, make_backend
+from fbcache import backends
+from fbcache.backends.base import CacheBackend
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError
 from fbcache.models import LoadedModel, load_model
-from fbcache.backends.nunchaku_engine import NunchakuEngine
-from fbcache.history.record import BenchRecord
+from fbcache.history.record import UNCACHED, BenchRecord
 
 
 @dataclass
@@ -44,10 +44,9 @@ class RunHealth:
 
 
 class FBCacheSession:
-    def __init__(self, config: HarnessConfig, profile: BoundsProfile | None, engine: NunchakuEngine) -> None:
+    def __init__(self, config: HarnessConfig, profile: BoundsProfile | None) -> None:
         self.config = config
         self.profile = profile
-        self.engine = engine
         self.records: dict[str, BenchRecord] = {}
         self.health = RunHealth()
         self.model_load_s: float | None = None
@@ -80,12 +79,12 @@ class FBCacheSession:
     @property
     def backend(self) -> CacheBackend:
         if self._backend is None:
-            self._backend = make_backend(self.config.cache_backend, self.model.pipe)
+            self._backend = backends.get(self.config.cache_backend).create(self.model.pipe, self.config)
         return self._backend
 
     @property
     def uncached_median(self) -> float | None:
-        record = self.records.get("uncached")
+        record = self.records.get(UNCACHED)
         return record.median_s if record is not None else None
 
     def interleaved(self, run: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image, ImageDraw, ImageFont
 
 from fbcache.errors import MissingDependencyError
-from fbcache.history.record import BenchRecord
+from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.render.table import ordered
 
 if TYPE_CHECKING:
@@ -61,9 +61,9 @@ def palette(labels: Sequence[str]) -> dict[str, str]:
     from matplotlib import colormaps
 
     cycle = colormaps["tab10"].colors
-    cached = [label for label in labels if label != "uncached"]
+    cached = [label for label in labels if label != UNCACHED]
     colours = {label: _hex(cycle[i % len(cycle)]) for i, label in enumerate(cached)}
-    colours["uncached"] = "#000000"
+    colours[UNCACHED] = "#000000"
     return colours
 
 
@@ -88,7 +88,7 @@ def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Pat
     figure = _new_figure(7.5, 4.8)
     ax = figure.add_subplot()
     if any(r.threshold is None for r in records):
-        ax.scatter([1.0], [1.0], s=120, marker="*", color=colours["uncached"], zorder=4, label="uncached (reference)")
+        ax.scatter([1.0], [1.0], s=120, marker="*", color=colours[UNCACHED], zorder=4, label="uncached (reference)")
     for i, record in enumerate(cached):
         ax.scatter([record.speedup], [record.ssim], s=55, marker=MARKERS[i % len(MARKERS)], color=colours[record.label],
                    zorder=3, alpha=0.85, label=f"{record.label}: {record.speedup:.2f}x, SSIM {record.ssim:.4f}")

@@ -26,16 +26,16 @@ from fbcache.history.acceptance import Acceptance
 from fbcache.history.selection import same_fingerprint_before
 from fbcache.verdicts.compare import CompareSettings
 from fbcache.verdicts.judge import judge_series
-from fbcache.history.record import BenchRecord
+from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
-from fbcache.render.table import COLUMNS, hit_map, markdown_table, ordered, row
+from fbcache.metrics import all_metrics
+from fbcache.render import markdown
+from fbcache.render.table import columns, hit_map, markdown_table, ordered, row
 
 TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
                     "SSIM and PSNR are not what trained weights would give; read the timings only.")
 IMAGE_DIR = "images"
 IMAGE_KINDS = ("first", "second")
-#: every fixed-name file a report may contain; a stale one from an earlier report is removed
-FIGURE_NAMES = ("image-grid.png", "tradeoff.png", "hitmap.png", "trend-time.png", "trend-ssim.png", "trend-hits.png")
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,20 @@ class TrendMetric:
     with_uncached: bool
 
 
-TREND_METRICS = (
-    TrendMetric("time", "trend-time.png", "Median time per threshold", "median time (s)", lambda r: r.median_s, True),
-    TrendMetric("ssim", "trend-ssim.png", "SSIM against uncached", "SSIM", lambda r: r.ssim, False),
-    TrendMetric("hits", "trend-hits.png", "Cache hits", "hits (skipped steps)",
-                lambda r: None if r.hits is None else float(r.hits), False),
-)
+def trend_metrics() -> list[TrendMetric]:
+    """Time, every registered image metric, and hits: each drawn across the runs of one fingerprint."""
+    image_metrics = [TrendMetric(m.name, f"trend-{m.name}.png", f"{m.title} against uncached", m.title,
+                                 lambda r, name=m.name: r.metrics.get(name), False) for m in all_metrics()]
+    return [TrendMetric("time", "trend-time.png", "Median time per threshold", "median time (s)",
+                        lambda r: r.median_s, True),
+            *image_metrics,
+            TrendMetric("hits", "trend-hits.png", "Cache hits", "hits (skipped steps)",
+                        lambda r: None if r.hits is None else float(r.hits), False)]
+
+
+def figure_names() -> tuple[str, ...]:
+    """Every fixed-name file a report may contain; a stale one from an earlier report is removed."""
+    return ("image-grid.png", "tradeoff.png", "hitmap.png", *(m.filename for m in trend_metrics()))
 
 
 @dataclass(frozen=True)
@@ -231,8 +239,8 @@ def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path) -
     labels = [record.label for record in ordered(every_record.values())]
     flagged = {(a.run, a.label, a.metric) for a in alerts}
     written = {}
-    for metric in TREND_METRICS:
-        shown = [label for label in labels if metric.with_uncached or label != "uncached"]
+    for metric in trend_metrics():
+        shown = [label for label in labels if metric.with_uncached or label != UNCACHED]
         points = [plots.TrendPoint(label, i, value, (run.name, label, metric.metric) in flagged)
                   for i, run in enumerate(series) for label in shown
                   if label in run.records and (value := metric.value(run.records[label])) is not None]
@@ -263,7 +271,7 @@ def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool) ->
 
 def _remove_stale(out_dir: Path, written: dict[str, Path]) -> None:
     """A figure left by an earlier report into the same directory must not pass for this run's."""
-    for name in FIGURE_NAMES:
+    for name in figure_names():
         if name not in written:
             (out_dir / name).unlink(missing_ok=True)
 
@@ -271,20 +279,14 @@ def _remove_stale(out_dir: Path, written: dict[str, Path]) -> None:
 # ------------------------------------------------------------------------------ Markdown
 
 
-def _md(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(report: Report) -> str:
     """``report.md``: readable as text and rendered by any Markdown viewer next to its PNGs."""
     lines = [f"# fbcache report: {report.run.name}", ""]
     lines += [f"> **{TIMING_ONLY_NOTE}**", ""] if report.timing_only else []
-    lines += ["## Run", "", "| field | value |", "|---|---|"]
-    lines += [f"| {key} | {_md(value)} |" for key, value in report.metadata]
+    lines += ["## Run", "", markdown.table(["field", "value"], report.metadata)]
     lines += ["", "## Results", "", markdown_table(report.records), ""]
     if report.bounds:
-        lines += ["Bounds violations:", "", *[f"- {_md(line)}" for line in report.bounds], ""]
+        lines += ["Bounds violations:", "", *[f"- {markdown.cell(line)}" for line in report.bounds], ""]
     if "tradeoff.png" in report.figures:
         lines += ["## Speed against quality", "", "![speedup against SSIM](tradeoff.png)", ""]
     trace = hit_map(report.records)
@@ -292,13 +294,11 @@ def render_markdown(report: Report) -> str:
         lines += ["## Cache hits per step", ""]
         lines += ["![hit map](hitmap.png)", ""] if "hitmap.png" in report.figures else []
         lines += ["'#' computed, '.' cache hit (skipped):", "", "```", trace, "```", ""]
-    lines += ["## Images", "", f"| threshold | {' | '.join(IMAGE_KINDS)} |", "|---|" + "---|" * len(IMAGE_KINDS)]
-    for record, cells in report.images:
-        shown = [f"![{record.label} {c.kind}]({quote(c.copy)})" if c.copy
-                 else f"missing: {_md(c.name or 'not recorded')}" for c in cells]
-        lines.append(f"| {record.label} | " + " | ".join(shown) + " |")
-    lines.append("")
-    lines += [f"- {_md(note)}" for note in report.image_notes] + ([""] if report.image_notes else [])
+    image_rows = [[record.label, *[f"![{record.label} {c.kind}]({quote(c.copy)})" if c.copy
+                                   else f"missing: {c.name or 'not recorded'}" for c in cells]]
+                  for record, cells in report.images]
+    lines += ["## Images", "", markdown.table(["threshold", *IMAGE_KINDS], image_rows), ""]
+    lines += [f"- {markdown.cell(note)}" for note in report.image_notes] + ([""] if report.image_notes else [])
     if "image-grid.png" in report.figures:
         lines += ["All images in one picture: ![image grid](image-grid.png)", ""]
     lines += _markdown_trend(report)
@@ -311,11 +311,11 @@ def _markdown_trend(report: Report) -> list[str]:
         return ["## Trend", "", "No earlier run with this fingerprint: no trend yet.", ""]
     lines = ["## Trend", "", f"{len(report.trend)} runs with fingerprint {report.run.fingerprint_id}, oldest first: "
              + ", ".join(f"`{run.name}`" for run in report.trend) + ".", ""]
-    for metric in TREND_METRICS:
+    for metric in trend_metrics():
         lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
     if report.alerts:
         lines += ["Regressions, each run as compare judged it (ringed in the plots):", ""]
-        lines += [f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {_md(a.detail)}" for a in report.alerts]
+        lines += [f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markdown.cell(a.detail)}" for a in report.alerts]
     else:
         lines.append("No regression in any run of the trend.")
     return lines + [""]
@@ -360,7 +360,7 @@ def render_html(report: Report) -> str:
     parts = [f"<h1>fbcache report: {_esc(report.run.name)}</h1>"]
     parts += [f'<p class="note">{_esc(TIMING_ONLY_NOTE)}</p>'] if report.timing_only else []
     parts += ["<h2>Run</h2>", _html_table(["field", "value"], [[_esc(k), _esc(v)] for k, v in report.metadata])]
-    parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in COLUMNS],
+    parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in columns()],
                                               [[_esc(cell) for cell in row(r)] for r in ordered(report.records)])]
     if report.bounds:
         parts += ['<p class="alert">Bounds violations:</p><ul>',
@@ -392,7 +392,7 @@ def _html_trend(report: Report) -> list[str]:
         return ["<h2>Trend</h2>", "<p>No earlier run with this fingerprint: no trend yet.</p>"]
     parts = ["<h2>Trend</h2>", f"<p>{len(report.trend)} runs with fingerprint {_esc(report.run.fingerprint_id)}, "
              f"oldest first: {_esc(', '.join(run.name for run in report.trend))}.</p>"]
-    parts += [_img(m.filename, m.title) for m in TREND_METRICS if m.filename in report.figures]
+    parts += [_img(m.filename, m.title) for m in trend_metrics() if m.filename in report.figures]
     if report.alerts:
         parts += ['<p class="alert">Regressions, each run as compare judged it (ringed in the plots):</p><ul>',
                   *[f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "

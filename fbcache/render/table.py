@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Iterable
 
 from fbcache.history.record import BenchRecord
+from fbcache.metrics import all_metrics
+from fbcache.render import markdown
 
-COLUMNS = ("threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", "SSIM", "PSNR")
+
+def columns() -> list[str]:
+    """The seed's columns, then speedup and hits, then every registered image metric."""
+    return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in all_metrics())]
 
 
 def ordered(records: Iterable[BenchRecord]) -> list[BenchRecord]:
@@ -28,16 +33,13 @@ def row(record: BenchRecord) -> list[str]:
         hits = "—" if record.hits is None else f"{record.hits}/{record.steps}"
         if not record.hits_consistent:
             hits += f" (varied: {sorted(set(record.hits_per_round))})"
-    ssim = "—" if record.ssim is None else f"{record.ssim:.4f}"
-    psnr = "inf" if record.psnr is None or record.psnr == float("inf") else f"{record.psnr:.2f}"
     label = record.label + (" !" if not record.bounds_ok else "")
-    return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, ssim, psnr]
+    measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
+    return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured]
 
 
 def markdown_table(records: Iterable[BenchRecord]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row(r)) + " |" for r in ordered(records)]
-    return "\n".join(lines)
+    return markdown.table(columns(), [row(r) for r in ordered(records)])
 
 
 def hit_map(records: Iterable[BenchRecord]) -> str:

@@ -1,4 +1,4 @@
-"""Bounds profiles: per-threshold floors for speedup and SSIM, in TOML.
+"""Bounds profiles: per-threshold floors for speedup and every registered image metric, in TOML.
 
 A profile looks like::
 
@@ -15,6 +15,7 @@ A profile looks like::
     [thresholds."0.1"]
     min_speedup = 1.3
     min_ssim = 0.93              # or "calibrate on the first run": not checked yet
+    min_psnr = 25.0              # every image metric of fbcache.metrics has its own key
 
 Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
 ``enforce_speedup = false``: its speedup floors are printed, never fatal, and never flake.
@@ -22,6 +23,7 @@ Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from datetime import date
@@ -30,6 +32,7 @@ from typing import Any, Iterable, Mapping
 
 from fbcache.errors import ConfigError
 from fbcache.history.record import BenchRecord
+from fbcache.metrics import all_metrics
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,7 +45,13 @@ UNCALIBRATED = "calibrate on the first run"
 @dataclass(frozen=True)
 class ThresholdBound:
     min_speedup: float | None = None
-    min_ssim: float | None = None
+    #: image-metric floors by metric name (key ``min_<name>`` in TOML; ``max_`` where lower is better)
+    image: Mapping[str, float] = field(default_factory=dict)
+
+
+def threshold_keys() -> tuple[str, ...]:
+    """The keys a ``[thresholds."T"]`` table may hold: speedup and each registered metric's bound key."""
+    return ("min_speedup", *(m.bound_key for m in all_metrics()))
 
 
 @dataclass(frozen=True)
@@ -79,11 +88,13 @@ class Violation:
     bound: float
     enforced: bool
     profile: str
+    key: str
 
     def message(self) -> str:
-        verdict = "below" if self.enforced else "below (reported, not enforced on this profile)"
+        side = "below" if self.key.startswith("min_") else "above"
+        verdict = side if self.enforced else f"{side} (reported, not enforced on this profile)"
         return (f"threshold {self.threshold:g}: {self.metric} {self.measured:.4f} is {verdict} "
-                f"min_{self.metric} {self.bound:g} (profile {self.profile})")
+                f"{self.key} {self.bound:g} (profile {self.profile})")
 
 
 def _optional_float(value: Any, where: str) -> float | None:
@@ -102,9 +113,11 @@ def parse_profile(data: Mapping[str, Any], source: str) -> BoundsProfile:
             threshold = float(key)
         except ValueError:
             raise ConfigError("--fbcache-bounds", key, "threshold keys like \"0.1\"", source) from None
+        where = f"{source} [thresholds.\"{key}\"]"
+        floors = {m.name: _optional_float(entry.get(m.bound_key), where) for m in all_metrics()}
         thresholds[threshold] = ThresholdBound(
-            min_speedup=_optional_float(entry.get("min_speedup"), f"{source} [thresholds.\"{key}\"]"),
-            min_ssim=_optional_float(entry.get("min_ssim"), f"{source} [thresholds.\"{key}\"]"),
+            min_speedup=_optional_float(entry.get("min_speedup"), where),
+            image={name: value for name, value in floors.items() if value is not None},
         )
     return BoundsProfile(
         name=str(meta.get("name", Path(source).stem)),
@@ -154,11 +167,13 @@ def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
     if bound is None:
         return []
     found = []
-    if bound.min_ssim is not None and record.ssim is not None and record.ssim < bound.min_ssim:
-        found.append(Violation(record.threshold, "ssim", record.ssim, bound.min_ssim, True, profile.name))
+    for metric in all_metrics():
+        floor, value = bound.image.get(metric.name), record.metrics.get(metric.name)
+        if floor is not None and value is not None and metric.breaks(value, floor):
+            found.append(Violation(record.threshold, metric.name, value, floor, True, profile.name, metric.bound_key))
     if bound.min_speedup is not None and record.speedup is not None and record.speedup < bound.min_speedup:
         found.append(Violation(record.threshold, "speedup", record.speedup, bound.min_speedup,
-                               profile.enforce_speedup, profile.name))
+                               profile.enforce_speedup, profile.name, "min_speedup"))
     return found
 
 
@@ -171,10 +186,15 @@ def calibrate(
     enforce_speedup: bool,
     measured_on: str,
 ) -> str:
-    """A TOML profile: each floor is the measured value minus the stated margin."""
+    """A TOML profile: each floor is the measured value minus the stated margin.
+
+    ``ssim_margin`` is the user's SSIM margin; every other metric uses its own ``calibrate_margin``.
+    """
+    margins = {m.name: ssim_margin if m.name == "ssim" else m.calibrate_margin for m in all_metrics()}
     lines = [
         f"# Calibrated by fbcache from a measured run on {measured_on}, {date.today().isoformat()}.",
-        f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); min_ssim = measured SSIM - {ssim_margin:g}.",
+        f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); image metrics: measured value minus "
+        + ", ".join(f"{name} {margin:g}" for name, margin in margins.items()) + ".",
         "[profile]",
         f"name = {_toml_str(name)}",
         f"description = {_toml_str('calibrated from ' + measured_on)}",
@@ -188,8 +208,13 @@ def calibrate(
         if record.speedup is not None:
             lines.append(f"min_speedup = {round(record.speedup * (1 - speedup_margin), 3)}  "
                          f"# measured {record.speedup:.3f}")
-        if record.ssim is not None:
-            lines.append(f"min_ssim = {round(max(record.ssim - ssim_margin, 0.0), 4)}  # measured {record.ssim:.4f}")
+        for metric in all_metrics():
+            value = record.metrics.get(metric.name)
+            if value is None or math.isinf(value):
+                continue  # identical to uncached: no floor to leave room under
+            step = -margins[metric.name] if metric.higher_is_better else margins[metric.name]
+            floor = max(value + step, 0.0)
+            lines.append(f"{metric.bound_key} = {round(floor, metric.decimals)}  # measured {metric.format(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from fbcache.metrics import all_metrics
+from fbcache.render import markdown as render_markdown
+
 #: verdicts that wake someone up
 ALERTING = ("regression", "changed")
 TOO_NOISY = "too noisy to judge"
@@ -148,16 +151,17 @@ def _speedup(verdict: Verdict | None) -> str:
 
 
 def markdown(result: CompareResult) -> str:
-    lines = [f"**fbcache compare**: `{result.latest}` against {result.baseline}", "",
-             "| threshold | time s (now / base) | time change (MDE) | paired speedup (now / base) [CI] | "
-             "speedup change (MDE) | SSIM | hits | verdict |", "|---|---|---|---|---|---|---|---|"]
+    header = ["threshold", "time s (now / base)", "time change (MDE)", "paired speedup (now / base) [CI]",
+              "speedup change (MDE)", *(m.title for m in all_metrics()), "hits", "verdict"]
+    rows = []
     for row in result.rows:
         hits = row.verdict("hits")
         hits_text = "—" if hits is None or hits.latest is None else f"{hits.latest:g} / {_number(hits.baseline, 0)}"
-        status = row.status.upper() if row.status in ALERTING else row.status
-        lines.append(f"| {row.label} | {_pair(row.verdict('time'), 3)} | {_change(row.verdict('time'))} | "
-                     f"{_speedup(row.verdict('speedup'))} | {_change(row.verdict('speedup'))} | "
-                     f"{_pair(row.verdict('ssim'), 4)} | {hits_text} | {status} |")
+        rows.append([row.label, _pair(row.verdict("time"), 3), _change(row.verdict("time")),
+                     _speedup(row.verdict("speedup")), _change(row.verdict("speedup")),
+                     *[_pair(row.verdict(m.name), m.decimals) for m in all_metrics()], hits_text,
+                     row.status.upper() if row.status in ALERTING else row.status])
+    lines = [f"**fbcache compare**: `{result.latest}` against {result.baseline}", "", render_markdown.table(header, rows)]
     details = [f"- {row.label} {v.metric}: **{v.status}**: {v.detail}" for row in result.rows for v in row.verdicts
                if v.status != "ok"]
     if details:

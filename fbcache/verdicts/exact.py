@@ -1,6 +1,6 @@
-"""Verdicts on deterministic outputs: SSIM within a tolerance, hits exactly.
+"""Verdicts on deterministic outputs: image metrics (SSIM, PSNR, ...) within a tolerance, hits exactly.
 
-For a fixed seed and software stack, hits and SSIM do not vary between runs, so there is no noise to
+For a fixed seed and software stack, hits and image metrics do not vary between runs, so there is no noise to
 measure: any hit change is reported, and an SSIM drop beyond the tolerance. Like the timings, they
 are judged against the level at the start of the current segment (the first run, an accepted run,
 or an SSIM improvement), not against the previous night, so a change stays visible on every later
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fbcache.history.record import BenchRecord
+from fbcache.metrics import ImageMetric
 
 
 @dataclass(frozen=True)
@@ -24,29 +25,35 @@ class ExactJudgement:
 
 
 @dataclass
-class SsimTracker:
+class MetricTracker:
+    """An image metric (SSIM, PSNR, ...) against the uncached image, within its tolerance."""
+
+    metric: ImageMetric
     tolerance: float
     reference: float | None = None
     since: int | None = None
 
     def judge(self, index: int, value: float | None, accepted: bool) -> ExactJudgement:
+        metric, shown = self.metric, self.metric.to_json
         if value is None:
-            return ExactJudgement("not judged", None, self.reference, "no SSIM in this run")
+            return ExactJudgement("not judged", None, shown(self.reference), f"no {metric.title} in this run")
         if accepted or self.reference is None:
-            first = self.reference is None
             self.reference, self.since = value, None
-            return ExactJudgement("not judged" if first and not accepted else ("accepted" if accepted else "ok"),
-                                  value, value, "the first run of this benchmark" if first else "accepted")
+            status = "accepted" if accepted else "not judged"
+            return ExactJudgement(status, shown(value), shown(value),
+                                  "accepted" if accepted else "the first run of this benchmark")
         before = self.reference
-        delta = value - before
-        if delta < -self.tolerance:
+        worse = metric.worse_by(value, before)
+        delta = f"{metric.format(before)} -> {metric.format(value)}" if worse else "unchanged"
+        if worse > self.tolerance:
             self.since = index if self.since is None else self.since
-            return ExactJudgement("regression", value, before, f"{delta:+.4f}, beyond -{self.tolerance:g}", self.since)
+            return ExactJudgement("regression", shown(value), shown(before),
+                                  f"{delta}, beyond the tolerance {self.tolerance:g}", self.since)
         self.since = None
-        if delta > self.tolerance:
+        if worse < -self.tolerance:
             self.reference = value
-            return ExactJudgement("improvement", value, before, f"{delta:+.4f}; the new reference")
-        return ExactJudgement("ok", value, before, f"{delta:+.4f}, within ±{self.tolerance:g}")
+            return ExactJudgement("improvement", shown(value), shown(before), f"{delta}; the new reference")
+        return ExactJudgement("ok", shown(value), shown(before), f"{delta}, within ±{self.tolerance:g}")
 
 
 @dataclass

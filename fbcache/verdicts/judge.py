@@ -3,7 +3,7 @@
 ``fbcache compare`` and ``fbcache nightly`` show the last step of the walk; the report's trends
 mark every step. Each benchmark has up to three noisy series (segments.py): its median time, its
 paired speedup over the uncached run (cached thresholds), and the geometric mean of all median
-times (row "all benchmarks"); and two exact ones (exact.py): SSIM and hits. At every run:
+times (row "all benchmarks"); and exact ones (exact.py): each image metric of the registry (SSIM, PSNR, ...) and hits. At every run:
 
 1. each series' run-to-run residuals so far and its within-run noise (noise.py) are pooled over
    the benchmarks of that metric;
@@ -25,7 +25,8 @@ from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import Run
 from fbcache.verdicts.compare import (RUN_LABEL, CompareResult, CompareSettings, ThresholdResult, Verdict)
-from fbcache.verdicts.exact import ExactJudgement, HitsTracker, SsimTracker
+from fbcache.metrics import all_metrics
+from fbcache.verdicts.exact import ExactJudgement, HitsTracker, MetricTracker
 from fbcache.verdicts.gates import GateSettings
 from fbcache.verdicts.noise import SeriesNoise, dispersion, logs, median_variance, pool
 from fbcache.verdicts.paired import MedianInterval, median_interval, paired_ratios
@@ -103,7 +104,7 @@ class HistoryJudge:
         self.gates = GateSettings(alpha=settings.alpha, floor=settings.min_effect, max_mde=settings.max_mde)
         self.labels = [r.label for r in _ordered(runs[-1].records)] if runs else []
         self.series: dict[tuple[str, str], _Series] = {}
-        self.ssim: dict[str, SsimTracker] = {}
+        self.image_metrics: dict[tuple[str, str], MetricTracker] = {}
         self.hits: dict[str, HitsTracker] = {}
         self._current = ""
 
@@ -163,8 +164,12 @@ class HistoryJudge:
                 if (metric, record.label) in noisy:
                     verdicts.append(self._noisy_verdict(index, metric, *noisy[(metric, record.label)]))
             if record.threshold is not None:
-                ssim = self.ssim.setdefault(record.label, SsimTracker(self.settings.ssim_tolerance))
-                verdicts.append(self._exact_verdict("ssim", ssim.judge(index, record.ssim, accepted is not None)))
+                for metric in all_metrics():
+                    tolerance = self.settings.ssim_tolerance if metric.name == "ssim" else metric.tolerance
+                    tracker = self.image_metrics.setdefault((metric.name, record.label),
+                                                            MetricTracker(metric, tolerance))
+                    judged = tracker.judge(index, record.metrics.get(metric.name), accepted is not None)
+                    verdicts.append(self._exact_verdict(metric.name, judged))
                 hits = self.hits.setdefault(record.label, HitsTracker())
                 verdicts.append(self._exact_verdict("hits", hits.judge(index, record, accepted is not None)))
             rows.append(ThresholdResult(record.label, verdicts))

@@ -1,0 +1,36 @@
+"""What an alert sink is: its own CLI options, and how it sends a finding once configured.
+
+``fbcache alert`` and ``fbcache nightly`` both add every sink's options and send through every
+configured sink, from this one definition. A sink that fails says so in its log line and never
+changes the verdict: the exit code still says regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Callable
+
+from fbcache.alerts.finding import Finding
+
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a sink did, in one line for the log; a failure is printed to stderr."""
+
+    ok: bool
+    message: str
+
+
+#: a configured sink: sends the finding and says what happened
+Send = Callable[[Finding], Outcome]
+
+
+@dataclass(frozen=True)
+class AlertSink:
+    name: str
+    #: adds this sink's options to a verb's parser
+    add_options: Callable[[argparse.ArgumentParser], None]
+    #: the configured sender, or None when the options leave this sink off
+    configure: Callable[[argparse.Namespace], Send | None]

@@ -1,0 +1,103 @@
+"""What every verb shares: reading the storage, picking runs, and the compare options.
+
+Both ``fbcache compare`` and ``fbcache nightly`` read their compare settings from here, so the
+two verbs cannot drift apart and neither imports the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fbcache.errors import FBCacheError
+from fbcache.history.acceptance import Acceptance, load_acceptances
+from fbcache.history.selection import SelectionError, find_run
+from fbcache.history.storage import Run, load_runs
+from fbcache.verdicts.compare import CompareResult, CompareSettings
+from fbcache.verdicts.judge import judge_latest
+
+DEFAULT_STORAGE = ".benchmarks"
+
+
+class DataError(FBCacheError):
+    """Missing or unusable history: exit code 2."""
+
+
+def storage_path(raw: str) -> Path:
+    return Path(raw[len("file://"):] if raw.startswith("file://") else raw)
+
+
+def read_history(raw_storage: str) -> list[Run]:
+    """All fbcache runs in the storage, oldest first; skipped files are named on stderr."""
+    path = storage_path(raw_storage)
+    if not path.is_dir():
+        raise DataError(f"no storage directory {path} (run `pytest benchmarks --benchmark-autosave` first)")
+    runs, skipped = load_runs(path)
+    for message in skipped:
+        print(f"fbcache: warning: {message}", file=sys.stderr)
+    if not runs:
+        raise DataError(f"no fbcache runs in {path}")
+    return runs
+
+
+def pick(runs: list[Run], name: str | None) -> Run:
+    return find_run(runs, name) if name else runs[-1]
+
+
+def compare_settings(args: argparse.Namespace) -> CompareSettings:
+    return CompareSettings(alpha=args.alpha, min_effect=args.min_effect, max_mde=args.max_mde, history=args.history,
+                           min_history=args.min_history, ssim_tolerance=args.ssim_tolerance,
+                           judge_cpu_timing=args.judge_cpu_timing)
+
+
+def add_compare_options(parser: argparse.ArgumentParser) -> None:
+    defaults = CompareSettings()
+    parser.add_argument("--baseline", default="segment",
+                        help="segment (default: each benchmark's last stable segment of its history), or a run "
+                             "name/number where the baseline history starts")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha,
+                        help="false-alarm probability of one whole compare, all tests together (0.01)")
+    parser.add_argument("--min-effect", type=float, default=defaults.min_effect,
+                        help="smallest relative time/speedup change that ever counts (0.01)")
+    parser.add_argument("--max-mde", type=float, default=defaults.max_mde,
+                        help="beyond this minimum detectable effect a benchmark is too noisy to judge (0.25)")
+    parser.add_argument("--history", type=int, default=defaults.history,
+                        help="most recent runs of a segment that set its level (20)")
+    parser.add_argument("--min-history", type=int, default=defaults.min_history,
+                        help="earlier runs needed before time and speedup are judged (3)")
+    parser.add_argument("--ssim-tolerance", type=float, default=defaults.ssim_tolerance,
+                        help="largest SSIM drop that is not a regression (0.01)")
+    parser.add_argument("--judge-cpu-timing", action="store_true",
+                        help="alert on time/speedup of CPU runs too (default: advisory, CPU timing is noisy)")
+
+
+def read_acceptances(storage: Path) -> dict[str, Acceptance]:
+    found, problems = load_acceptances(storage)
+    for message in problems:
+        print(f"fbcache: warning: {message}", file=sys.stderr)
+    return found
+
+
+def baseline_start(runs: list[Run], latest: Run, spec: str) -> Run | None:
+    """``segment`` (None: the whole history, segmented) or the run where the baseline history starts."""
+    if spec == "segment":
+        return None
+    if spec == "previous" or spec.startswith("median:"):
+        raise SelectionError(f"--baseline {spec} is gone: one night as a baseline made persistent regressions "
+                             "vanish; use segment (default) or a run name/number where the baseline starts")
+    run = find_run(runs, spec)
+    if run.fingerprint_id != latest.fingerprint_id:
+        raise SelectionError(f"{run.name} has a different fingerprint than {latest.name}; runs are never mixed")
+    if runs.index(run) >= runs.index(latest):
+        raise SelectionError("the baseline must start at an earlier run than the latest one")
+    return run
+
+
+def judge_storage(raw_storage: str, latest_name: str | None, baseline_spec: str,
+                  settings: CompareSettings) -> CompareResult:
+    """What compare and nightly both run: the latest run judged against its segmented history."""
+    runs = read_history(raw_storage)
+    latest = pick(runs, latest_name)
+    start = baseline_start(runs, latest, baseline_spec)
+    return judge_latest(runs, latest, read_acceptances(storage_path(raw_storage)), settings, start)

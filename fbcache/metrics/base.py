@@ -1,0 +1,61 @@
+"""What an image metric is: one comparison of a cached image with the uncached one, and its rules.
+
+A metric declares everything the harness does with it: how to compute it (outside any timed
+region), which direction is better, the change that ``fbcache compare`` tolerates, the floor key a
+bounds profile uses and the margin ``calibrate`` leaves below a measured value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageMetric:
+    #: the ``extra_info`` key and the name in verdicts and bounds (``min_<name>``)
+    name: str
+    #: column title in tables and reports
+    title: str
+    #: ``compute(image, reference)`` on (H, W, 3) uint8 arrays
+    compute: Callable[[np.ndarray, np.ndarray], float]
+    #: the largest move in the worse direction that ``fbcache compare`` does not call a regression
+    tolerance: float
+    #: ``calibrate`` writes a floor this far below the measured value
+    calibrate_margin: float
+    higher_is_better: bool = True
+    decimals: int = 4
+
+    @property
+    def bound_key(self) -> str:
+        return f"min_{self.name}" if self.higher_is_better else f"max_{self.name}"
+
+    def worse_by(self, now: float, before: float) -> float:
+        """How much worse ``now`` is than ``before`` (negative: better)."""
+        if math.isinf(now) and math.isinf(before) and (now > 0) == (before > 0):
+            return 0.0
+        return before - now if self.higher_is_better else now - before
+
+    def breaks(self, value: float, bound: float) -> bool:
+        return value < bound if self.higher_is_better else value > bound
+
+    def format(self, value: float | None) -> str:
+        if value is None:
+            return "—"
+        if math.isinf(value):
+            return "inf"
+        return f"{value:.{self.decimals}f}"
+
+    def to_json(self, value: float | None) -> float | None:
+        """JSON has no infinity: an infinite value (identical images) is stored as null."""
+        return None if value is None or math.isinf(value) else float(value)
+
+    def from_json(self, raw: object) -> float | None:
+        if raw is None:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise TypeError(f"{self.name} must be a number, got {raw!r}")
+        return float(raw)

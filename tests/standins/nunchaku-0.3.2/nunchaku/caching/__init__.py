@@ -1,0 +1,1 @@
+"""Stand-in for nunchaku.caching (empty in the engine too)."""
