@@ -35,7 +35,7 @@ class Scenario:
     fraction: float
 
     @classmethod
-    def parse(cls, text: str) -> "Scenario":
+    def parse(cls, text: str) -> Scenario:
         mode, _, fraction = text.partition(":")
         if mode not in ("all", "cached"):
             raise argparse.ArgumentTypeError(f"scenario mode must be all or cached: {text!r}")
@@ -88,7 +88,7 @@ def run(command: list[str], env: dict[str, str] | None = None, cwd: Path | None 
     print("+ " + " ".join(command), flush=True)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run(command, env={**os.environ, "PYTHONPATH": path, **(env or {})}, cwd=cwd,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
 
 
 def compare(storage: Path, out_json: Path) -> dict:

@@ -28,7 +28,7 @@ def parse(spec: str) -> tuple[str, float]:
 
 
 def cycles_for(ms: float, cycles_per_ms: float) -> int:
-    return max(0, int(round(ms * cycles_per_ms)))
+    return max(0, round(ms * cycles_per_ms))
 
 
 def _calibrate_cuda() -> float:

@@ -31,7 +31,12 @@ from pathlib import Path
 
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import Run
-from fbcache.verdicts.compare import RUN_LABEL, TOO_NOISY, CompareResult, CompareSettings
+from fbcache.verdicts.compare import (
+    RUN_LABEL,
+    TOO_NOISY,
+    CompareResult,
+    CompareSettings,
+)
 from fbcache.verdicts.judge import judge_series
 
 GOOD, BAD, REPLICAS, AA_HISTORIES = 8, 3, 12, 13

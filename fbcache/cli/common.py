@@ -25,7 +25,7 @@ class DataError(FBCacheError):
 
 
 def storage_path(raw: str) -> Path:
-    return Path(raw[len("file://"):] if raw.startswith("file://") else raw)
+    return Path(raw.removeprefix("file://"))
 
 
 def read_history(raw_storage: str) -> list[Run]:

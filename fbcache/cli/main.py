@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
@@ -29,10 +29,9 @@ from fbcache.cli.common import (
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, FBCacheError
 from fbcache.history.acceptance import write_acceptance
+from fbcache.history.fingerprint import match_facts
 from fbcache.history.selection import SelectionError, find_run
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
-from fbcache.history.fingerprint import match_facts
-from fbcache.history.storage import Run, load_runs
 
 # ------------------------------------------------------------------------------------- verbs
 

@@ -20,10 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fbcache.alerts import Finding, Send, add_sink_options, alert, configured_sinks
-from fbcache.cli.common import add_compare_options, compare_settings, judge_storage, storage_path
+from fbcache.cli.common import (
+    add_compare_options,
+    compare_settings,
+    judge_storage,
+    storage_path,
+)
 from fbcache.config.options import OPTIONS
-from fbcache.errors import EXIT_USAGE
-from fbcache.errors import MissingDependencyError
+from fbcache.errors import EXIT_USAGE, MissingDependencyError
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 
@@ -43,7 +47,7 @@ class NightlySettings:
     benchmarks: str = "benchmarks"
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "NightlySettings":
+    def from_args(cls, args: argparse.Namespace) -> NightlySettings:
         passthrough = [f"{spec.cli}={value}" for spec in OPTIONS
                        if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, "")]
         return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),

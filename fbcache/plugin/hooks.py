@@ -187,7 +187,14 @@ def _timing_checks(fb: FBCacheSession) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     fb = config.stash.get(SESSION_KEY, None)
-    if fb is None or not fb.records:
+    if fb is None:
+        return
+    if not fb.records:
+        # nothing was measured (e.g. the interleaved rounds broke): pytest-benchmark saves nothing
+        # and so never logs the refusal; say it here, as the nightly job reads it
+        storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
+        if isinstance(storage, AtomicFileStorage) and storage.refusal:
+            terminalreporter.write_line(f"fbcache: NOT saved to the history: {storage.refusal}", red=True)
         return
     write = terminalreporter.write_line
     terminalreporter.section("fbcache")

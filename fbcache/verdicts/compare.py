@@ -107,7 +107,7 @@ class CompareResult:
         return json.dumps(payload, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "CompareResult":
+    def from_json(cls, text: str) -> CompareResult:
         """Reads results of this and earlier versions (unknown fields are ignored)."""
         data = json.loads(text)
         rows = [ThresholdResult(r["label"], [Verdict(**_known(Verdict, v)) for v in r["verdicts"]])
@@ -116,7 +116,7 @@ class CompareResult:
                    CompareSettings(**_known(CompareSettings, data["settings"])), rows, data.get("notes", []))
 
     @classmethod
-    def load(cls, path: Path) -> "CompareResult":
+    def load(cls, path: Path) -> CompareResult:
         return cls.from_json(path.read_text(encoding="utf-8"))
 
 

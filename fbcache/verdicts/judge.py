@@ -18,14 +18,20 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import Run
-from fbcache.verdicts.compare import (RUN_LABEL, CompareResult, CompareSettings, ThresholdResult, Verdict)
 from fbcache.metrics import all_metrics
+from fbcache.verdicts.compare import (
+    RUN_LABEL,
+    CompareResult,
+    CompareSettings,
+    ThresholdResult,
+    Verdict,
+)
 from fbcache.verdicts.exact import ExactJudgement, HitsTracker, MetricTracker
 from fbcache.verdicts.gates import GateSettings
 from fbcache.verdicts.noise import SeriesNoise, dispersion, logs, median_variance, pool
@@ -97,10 +103,10 @@ class HistoryJudge:
     """Walks one fingerprint's runs (oldest first); :meth:`walk` returns one result per run."""
 
     def __init__(self, runs: list[Run], acceptances: Mapping[str, Acceptance] | None = None,
-                 settings: CompareSettings = CompareSettings()) -> None:
+                 settings: CompareSettings | None = None) -> None:
         self.runs = runs
         self.acceptances = dict(acceptances or {})
-        self.settings = settings
+        self.settings = settings = settings or CompareSettings()
         self.gates = GateSettings(alpha=settings.alpha, floor=settings.min_effect, max_mde=settings.max_mde)
         self.labels = [r.label for r in _ordered(runs[-1].records)] if runs else []
         self.series: dict[tuple[str, str], _Series] = {}
@@ -262,13 +268,13 @@ def _demote_cpu_timing(rows: list[ThresholdResult], notes: list[str]) -> None:
 
 
 def judge_series(runs: list[Run], acceptances: Mapping[str, Acceptance] | None = None,
-                 settings: CompareSettings = CompareSettings()) -> list[CompareResult]:
+                 settings: CompareSettings | None = None) -> list[CompareResult]:
     """Every run of one fingerprint's series (oldest first), each judged as it would have been that night."""
     return HistoryJudge(runs, acceptances, settings).walk()
 
 
 def judge_latest(runs: list[Run], latest: Run, acceptances: Mapping[str, Acceptance] | None = None,
-                 settings: CompareSettings = CompareSettings(), start: Run | None = None) -> CompareResult:
+                 settings: CompareSettings | None = None, start: Run | None = None) -> CompareResult:
     """``latest`` judged against its own fingerprint's history in ``runs`` (from ``start``, if given)."""
     series = [r for r in runs[:runs.index(latest)] if r.fingerprint_id == latest.fingerprint_id]
     if start is not None:

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 #: variance of the median of r independent normal rounds is about (pi/2) sigma^2 / r (exact as r grows;
 #: for r = 3 the true factor is 1.35, so this errs on the noisy side)
@@ -59,7 +59,7 @@ class Dispersion:
         variance = self.variance
         return None if variance is None else math.sqrt(variance)
 
-    def __add__(self, other: "Dispersion") -> "Dispersion":
+    def __add__(self, other: Dispersion) -> Dispersion:
         return Dispersion(self.ss + other.ss, self.df + other.df)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 def paired_ratios(uncached_s: Sequence[float], cached_s: Sequence[float]) -> list[float]:
