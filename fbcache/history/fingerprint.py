@@ -105,7 +105,9 @@ def procedure_key(config: HarnessConfig) -> str:
     """
     thresholds = " ".join(f"{t:g}" for t in config.thresholds)
     threads = "default" if config.threads is None or not config.device.startswith("cpu") else str(config.threads)
-    schedule = "interleaved" if config.interleave else "sequential"
+    from fbcache import backends
+
+    schedule = "interleaved" if config.interleave and backends.get(config.cache_backend).removable else "sequential"
     return (f"{config.rounds} rounds + {config.warmup_rounds} warm-up, {schedule}, thresholds {thresholds}, "
             f"threads {threads}")
 

@@ -11,7 +11,8 @@ baseline), times whole generations and turns what came out into a
   through pytest-benchmark's stats API, so the JSON still has one benchmark per threshold with its
   own ``stats.data``; and every cached round records the uncached round timed next to it, the
   partner of its paired speedup (verdicts/paired.py).
-- **sequential** (``--fbcache-interleave=false``, and for cache backends that cannot be removed):
+- **sequential** (``--fbcache-interleave=false``, and for cache backends that cannot be removed,
+  such as nunchaku's):
   each threshold's rounds back to back with ``benchmark.pedantic``.
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
@@ -161,6 +162,13 @@ def _timed_generation(session: FBCacheSession, threshold: float | None, log: Dec
     into.seconds.append(seconds)
 
 
+def interleaves(config: Any) -> bool:
+    """Interleaving switches the cache on and off every generation: only for removable caches."""
+    from fbcache import backends
+
+    return bool(config.interleave) and backends.get(config.cache_backend).removable
+
+
 def round_order(labels: list[Any], round_index: int) -> list[Any]:
     """The benchmarks of one round, rotated by one per round so none always runs first or last."""
     shift = round_index % len(labels) if labels else 0
@@ -255,7 +263,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
     """Time one threshold (``None``: uncached, no hooks at all) and return its record."""
     config = session.config
     backend = session.backend
-    if config.interleave and backend.can_run_uncached:
+    if interleaves(config) and backend.can_run_uncached:
         return _measure_interleaved(benchmark, session, threshold)
     if threshold is None and not backend.can_run_uncached:
         raise BrokenRunError(f"the {backend.name} cache is already applied and cannot be removed; "
