@@ -33,6 +33,14 @@ class NaNImageError(BrokenRunError):
     """A generation produced NaN or Inf pixels."""
 
 
+class DataError(FBCacheError):
+    """Missing or unusable history or input files for a verb: exit code 2."""
+
+
+class SelectionError(DataError, ValueError):
+    """The requested runs do not exist in the history: exit code 2."""
+
+
 class BoundViolation(AssertionError):
     """A measured value broke its bound. The run is a real measurement and stays in history, marked."""
 

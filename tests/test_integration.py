@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import FAST, MODEL, ROOT
+from conftest import FAST, MODEL, ROOT, run_sweep
 
 from fbcache.verdicts.bounds import load_profile
 from fbcache.history.record import BenchRecord
@@ -18,8 +21,17 @@ EXTRA_INFO_FIELDS = {
     "residual_diff_trace", "hit_trace", "ssim", "psnr", "peak_memory_bytes", "model", "quantization",
     "cache_backend", "model_digest", "bounds", "fbcache_schema",
 }
-#: puts tests/standins/nunchaku (a stand-in for the engine, see its docstring) on the import path
-STANDIN_ENV = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}:{ROOT / 'tests' / 'standins'}"}
+STANDINS = ROOT / "tests" / "standins"
+#: one sweep per supported layout, few enough steps and rounds for a busy 2-core CPU
+NUNCHAKU_SWEEP = ["--fbcache-steps", "8", "--fbcache-rounds", "1", "--fbcache-warmup-rounds", "0",
+                  "--fbcache-thresholds", "0 0.5", "--fbcache-cache-backend", "nunchaku"]
+
+
+def standin_env(folder: Path) -> dict[str, str]:
+    """Puts one nunchaku stand-in folder (tests only, not the engine; see its README) on the import path."""
+    return {"PYTHONPATH": os.pathsep.join(map(str, (ROOT, ROOT / "tests", folder)))}
+
+
 MACHINE_INFO_FIELDS = {"accelerator", "versions", "model", "quantization", "cache_backend", "fingerprint"}
 
 
@@ -35,7 +47,7 @@ def test_sweep_saves_every_field_and_compares_clean(sweep):
         assert bench["stats"]["rounds"] == 2
     info = run["machine_info"]["fbcache"]
     assert MACHINE_INFO_FIELDS <= set(info)
-    assert {"torch", "diffusers", "nunchaku"} <= set(info["versions"])
+    assert {"torch", "diffusers", "transformers", "fbcache"} <= set(info["versions"])
     assert {"name", "driver", "cuda"} <= set(info["accelerator"])
     assert "| threshold | 1st (s) | 2nd (s) | total (s) | speedup | hits/steps | SSIM | PSNR |" in first.output
     assert "history: saved" in first.output
@@ -111,25 +123,60 @@ def test_options_from_environment_lose_to_the_command_line(sweep):
     assert "test_threshold[t0.5]" in result.output and "t0.1" not in result.output
 
 
-def test_nunchaku_cache_backend_on_the_standin(sweep):
-    """nunchaku's adapter path, run against tests/standins/nunchaku (a stand-in, not the engine)."""
-    result = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-cache-backend", "nunchaku",
-                   "--fbcache-thresholds", "0 0.3 0.5 0.8", "--benchmark-autosave", env=STANDIN_ENV)
+@pytest.mark.parametrize("version", ["1.1.0", "0.3.2"])
+def test_nunchaku_sweep_on_each_supported_layout(sweep, version):
+    """The adapter on the 1.x and 0.3.2 decision paths (stand-ins checked against the engine's manifests)."""
+    result = sweep("--fbcache-model", MODEL, *NUNCHAKU_SWEEP, "--benchmark-autosave",
+                   env=standin_env(STANDINS / f"nunchaku-{version}"))
     assert result.returncode == 0, result.output
     run = result.last_run()
-    assert run["machine_info"]["fbcache"]["versions"]["nunchaku"] == "stand-in (tests only, not the real engine)"
+    assert run["machine_info"]["fbcache"]["versions"]["nunchaku"] == \
+        f"stand-in of {version} (tests only, not the real engine)"
     records = {b["extra_info"]["threshold"]: b["extra_info"] for b in run["benchmarks"]}
-    hits = [records[t]["hits"] for t in (0.0, 0.3, 0.5, 0.8)]
-    assert hits[0] == 0 and hits == sorted(hits) and hits[-1] > 0
+    assert records[0.0]["hits"] == 0 and len(records[0.0]["hit_trace"]) == 8
+    assert 0 < records[0.5]["hits"] < 8 and len(records[0.5]["hit_trace"]) == 8
     assert all(r["cache_backend"] == "nunchaku" for r in records.values())
-    assert records[None]["ssim"] == 1.0
+    assert records[None]["ssim"] == 1.0 and records[0.5]["ssim"] < 1.0
+
+
+def test_unsupported_nunchaku_release_is_refused_before_any_model_is_built(sweep, tmp_path):
+    old = tmp_path / "nunchaku-0.3.1"
+    shutil.copytree(STANDINS / "nunchaku-0.3.2", old, ignore=shutil.ignore_patterns("__pycache__"))
+    (old / "nunchaku" / "__version__.py").write_text('__version__ = "0.3.1"\n')
+    result = sweep("--fbcache-model", MODEL, *NUNCHAKU_SWEEP, "--benchmark-autosave",
+                   env={**standin_env(old), "FBCACHE_TEST_FAULT": "no-model"}, plugins=("plugins.faults",))
+    assert result.returncode == 4, result.output
+    assert "nunchaku 0.3.1 is not supported" in result.output and "upgrade to nunchaku >= 0.3.2" in result.output
+    assert "MODEL WAS BUILT" not in result.output and result.saved_runs() == []
 
 
 def test_nunchaku_backend_without_baseline_first_still_has_a_reference(sweep):
     result = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-cache-backend", "nunchaku",
-                   "--fbcache-thresholds", "0.5", "-k", "threshold", env=STANDIN_ENV)
+                   "--fbcache-thresholds", "0.5", "-k", "threshold", env=standin_env(STANDINS / "nunchaku-1.1.0"))
     assert result.returncode == 0, result.output
     assert "| 0.5 |" in result.output
+
+
+def test_cache_dit_sweep_saves_history_with_the_same_hits_as_diffusers(tmp_path):
+    pytest.importorskip("cache_dit")
+    args = ["--fbcache-model", MODEL, "--fbcache-steps", "8", "--fbcache-rounds", "1", "--fbcache-warmup-rounds", "0",
+            "--fbcache-thresholds", "0 0.1 0.2 0.5 0.8", "--benchmark-autosave"]
+    runs = {}
+    for backend in ("cache-dit", "diffusers"):
+        (tmp_path / backend).mkdir()
+        result = run_sweep(tmp_path / backend, *args, "--fbcache-cache-backend", backend)
+        assert result.returncode == 0, result.output
+        runs[backend] = result.last_run()
+    info = runs["cache-dit"]["machine_info"]["fbcache"]
+    assert info["versions"]["cache-dit"] == "1.5.3" and info["cache_backend"] == "cache-dit"
+    assert info["cache_settings"]["max_warmup_steps"] == 0 and "cache_settings" in info["fingerprint"]
+    records = {name: {b["extra_info"]["threshold"]: BenchRecord.from_extra_info(b["extra_info"])
+                      for b in run["benchmarks"]} for name, run in runs.items()}
+    for threshold in (0.0, 0.1, 0.2, 0.5, 0.8):
+        ours, theirs = records["cache-dit"][threshold], records["diffusers"][threshold]
+        assert ours.hit_trace == theirs.hit_trace, threshold
+        assert ours.ssim == pytest.approx(theirs.ssim, abs=1e-4)
+    assert [records["cache-dit"][t].hits for t in (0.0, 0.1, 0.2, 0.5, 0.8)] == [0, 1, 4, 6, 7]
 
 
 def test_the_readme_sweep_checks_the_shipped_tiny_profile(sweep):

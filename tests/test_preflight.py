@@ -14,7 +14,7 @@ from fbcache.backends.nunchaku_engine import NunchakuEngine, detect, precision_f
 from fbcache.backends import nunchaku as nunchaku_backend
 from fbcache.config import preflight
 
-STANDINS = Path(__file__).resolve().parent / "standins"
+STANDINS = Path(__file__).resolve().parent / "standins" / "nunchaku-1.1.0"
 REAL = NunchakuEngine("real", "1.0.0")
 
 
@@ -52,8 +52,8 @@ def clean_nunchaku(monkeypatch):
 def test_detects_the_standin(clean_nunchaku):
     clean_nunchaku.syspath_prepend(str(STANDINS))
     engine = detect()
-    assert engine.status == "standin"
-    assert "not the real engine" in engine.label
+    assert (engine.status, engine.version) == ("standin", "1.1.0")
+    assert engine.label == "stand-in of 1.1.0 (tests only, not the real engine)"
 
 
 def test_detects_the_unrelated_pypi_package_without_importing_it(clean_nunchaku, tmp_path):
@@ -106,7 +106,7 @@ def test_nunchaku_cache_needs_nunchaku_transformer_on_the_real_engine(check_envi
 
 
 def test_standin_serves_the_cache_backend_but_never_quantizes(check_environment):
-    standin = NunchakuEngine("standin")
+    standin = NunchakuEngine("standin", "1.1.0")
     check_environment(nunchaku_config(quant="none", model="tiny-random", device="cpu"), standin)
     with pytest.raises(ConfigError, match="stand-in.*cannot quantize"):
         check_environment(nunchaku_config(), standin, capability=lambda d: (8, 6))
@@ -117,6 +117,20 @@ def test_torchao_missing_names_the_extra_and_fp8_needs_ada(check_environment):
     with pytest.raises(ConfigError, match=r"pip install 'fbcache\[torchao\]'"):
         check_environment(config, has_module=lambda name: False)
     fp8 = HarnessConfig(model="org/flux", quant="torchao-fp8", device="cuda")
-    with pytest.raises(ConfigError, match="float8 needs sm_89 or newer; this GPU is sm_86"):
+    with pytest.raises(ConfigError, match="float8 needs a CUDA GPU of sm_89 or newer; this GPU is sm_86"):
         check_environment(fp8, capability=lambda d: (8, 6), has_module=lambda name: True)
     check_environment(fp8, capability=lambda d: (9, 0), has_module=lambda name: True)
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.3.0", "0.3.1"])
+def test_old_releases_are_refused_by_the_cache_backend(check_environment, version):
+    with pytest.raises(ConfigError) as excinfo:
+        check_environment(nunchaku_config(), NunchakuEngine("real", version), capability=lambda d: (8, 6))
+    message = str(excinfo.value)
+    assert message.startswith("--fbcache-cache-backend: invalid value 'nunchaku'") and "\n" not in message
+    assert f"nunchaku {version} is not supported" in message and "upgrade to nunchaku >= 0.3.2" in message
+
+
+def test_old_release_with_another_cache_backend_is_not_the_cache_backends_business(check_environment):
+    check_environment(nunchaku_config(cache_backend="diffusers"), NunchakuEngine("real", "0.3.1"),
+                      capability=lambda d: (8, 6))

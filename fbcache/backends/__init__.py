@@ -13,6 +13,7 @@ from fbcache.backends.base import BackendSpec, CacheBackend
 
 BUILTIN = (
     "fbcache.backends.diffusers",
+    "fbcache.backends.cache_dit",
     "fbcache.backends.nunchaku",
 )
 

@@ -63,3 +63,7 @@ class BackendSpec:
     versions: Callable[[], dict[str, str | None]] = _no_versions
     #: every setting that changes the cache's behaviour, recorded in the fingerprint
     settings: Callable[["HarnessConfig"], dict[str, Any]] = _no_settings
+    #: ``--fbcache-compile`` modes under which this cache still decides every step and really skips
+    #: blocks; anything else is refused before a model is built, with ``compile_note`` as the reason
+    compile_modes: tuple[str, ...] = ("none",)
+    compile_note: str = "not verified to work under torch.compile"

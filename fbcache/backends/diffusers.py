@@ -11,6 +11,8 @@ import functools
 import importlib.metadata
 from typing import Any
 
+import torch
+
 from fbcache.backends.base import BackendSpec
 from fbcache.errors import BrokenRunError
 from fbcache.plugin.decisions import DecisionLog, ThresholdProbe
@@ -33,6 +35,9 @@ def apply_decision_log_to_fbc_hook(hook: Any, log: DecisionLog) -> None:
     decide = hook._should_compute_remaining_blocks
     hook.threshold = ThresholdProbe(float(hook.threshold), log)
 
+    # never traced: the decision is data-dependent, and under --fbcache-compile regional the hooks
+    # (and so this wrapper) run eagerly around the compiled blocks anyway
+    @torch.compiler.disable
     @functools.wraps(decide)
     def recorded(hidden_states_residual: Any) -> bool:
         should_compute = decide(hidden_states_residual)
@@ -70,4 +75,9 @@ SPEC = BackendSpec(
     summary="diffusers' built-in FirstBlockCache (transformer.enable_cache)",
     create=lambda pipe, config: DiffusersFBCache(pipe),
     versions=lambda: {"diffusers": importlib.metadata.version("diffusers")},
+    # regional: blocks compiled before enable_cache, so the hooks wrap compiled forwards and stay eager;
+    # full: only for uncached benchmarks (the harness refuses it when thresholds are selected)
+    compile_modes=("none", "regional", "full"),
+    compile_note="its hooks must wrap the compiled blocks (regional); a whole-transformer graph cannot "
+                 "hold the cache decision (full is for uncached benchmarks only)",
 )

@@ -1,12 +1,16 @@
-"""Which ``nunchaku`` is installed, and can this GPU run it? Answered without loading any weights.
+"""Which ``nunchaku`` is installed, which release, and can this GPU run it? Answered without weights.
 
 Three different things answer to ``import nunchaku``:
 
 - the real engine (nunchaku-tech/nunchaku), installed from its GitHub release wheels;
 - an unrelated PyPI project of the same name (piece-wise linear segmentation), which
   ``pip install nunchaku`` gives you;
-- fbcache's test stand-in (``tests/standins/nunchaku``), which mimics the engine's caching API on
-  plain diffusers blocks so the adapter code can be tested on CPU. It is never the real engine.
+- fbcache's test stand-ins (``tests/standins/nunchaku-<version>``), which mirror one release's
+  caching layer on plain diffusers blocks so the adapter can be tested on a CPU. Never the engine.
+
+The engine's release is read from ``nunchaku/__version__.py`` (``nunchaku/__init__.py`` does not
+import it); the wheel's metadata says e.g. ``1.1.0+torch2.7``, and the unrelated PyPI package
+answers that query too, so it is only a fallback.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,9 @@ INSTALL_HINT = (
 #: SVDQuant 4-bit kernels by GPU architecture (compute capability as "major minor")
 SUPPORTED_SM: dict[str, str] = {"75": "int4", "80": "int4", "86": "int4", "89": "int4", "120": "fp4", "121": "fp4"}
 
+#: the oldest release whose cache takes a new threshold on the same pipeline (nunchaku PR #577)
+MIN_SUPPORTED = (0, 3, 2)
+
 
 @dataclass(frozen=True)
 class NunchakuEngine:
@@ -37,10 +45,28 @@ class NunchakuEngine:
         """What the history records as the nunchaku version."""
         return {
             "real": self.version or "unknown",
-            "standin": "stand-in (tests only, not the real engine)",
+            "standin": f"stand-in of {self.version or 'an unknown release'} (tests only, not the real engine)",
             "unrelated": f"unrelated PyPI package {self.version}".strip(),
             "absent": "not installed",
         }[self.status]
+
+    @property
+    def release(self) -> tuple[int, int, int] | None:
+        return parse_release(self.version)
+
+
+def parse_release(version: str) -> tuple[int, int, int] | None:
+    """``"1.1.0+torch2.7"`` -> (1, 1, 0); ``"1.2.0dev"`` -> (1, 2, 0); None when there is no X.Y.Z."""
+    match = re.match(r"\s*v?(\d+)\.(\d+)\.(\d+)", version or "")
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _declared_version() -> str:
+    """``nunchaku/__version__.py``'s ``__version__``, or "" when the package has none."""
+    try:
+        return str(importlib.import_module("nunchaku.__version__").__version__)
+    except (ImportError, AttributeError):
+        return ""
 
 
 def detect() -> NunchakuEngine:
@@ -50,15 +76,31 @@ def detect() -> NunchakuEngine:
         return NunchakuEngine("absent")
     package_dir = Path(list(spec.submodule_search_locations)[0])
     try:
-        version = importlib.metadata.version("nunchaku")
+        wheel_version = importlib.metadata.version("nunchaku")
     except importlib.metadata.PackageNotFoundError:
-        version = ""
+        wheel_version = ""
     if not (package_dir / "caching").is_dir():
-        return NunchakuEngine("unrelated", version)
+        return NunchakuEngine("unrelated", wheel_version)
     module = importlib.import_module("nunchaku")
+    declared = _declared_version()
     if getattr(module, "__fbcache_standin__", False):
-        return NunchakuEngine("standin", getattr(module, "__version__", ""))
-    return NunchakuEngine("real", version or getattr(module, "__version__", ""))
+        return NunchakuEngine("standin", declared)
+    return NunchakuEngine("real", declared or wheel_version)
+
+
+def unsupported_release(version: str) -> str | None:
+    """Why fbcache cannot sweep thresholds with this release's cache, or None when it can."""
+    release = parse_release(version)
+    if release is None:
+        return f"cannot read nunchaku's release from nunchaku/__version__.py (got {version!r})"
+    if release >= MIN_SUPPORTED:
+        return None
+    shown = ".".join(map(str, release))
+    if release < (0, 3, 0):
+        why = "re-applying its cache keeps the first threshold for every later one"
+    else:
+        why = "re-applying its cache for the next threshold crashes (nunchaku #437)"
+    return f"nunchaku {shown} is not supported: {why}; upgrade to nunchaku >= 0.3.2"
 
 
 def precision_for_capability(capability: tuple[int, int]) -> str:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fbcache.errors import FBCacheError
+from fbcache.errors import DataError
 from fbcache.history.acceptance import Acceptance, load_acceptances
 from fbcache.history.selection import SelectionError, find_run
 from fbcache.history.storage import Run, load_runs
@@ -18,10 +18,6 @@ from fbcache.verdicts.compare import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest
 
 DEFAULT_STORAGE = ".benchmarks"
-
-
-class DataError(FBCacheError):
-    """Missing or unusable history: exit code 2."""
 
 
 def storage_path(raw: str) -> Path:

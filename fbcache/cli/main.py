@@ -7,6 +7,7 @@
     fbcache report [RUN]             Markdown + HTML + PNG report of a run
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
     fbcache nightly                  sweep, compare, report, alert: the nightly job in one verb
+    fbcache agree                    one workload through every installed cache backend, side by side
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     DEFAULT_STORAGE,
-    DataError,
     add_compare_options,
     compare_settings,
     judge_storage,
@@ -27,7 +27,7 @@ from fbcache.cli.common import (
     read_history,
 )
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
-from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, FBCacheError
+from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
 from fbcache.history.acceptance import write_acceptance
 from fbcache.history.fingerprint import match_facts
 from fbcache.history.selection import SelectionError, find_run
@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     nightly = verb("nightly", "the nightly job: sweep, compare, report, alert")
     add_nightly_options(nightly)
     nightly.set_defaults(func=cmd_nightly)
+
+    from fbcache.cli import agree as agree_verb
+
+    agree = verbs.add_parser("agree", help="run one workload through every installed cache backend and compare "
+                             "their hit maps; exit 0 agree, 1 disagree, 2 error",
+                             description=agree_verb.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    agree_verb.add_agree_options(agree)
+    agree.set_defaults(func=agree_verb.cmd_agree)
     return parser
 
 
@@ -171,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, SelectionError, FBCacheError) as exc:
+    except FBCacheError as exc:
         print(f"fbcache {args.verb}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

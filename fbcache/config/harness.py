@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from fbcache import backends, models
-from fbcache.config.options import BY_NAME, NUNCHAKU_PRECISIONS, QUANTIZATIONS
+from fbcache.config.options import BY_NAME, COMPILE_MODES, NUNCHAKU_PRECISIONS, QUANTIZATIONS
 from fbcache.config.parsers import (
     check_writable_dir,
     parse_bool,
@@ -26,6 +26,8 @@ from fbcache.config.parsers import (
     parse_thresholds,
 )
 from fbcache.errors import ConfigError
+from fbcache.models import compile as compile_modes
+from fbcache.models import quantization
 
 
 def _table(name: str) -> str:
@@ -46,6 +48,7 @@ class HarnessConfig:
 
     model: str = _table("model")
     quant: str = _table("quant")
+    compile: str = _table("compile")
     cache_backend: str = _table("cache_backend")
     nunchaku_transformer: str | None = None
     nunchaku_precision: str = _table("nunchaku_precision")
@@ -79,6 +82,12 @@ class HarnessConfig:
     def kind(self) -> str:
         """The model source's name: 'tiny', 'tiny-random', 'flux-random', 'pretrained', ..."""
         return self.source.name
+
+    @property
+    def interleaved(self) -> bool:
+        """Whether rounds are interleaved: asked for, a cache that can be removed between generations,
+        and an eager session (switching the cache between compiled generations would recompile)."""
+        return self.interleave and backends.get(self.cache_backend).removable and self.compile == "none"
 
     @property
     def resolution(self) -> str:
@@ -125,6 +134,7 @@ def build_config(
     model = parse_model(get("model"))
     source = models.source_for(model)
     quant = parse_choice(cli("quant"), get("quant"), QUANTIZATIONS)
+    compile_mode = parse_choice(cli("compile"), get("compile"), COMPILE_MODES)
     backend = parse_choice(cli("cache_backend"), get("cache_backend"), backends.names())
     precision = parse_choice(cli("nunchaku_precision"), get("nunchaku_precision"), NUNCHAKU_PRECISIONS)
     thresholds = parse_thresholds(cli("thresholds"), str(get("thresholds")))
@@ -145,6 +155,7 @@ def build_config(
     config = HarnessConfig(
         model=model,
         quant=quant,
+        compile=compile_mode,
         cache_backend=backend,
         nunchaku_transformer=str(nunchaku_transformer) if nunchaku_transformer else None,
         nunchaku_precision=precision,
@@ -170,8 +181,39 @@ def build_config(
     )
     source.validate(config)
     backends.get(backend).validate(config)
-    if quant == "torchao-fp8" and not config.device.startswith("cuda"):
-        raise ConfigError(cli("quant"), quant, "none, torchao-int8wo", "float8 needs a CUDA GPU of sm_89 or newer")
-    if quant == "nunchaku" and not config.device.startswith("cuda"):
-        raise ConfigError(cli("quant"), quant, "none, torchao-int8wo", "nunchaku needs a CUDA GPU")
+    check_quant_device(config)
+    check_compile(config)
     return config
+
+
+def check_quant_device(config: HarnessConfig) -> None:
+    """A quantization whose kernels need a CUDA GPU is refused on a CPU (the GPU's sm is preflight's)."""
+    mode = quantization.mode(config.quant)
+    if mode.cuda_only and not config.device.startswith("cuda"):
+        raise ConfigError(BY_NAME["quant"].cli, config.quant, ", ".join(quantization.runnable_on(config.device)),
+                          f"{mode.hardware_note}; the device is {config.device}")
+
+
+def check_compile(config: HarnessConfig) -> None:
+    """The cache backend and the quantization must both work under the chosen compile mode."""
+    option = BY_NAME["compile"].cli
+    if config.compile == "none":
+        return
+    spec = backends.get(config.cache_backend)
+    if config.compile not in spec.compile_modes:
+        raise ConfigError(option, config.compile, ", ".join(spec.compile_modes),
+                          f"the {spec.name} cache backend cannot run under torch.compile: {spec.compile_note}")
+    if config.quant == "nunchaku":
+        raise ConfigError(option, config.compile, "none",
+                          "nunchaku's SVDQuant transformer runs its own CUDA kernels, not torch.compile'd code")
+
+
+def check_compile_selection(config: HarnessConfig, cached_benchmarks: int) -> None:
+    """``full`` compiles the whole transformer, which cannot hold the cache: uncached benchmarks only.
+
+    Called once the benchmarks are selected (after ``-k``), still before any model is built.
+    """
+    if config.compile == "full" and cached_benchmarks:
+        raise ConfigError(BY_NAME["compile"].cli, config.compile, "none, regional; or full with only the "
+                          "uncached benchmark selected (-k uncached)",
+                          f"{cached_benchmarks} cached benchmark(s) selected and {compile_modes.FULL_WITH_CACHE_REASON}")

@@ -13,9 +13,13 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from fbcache.models import compile as compile_modes
+from fbcache.models import quantization
+
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
 SEED_THRESHOLDS_TEXT = "0 0.01 0.05 0.1 0.2 0.5 0.8"
-QUANTIZATIONS = ("none", "torchao-int8wo", "torchao-fp8", "nunchaku")
+QUANTIZATIONS = quantization.NAMES
+COMPILE_MODES = compile_modes.MODES
 NUNCHAKU_PRECISIONS = ("auto", "int4", "fp4")
 
 
@@ -24,6 +28,10 @@ def _model_help() -> str:
 
     named = ", ".join(f"{s.name} ({s.summary})" for s in models.all_sources() if s.typed_by_name)
     return f"{named}; or a local diffusers FLUX directory, or a hub id"
+
+
+def _quant_help() -> str:
+    return "; ".join(f"{mode.name}: {mode.summary}" for mode in quantization.MODES)
 
 
 def _backend_help() -> str:
@@ -65,8 +73,11 @@ class OptionSpec:
 
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("model", _model_help, "tiny", "MODEL", nightly=True),
-    OptionSpec("quant", "none, torchao-int8wo, torchao-fp8 (sm_89+), nunchaku (SVDQuant; needs "
-               "--fbcache-nunchaku-transformer)", "none", "QUANT", nightly=True),
+    OptionSpec("quant", _quant_help, "none", "QUANT", nightly=True),
+    OptionSpec("compile", "torch.compile the transformer once per session, outside the timed rounds: none; "
+               "regional (each repeated block's forward, fullgraph, before the cache hooks; works with the "
+               "cache); full (the whole transformer forward; uncached benchmarks only). Timed rounds that "
+               "recompile fail their benchmark", "none", "MODE", nightly=True),
     OptionSpec("cache_backend", _backend_help, "diffusers", "BACKEND", nightly=True),
     OptionSpec("nunchaku_transformer", "svdq-int4/fp4 transformer: a local .safetensors file or hub path", "",
                "PATH", nightly=True),

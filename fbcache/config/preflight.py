@@ -12,6 +12,7 @@ from typing import Callable
 from fbcache import backends, models
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import ConfigError
+from fbcache.models import quantization
 
 
 def _capability(device: str) -> tuple[int, int]:
@@ -44,14 +45,16 @@ def check_environment(
     check_requirements("--fbcache-model", config.model, source.requires, has_module)
     source.preflight(config)
 
-    if config.quant.startswith("torchao") and not has_module("torchao"):
+    mode = quantization.mode(config.quant)
+    if quantization.uses_torchao(config.quant) and not has_module("torchao"):
         raise ConfigError("--fbcache-quant", config.quant, "none, nunchaku",
-                          "torchao is not installed: pip install 'fbcache[torchao]'")
-    if config.quant == "torchao-fp8":
+                          f"torchao is not installed: {quantization.TORCHAO_HINT}")
+    if mode.min_capability is not None and config.device.startswith("cuda"):
         major, minor = capability(config.device)
-        if (major, minor) < (8, 9):
-            raise ConfigError("--fbcache-quant", config.quant, "none, torchao-int8wo",
-                              f"float8 needs sm_89 or newer; this GPU is sm_{major}{minor}")
+        if (major, minor) < mode.min_capability:
+            raise ConfigError("--fbcache-quant", config.quant,
+                              ", ".join(quantization.runnable_on(config.device, (major, minor))),
+                              f"{mode.hardware_note}; this GPU is sm_{major}{minor}")
     if config.quant == "nunchaku":
         from fbcache.backends.nunchaku import check_engine
 

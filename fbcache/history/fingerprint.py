@@ -20,7 +20,7 @@ from fbcache.config.harness import HarnessConfig
 
 FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
 #: fields that only some runs have (a backend with settings); absent ones do not change the id
-OPTIONAL_FIELDS = ("cache_settings", "procedure")
+OPTIONAL_FIELDS = ("cache_settings", "quant_config", "compile", "procedure")
 
 
 @lru_cache(maxsize=None)
@@ -105,9 +105,7 @@ def procedure_key(config: HarnessConfig) -> str:
     """
     thresholds = " ".join(f"{t:g}" for t in config.thresholds)
     threads = "default" if config.threads is None or not config.device.startswith("cpu") else str(config.threads)
-    from fbcache import backends
-
-    schedule = "interleaved" if config.interleave and backends.get(config.cache_backend).removable else "sequential"
+    schedule = "interleaved" if config.interleaved else "sequential"
     return (f"{config.rounds} rounds + {config.warmup_rounds} warm-up, {schedule}, thresholds {thresholds}, "
             f"threads {threads}")
 
@@ -115,20 +113,27 @@ def procedure_key(config: HarnessConfig) -> str:
 def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
     """The ``machine_info["fbcache"]`` entry of a run, fingerprint included."""
     from fbcache import backends
+    from fbcache.models import compile as compile_modes
+    from fbcache.models.quantization import config_repr
 
     accelerator = accelerator_info(config.device)
+    quant_config = config_repr(config.quant)
     info: dict[str, Any] = {
         "accelerator": accelerator,
         "versions": library_versions(config),
         "model": config.model,
         "quantization": config.quant,
+        #: repr of the torchao config applied, every field included (None: no torchao quantization)
+        "quant_config": quant_config,
+        "compile": {"mode": config.compile, "backend": compile_modes.BACKEND,
+                    "recipe": compile_modes.describe(config.compile)},
         "cache_backend": config.cache_backend,
         "cache_settings": backends.get(config.cache_backend).settings(config),
         "workload": {"steps": config.steps, "resolution": config.resolution, "seed": config.seed,
                      "prompt": config.prompt},
         "timing_only": config.timing_only,
         "procedure": {"rounds": config.rounds, "warmup_rounds": config.warmup_rounds,
-                      "thresholds": list(config.thresholds), "interleave": config.interleave,
+                      "thresholds": list(config.thresholds), "interleave": config.interleaved,
                       "threads": config.threads if config.device.startswith("cpu") else None},
     }
     info["fingerprint"] = {
@@ -141,6 +146,11 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
     }
     if info["cache_settings"]:
         info["fingerprint"]["cache_settings"] = json.dumps(info["cache_settings"], sort_keys=True)
+    # absent for bf16 and eager runs, so their fingerprints (and histories) stay what they were
+    if quant_config is not None:
+        info["fingerprint"]["quant_config"] = quant_config
+    if config.compile != "none":
+        info["fingerprint"]["compile"] = f"{config.compile} ({compile_modes.BACKEND})"
     return info
 
 
@@ -153,6 +163,7 @@ def match_facts(info: Mapping[str, Any]) -> dict[str, str]:
     accelerator = str((info.get("accelerator") or {}).get("name", ""))
     workload = info.get("workload") or {}
     facts = {"model": info.get("model"), "quantization": info.get("quantization"),
+             "compile": (info.get("compile") or {}).get("mode", "none"),
              "cache_backend": info.get("cache_backend"),
              "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator,
              "steps": workload.get("steps"), "resolution": workload.get("resolution")}

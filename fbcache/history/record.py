@@ -59,6 +59,13 @@ class BenchRecord:
     #: extra_info under their own names ("ssim", "psnr", ...), as pytest-benchmark users expect
     metrics: dict[str, float | None] = field(default_factory=dict)
     peak_memory_bytes: int | None = None
+    #: --fbcache-compile of the session ("none": eager)
+    compile_mode: str = "none"
+    #: compiled sessions: seconds of the untimed first call in this cache state, the graphs it compiled,
+    #: and compile_s = that call minus the timed median (clipped at 0): the first-call compile time
+    compile_warmup_s: float | None = None
+    compile_graphs: int | None = None
+    compile_s: float | None = None
     model_digest: str = ""
     timing_only: bool = False
     images: dict[str, str] = field(default_factory=dict)

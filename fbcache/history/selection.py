@@ -10,12 +10,9 @@ import re
 import statistics
 from dataclasses import dataclass
 
+from fbcache.errors import SelectionError
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import Run
-
-
-class SelectionError(ValueError):
-    """The requested runs do not exist in the history (a data error: exit code 2)."""
 
 
 @dataclass

@@ -57,12 +57,19 @@ def source_for(model: str) -> ModelSource:
 
 
 def load_model(config: "HarnessConfig") -> LoadedModel:  # noqa: F821 - string annotation
-    """Build or load the model named by ``config.model``, on ``config.device``, quantized as asked."""
-    from fbcache.models.quantization import quantize_transformer
+    """Build or load the model named by ``config.model``, on ``config.device``, quantized, then compiled.
+
+    Compilation wraps the blocks here, before any cache backend exists, so the cache hooks wrap the
+    compiled forwards (:mod:`fbcache.models.compile`); the compiling itself happens on the first call,
+    in the untimed warm-up.
+    """
+    from fbcache.models.compile import compile_transformer
+    from fbcache.models.quantization import quantize_transformer, uses_torchao
 
     loaded = source_for(config.model).load(config)
-    if config.quant not in ("none", "nunchaku"):
+    if uses_torchao(config.quant):
         quantize_transformer(loaded.pipe.transformer, config.quant)
+    compile_transformer(loaded.pipe.transformer, config.compile)
     return loaded
 
 

@@ -76,9 +76,10 @@ def load_flux_random(config: HarnessConfig) -> LoadedModel:
 
 def _needs_cuda_and_torch_weights(config: "HarnessConfig") -> None:
     from fbcache.errors import ConfigError
+    from fbcache.models.quantization import runnable_on
 
     if config.quant == "nunchaku":
-        raise ConfigError("--fbcache-quant", config.quant, "none, torchao-int8wo, torchao-fp8",
+        raise ConfigError("--fbcache-quant", config.quant, ", ".join(runnable_on("cuda")),
                           "flux-random has no SVDQuant checkpoint; nunchaku needs --fbcache-nunchaku-transformer")
     if not config.device.startswith("cuda"):
         raise ConfigError("--fbcache-device", config.device, "cuda, cuda:N",

@@ -14,7 +14,7 @@ import pytest
 
 from fbcache.render import table
 from fbcache.verdicts.bounds import calibrate, resolve_profile
-from fbcache.config.harness import HarnessConfig, build_config
+from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
 from fbcache.errors import BoundViolation, ConfigError
 from fbcache.plugin.fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 fixtures
 from fbcache.history.record import UNCACHED
@@ -76,6 +76,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not fbcache_items:
         return
     session = _session_or_usage_error(config)
+    try:
+        cached = sum("fbcache_threshold" in getattr(item, "fixturenames", ()) for item in fbcache_items)
+        check_compile_selection(session.config, cached)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"fbcache: {exc}") from None
     session.health.expected = {item.nodeid for item in fbcache_items}
     planned = {item.callspec.params["fbcache_threshold"] for item in fbcache_items
                if hasattr(item, "callspec") and "fbcache_threshold" in item.callspec.params}
@@ -185,6 +190,19 @@ def _timing_checks(fb: FBCacheSession) -> list[str]:
     return lines
 
 
+def _compile_lines(fb: FBCacheSession) -> list[str]:
+    """Where compilation went: the first call of each cache state, untimed; none in timed rounds."""
+    records = [r for r in table.ordered(fb.records.values()) if r.compile_warmup_s is not None]
+    if not records:
+        return []
+    states = ", ".join(f"{r.label} {r.compile_warmup_s:.1f} s ({r.compile_graphs} new graphs)" for r in records)
+    first = records[0]
+    compile_s = "—" if first.compile_s is None else f"{first.compile_s:.1f} s"
+    return [f"compile: {fb.config.compile}; first call of each cache state, untimed: {states}",
+            f"compile: first-call compile time {compile_s} ({first.label}: first call minus timed median); "
+            f"no compilation during the timed rounds of {len(records)} benchmark(s)"]
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     fb = config.stash.get(SESSION_KEY, None)
     if fb is None:
@@ -199,9 +217,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     write = terminalreporter.write_line
     terminalreporter.section("fbcache")
     c = fb.config
-    write(f"model {c.model} | quantization {c.quant} | cache {c.cache_backend} | {c.steps} steps | "
+    write(f"model {c.model} | quantization {c.quant} | compile {c.compile} | cache {c.cache_backend} | {c.steps} steps | "
           f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up, "
-          f"{'interleaved' if c.interleave else 'sequential'})"
+          f"{'interleaved' if c.interleaved else 'sequential'})"
           + (f" | torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else "")
           + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else ""))
     for line in _results_markdown(fb).splitlines():
@@ -215,7 +233,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 write(f"  note: {message}")
     else:
         write("bounds: none (no profile matched; see --fbcache-bounds)")
-    for line in _timing_checks(fb):
+    for line in _timing_checks(fb) + _compile_lines(fb):
         write(line)
     storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
     if isinstance(storage, AtomicFileStorage):

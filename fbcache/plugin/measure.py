@@ -11,8 +11,8 @@ baseline), times whole generations and turns what came out into a
   through pytest-benchmark's stats API, so the JSON still has one benchmark per threshold with its
   own ``stats.data``; and every cached round records the uncached round timed next to it, the
   partner of its paired speedup (verdicts/paired.py).
-- **sequential** (``--fbcache-interleave=false``, and for cache backends that cannot be removed,
-  such as nunchaku's):
+- **sequential** (``--fbcache-interleave=false``; and for cache backends that cannot be removed,
+  such as nunchaku's, and compiled sessions, see ``HarnessConfig.interleaved``):
   each threshold's rounds back to back with ``benchmark.pedantic``.
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
@@ -35,7 +35,7 @@ from PIL import Image
 
 from fbcache.metrics import all_metrics
 from fbcache.metrics import images as pixels
-from fbcache.plugin import machine, timing
+from fbcache.plugin import machine, recompile, timing
 from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history.record import UNCACHED, BenchRecord, label_of
@@ -162,13 +162,6 @@ def _timed_generation(session: FBCacheSession, threshold: float | None, log: Dec
     into.seconds.append(seconds)
 
 
-def interleaves(config: Any) -> bool:
-    """Interleaving switches the cache on and off every generation: only for removable caches."""
-    from fbcache import backends
-
-    return bool(config.interleave) and backends.get(config.cache_backend).removable
-
-
 def round_order(labels: list[Any], round_index: int) -> list[Any]:
     """The benchmarks of one round, rotated by one per round so none always runs first or last."""
     shift = round_index % len(labels) if labels else 0
@@ -263,7 +256,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
     """Time one threshold (``None``: uncached, no hooks at all) and return its record."""
     config = session.config
     backend = session.backend
-    if interleaves(config) and backend.can_run_uncached:
+    if config.interleaved and backend.can_run_uncached:
         return _measure_interleaved(benchmark, session, threshold)
     if threshold is None and not backend.can_run_uncached:
         raise BrokenRunError(f"the {backend.name} cache is already applied and cannot be removed; "
@@ -277,7 +270,10 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
     try:
         if threshold is not None:
             backend.enable(threshold, log)
-        rounds = _time_generations(benchmark, session, log)
+        warmup = recompile.compile_warmup(config.compile, config.device, log, lambda: _generate_once(
+            session, torch.Generator("cpu").manual_seed(config.seed)))
+        with recompile.no_recompile(config.compile, UNCACHED if threshold is None else f"threshold {threshold:g}"):
+            rounds = _time_generations(benchmark, session, log)
     except Exception as exc:
         if timing.is_out_of_memory(exc):
             gc.collect()
@@ -292,6 +288,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None) ->
             backend.disable()
     record = _build_record(benchmark, session, threshold, rounds)
     record.machine_state = machine.evidence(before, machine.sample(config.device))
+    recompile.record_warmup(record, config.compile, warmup)
     if threshold is None and config.selfcheck:
         record.bare_loop_s = bare_loop(session, config.rounds)
     return record

@@ -9,9 +9,18 @@ from fbcache.metrics import all_metrics
 from fbcache.render import markdown
 
 
-def columns() -> list[str]:
-    """The seed's columns, then speedup and hits, then every registered image metric."""
-    return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in all_metrics())]
+def columns(compiled: bool = False) -> list[str]:
+    """The seed's columns, then speedup and hits, then every registered image metric.
+
+    A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median.
+    """
+    extra = ["compile (s)"] if compiled else []
+    return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in all_metrics()),
+            *extra]
+
+
+def is_compiled(records: Iterable[BenchRecord]) -> bool:
+    return any(r.compile_mode != "none" for r in records)
 
 
 def ordered(records: Iterable[BenchRecord]) -> list[BenchRecord]:
@@ -23,7 +32,7 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def row(record: BenchRecord) -> list[str]:
+def row(record: BenchRecord, compiled: bool = False) -> list[str]:
     first, second = record.first_s, record.second_s
     total = first + second if first is not None and second is not None else None
     if record.threshold is None:
@@ -35,11 +44,14 @@ def row(record: BenchRecord) -> list[str]:
             hits += f" (varied: {sorted(set(record.hits_per_round))})"
     label = record.label + (" !" if not record.bounds_ok else "")
     measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
-    return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured]
+    extra = ["—" if record.compile_s is None else f"{record.compile_s:.1f}"] if compiled else []
+    return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured, *extra]
 
 
 def markdown_table(records: Iterable[BenchRecord]) -> str:
-    return markdown.table(columns(), [row(r) for r in ordered(records)])
+    records = list(records)
+    compiled = is_compiled(records)
+    return markdown.table(columns(compiled), [row(r, compiled) for r in ordered(records)])
 
 
 def hit_map(records: Iterable[BenchRecord]) -> str:

@@ -55,6 +55,10 @@ def threshold_keys() -> tuple[str, ...]:
     return ("min_speedup", *(m.bound_key for m in all_metrics()))
 
 
+#: [match] keys a profile has even when it does not write them
+IMPLIED_MATCH = {"compile": "none"}
+
+
 @dataclass(frozen=True)
 class BoundsProfile:
     name: str
@@ -65,8 +69,10 @@ class BoundsProfile:
     description: str = ""
 
     def matches(self, facts: Mapping[str, str]) -> bool:
-        for key, wanted in self.match.items():
-            have = str(facts.get(key, ""))
+        # a profile that names no compile mode was measured eager: it never judges a compiled run
+        match = {**IMPLIED_MATCH, **self.match}
+        for key, wanted in match.items():
+            have = str(facts.get(key, IMPLIED_MATCH.get(key, "")))
             if key == "accelerator":
                 if str(wanted).lower() not in have.lower():
                     return False

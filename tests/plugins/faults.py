@@ -2,7 +2,9 @@
 
 - ``nan``: every generation returns NaN pixels;
 - ``interrupt``: a KeyboardInterrupt during the third benchmark, as Ctrl-C would;
-- ``no-model``: building the model is an error, to prove bad input stops before it.
+- ``no-model``: building the model is an error, to prove bad input stops before it;
+- ``recompile``: dynamo's caches are cleared between the compile warm-up and the timed rounds, so
+  the timed rounds would recompile (as a guard failure on a changed input would).
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def pytest_configure(config: pytest.Config) -> None:
             raise RuntimeError("MODEL WAS BUILT")
 
         session.load_model = refuse
+    elif FAULT == "recompile":
+        timed = measure._time_generations
+
+        def reset_then_time(*args, **kwargs):
+            import torch
+
+            torch._dynamo.reset()
+            return timed(*args, **kwargs)
+
+        measure._time_generations = reset_then_time
 
 
 _calls = {"n": 0}

@@ -1,0 +1,144 @@
+"""``fbcache agree``: one workload through every installed cache backend, hit maps side by side.
+
+Each backend runs in its own ``pytest benchmarks`` subprocess with its own storage and image folder
+(``WORKDIR/<backend>/``), because two backends' patches must never share a pipeline class in one
+process. Or ``--saved BACKEND=STORAGE`` reads runs made earlier. The verdict is
+:mod:`fbcache.verdicts.agreement`'s: exit 0 when every backend agrees with the first (or differs
+only for a documented cause), 1 on a disagreement, 2 when the runs cannot be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from fbcache import backends
+from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE
+from fbcache.history.storage import load_runs, run_files
+from fbcache.verdicts.agreement import DEFAULT_NEAR, AgreementError, BackendRun, compare_backends, markdown, to_json
+
+#: options handed to every backend's sweep unchanged, as --fbcache-<name>
+PASSED = ("model", "thresholds", "steps", "resolution", "seed", "rounds", "warmup_rounds", "device", "quant")
+
+
+def add_agree_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backends", nargs="+", help="backends to run, the first is the reference "
+                        "(default: every installed one, diffusers first)")
+    parser.add_argument("--nunchaku-standin", metavar="DIR",
+                        help="a folder with fbcache's nunchaku STAND-IN (tests/standins/nunchaku-1.1.0): put on "
+                             "PYTHONPATH for the nunchaku sweep only; the table says it is a stand-in")
+    parser.add_argument("--saved", nargs="+", metavar="BACKEND=STORAGE", default=[],
+                        help="compare the newest run in each storage instead of running sweeps")
+    parser.add_argument("--workdir", default="fbcache-agree", help="per-backend storage, images and logs")
+    parser.add_argument("--benchmarks", default="benchmarks", help="path of the benchmark suite")
+    for name in PASSED:
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"passed on as --fbcache-{name.replace('_', '-')}")
+    parser.add_argument("--pytest-args", default="", help="more pytest arguments for every sweep, one quoted string")
+    parser.add_argument("--near", type=float, default=DEFAULT_NEAR,
+                        help="relative distance from the threshold where rounding explains a flip (0.005)")
+    parser.add_argument("--markdown", help="also write the table here")
+    parser.add_argument("--json", help="also write the verdict here")
+
+
+def _standin_on_path() -> bool:
+    from fbcache.backends.nunchaku_engine import detect
+
+    return detect().status in ("real", "standin")
+
+
+def installed_backends(standin: str | None) -> list[str]:
+    """Registered backends whose library is importable here (nunchaku: the engine or a stand-in)."""
+    chosen = []
+    for name in backends.names():
+        spec = backends.get(name)
+        if name == "nunchaku":
+            if standin or _standin_on_path():
+                chosen.append(name)
+        elif all(importlib.util.find_spec(module) is not None for module in spec.requires):
+            chosen.append(name)
+    return chosen
+
+
+def sweep(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[int, str, Path]:
+    """One backend's ``pytest benchmarks`` in a subprocess; (exit code, output, its storage)."""
+    storage = (workdir / backend / "history").resolve()
+    images = (workdir / backend / "images").resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pytest", args.benchmarks, "-p", "no:cacheprovider", "-q",
+               "--benchmark-autosave", f"--benchmark-storage=file://{storage}", f"--fbcache-output-dir={images}",
+               f"--fbcache-cache-backend={backend}", "--fbcache-bounds=none"]
+    command += [f"--fbcache-{name.replace('_', '-')}={value}" for name in PASSED
+                if (value := getattr(args, name)) not in (None, "")]
+    command += shlex.split(args.pytest_args or "")
+    env = dict(os.environ)
+    if backend == "nunchaku" and args.nunchaku_standin:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(args.nunchaku_standin).resolve()),
+                                                        env.get("PYTHONPATH", "")) if p)
+    print(f"fbcache agree: {shlex.join(command)}", file=sys.stderr, flush=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    output = done.stdout + done.stderr
+    (workdir / f"{backend}.log").write_text(output, encoding="utf-8")
+    return done.returncode, output, storage
+
+
+def _newest(storage: Path, backend: str) -> BackendRun:
+    runs, skipped = load_runs(storage)
+    for message in skipped:
+        print(f"fbcache agree: warning: {message}", file=sys.stderr)
+    if not runs:
+        raise AgreementError(f"{backend}: no fbcache run in {storage}")
+    return BackendRun(backend, runs[-1])
+
+
+def collect(args: argparse.Namespace) -> tuple[list[BackendRun], list[str]]:
+    """The runs to compare, and a line for each backend that could not give one."""
+    if args.saved:
+        pairs = [item.split("=", 1) for item in args.saved]
+        if any(len(pair) != 2 for pair in pairs):
+            raise AgreementError("--saved takes BACKEND=STORAGE")
+        return [_newest(Path(storage), backend) for backend, storage in pairs], []
+    chosen = args.backends or installed_backends(args.nunchaku_standin)
+    unknown = [name for name in chosen if name not in backends.names()]
+    if unknown:
+        raise AgreementError(f"unknown backend(s) {', '.join(unknown)}; registered: {', '.join(backends.names())}")
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs, skipped = [], []
+    for backend in chosen:
+        before = set(run_files(workdir / backend / "history"))
+        code, output, storage = sweep(backend, args, workdir)
+        if not set(run_files(storage)) - before:
+            error = next((line.strip() for line in output.splitlines() if line.startswith("ERROR")), "")
+            if code != 4:  # not refused before building a model: the sweep broke
+                raise AgreementError(f"{backend}: the sweep broke (pytest exit {code}), no run saved; "
+                                     f"see {workdir / f'{backend}.log'}")
+            skipped.append(f"{backend}: refused ({error or 'usage error'})")
+            continue
+        runs.append(_newest(storage, backend))
+    return runs, skipped
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    try:
+        runs, skipped = collect(args)
+        for line in skipped:
+            print(f"fbcache agree: {line}", file=sys.stderr)
+        agreement = compare_backends(runs, near=args.near)
+    except AgreementError as exc:
+        print(f"fbcache agree: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    table = markdown(agreement)
+    if skipped:
+        table += "\n\nnot compared: " + "; ".join(skipped)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n", encoding="utf-8")
+    if args.json:
+        Path(args.json).write_text(json.dumps({**to_json(agreement), "skipped": skipped}, indent=2), encoding="utf-8")
+    return EXIT_CLEAN if agreement.ok else EXIT_REGRESSION
