@@ -58,10 +58,10 @@ def _delay(ms: float, on_cuda: bool) -> None:
 
 
 def install(mode: str, ms: float) -> None:
-    """Wrap FluxTransformer2DModel.forward and the cache backends' enable/disable."""
+    """Wrap FluxTransformer2DModel.forward, and the session's live cache backend's enable/disable."""
     from diffusers import FluxTransformer2DModel
 
-    from fbcache.backends import base
+    from fbcache.plugin.session import FBCacheSession
 
     original = FluxTransformer2DModel.forward
 
@@ -71,19 +71,25 @@ def install(mode: str, ms: float) -> None:
         return original(self, *args, **kwargs)
 
     FluxTransformer2DModel.forward = forward
-    concrete = {c for c in vars(base).values() if isinstance(c, type) and hasattr(c, "enable") and c is not base.CacheBackend}
-    for cls in concrete:
-        enable, disable = cls.enable, cls.disable
+    live_backend = FBCacheSession.backend
 
-        def wrapped_enable(self: Any, *args: Any, _enable: Any = enable, **kwargs: Any) -> Any:
-            _state["cached"] = True
-            return _enable(self, *args, **kwargs)
+    def backend(self: Any) -> Any:
+        live = live_backend.fget(self)
+        if not getattr(live, "_fbcache_slowdown", False):
+            enable, disable = live.enable, live.disable
 
-        def wrapped_disable(self: Any, *args: Any, _disable: Any = disable, **kwargs: Any) -> Any:
-            _state["cached"] = False
-            return _disable(self, *args, **kwargs)
+            def wrapped_enable(*args: Any, **kwargs: Any) -> Any:
+                _state["cached"] = True
+                return enable(*args, **kwargs)
 
-        cls.enable, cls.disable = wrapped_enable, wrapped_disable
+            def wrapped_disable(*args: Any, **kwargs: Any) -> Any:
+                _state["cached"] = False
+                return disable(*args, **kwargs)
+
+            live.enable, live.disable, live._fbcache_slowdown = wrapped_enable, wrapped_disable, True
+        return live
+
+    FBCacheSession.backend = property(backend)
 
 
 def pytest_configure(config: Any) -> None:
