@@ -87,7 +87,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("steps", "denoising steps (default: the model's, 28)", "", "N", nightly=True),
     OptionSpec("resolution", "N or WxH, multiples of 16 (default: the model's, 64 for tiny models, 1024 otherwise)",
                "", "RES", nightly=True),
-    OptionSpec("prompt", "the prompt", DEFAULT_PROMPT, "TEXT"),
+    OptionSpec("prompt", "the prompt (when no --fbcache-prompts set is given)", DEFAULT_PROMPT, "TEXT"),
+    OptionSpec("prompts", "a prompt set: default (8 shipped prompts), a shipped set name, or a .txt (one prompt "
+               "per line), .toml or .json file (prompts with optional seeds); one benchmark per threshold and prompt",
+               "", "FILE", nightly=True),
+    OptionSpec("shard", "run one shard of the prompt set: auto (torchrun's RANK/WORLD_SIZE/LOCAL_RANK when set), "
+               "off, or R/N (shard R of N, 0-based); merge the shards' runs with `fbcache merge`", "auto", "SHARD"),
     OptionSpec("seed", "generator seed", "0", "N"),
     OptionSpec("rounds", "timed generations per threshold", "3", "N", nightly=True),
     OptionSpec("warmup_rounds", "untimed generations per threshold before the timed ones", "1", "N"),

@@ -90,8 +90,15 @@ def library_versions(config: HarnessConfig) -> dict[str, str | None]:
 
 
 def workload_key(config: HarnessConfig) -> str:
+    """Steps, resolution, seed and the prompt's hash, or the prompt set's digest (prompts and seeds).
+
+    A shard of a set has the whole set's key: the shards of one sweep and an unsharded run of it compare.
+    """
+    head = f"{config.steps} steps, {config.resolution}, seed {config.seed}"
+    if config.prompt_set is not None:
+        return f"{head}, prompt set {config.prompt_set.digest} ({len(config.prompt_set.cases)} prompts)"
     prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:8]
-    return f"{config.steps} steps, {config.resolution}, seed {config.seed}, prompt {prompt}"
+    return f"{head}, prompt {prompt}"
 
 
 def procedure_key(config: HarnessConfig) -> str:
@@ -136,6 +143,10 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
                       "thresholds": list(config.thresholds), "interleave": config.interleaved,
                       "threads": config.threads if config.device.startswith("cpu") else None},
     }
+    if config.prompt_set is not None:
+        info["workload"]["prompt_set"] = config.prompt_set.describe()
+    if config.shard is not None:  # not in the fingerprint: `fbcache merge` drops it from the merged run
+        info["shard"] = {**config.shard.describe(), "device": config.device}
     info["fingerprint"] = {
         "accelerator": accelerator["name"],
         "model": config.model,

@@ -18,9 +18,16 @@ SCHEMA = 1
 UNCACHED = "uncached"
 
 
-def label_of(threshold: float | None) -> str:
-    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1')."""
-    return UNCACHED if threshold is None else f"{threshold:g}"
+#: extra_info fields that only runs with a prompt set have; absent (not null) otherwise, so a
+#: single-prompt run keeps the layout it always had
+PROMPT_FIELDS = ("prompt_index", "prompt")
+
+
+def label_of(threshold: float | None, prompt_index: int | None = None) -> str:
+    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1'); with a prompt
+    set, the prompt's index follows as in the pytest id: '0.1[p3]', 'uncached[p3]'."""
+    base = UNCACHED if threshold is None else f"{threshold:g}"
+    return base if prompt_index is None else f"{base}[p{prompt_index}]"
 
 
 @dataclass
@@ -70,6 +77,9 @@ class BenchRecord:
     timing_only: bool = False
     images: dict[str, str] = field(default_factory=dict)
     bounds: dict[str, Any] = field(default_factory=dict)
+    #: with a prompt set: the prompt's index in the set and its text (``seed`` is its seed)
+    prompt_index: int | None = None
+    prompt: str | None = None
     schema: int = SCHEMA
 
     # -------------------------------------------------------------------- derived views
@@ -83,6 +93,11 @@ class BenchRecord:
 
     @property
     def label(self) -> str:
+        return label_of(self.threshold, self.prompt_index)
+
+    @property
+    def threshold_label(self) -> str:
+        """The threshold alone, shared by every prompt of a set."""
         return label_of(self.threshold)
 
     @property
@@ -134,6 +149,9 @@ class BenchRecord:
         for metric in all_metrics():
             info[metric.name] = metric.to_json(self.metrics.get(metric.name))
         del info["metrics"]
+        for name in PROMPT_FIELDS:
+            if info[name] is None:
+                del info[name]
         return info
 
     @classmethod

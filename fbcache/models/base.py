@@ -21,6 +21,19 @@ class LoadedModel:
     digest: str
     timing_only: bool = False
     notes: list[str] = field(default_factory=list)
+    #: per-prompt call arguments for a model without a text encoder (flux-random's random embeddings);
+    #: None: the prompt text replaces ``call_kwargs["prompt"]``
+    embed: Callable[[str], dict[str, Any]] | None = None
+
+    def kwargs_for(self, prompt: str | None) -> dict[str, Any]:
+        """The call arguments for one prompt of a set (``None``: the run's single prompt, as built)."""
+        if prompt is None:
+            return self.call_kwargs
+        if self.embed is not None:
+            return {**self.call_kwargs, **self.embed(prompt)}
+        if "prompt" in self.call_kwargs:
+            return {**self.call_kwargs, "prompt": prompt}
+        return self.call_kwargs
 
 
 def _nothing(config: "HarnessConfig") -> None:

@@ -1,4 +1,4 @@
-"""Session state: one model, one cache backend, the uncached reference, and every record so far.
+"""Session state: one model, one cache backend, the uncached reference per prompt, and every record so far.
 
 A pytest session builds at most one :class:`FBCacheSession`; the model loads on first use and is
 shared by every benchmark, thresholds switching on that same pipeline.
@@ -18,7 +18,7 @@ from fbcache.backends.base import CacheBackend
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError
 from fbcache.models import LoadedModel, load_model
-from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.history.record import BenchRecord, label_of
 
 
 @dataclass
@@ -52,9 +52,11 @@ class FBCacheSession:
         self.model_load_s: float | None = None
         self._model: LoadedModel | None = None
         self._backend: CacheBackend | None = None
-        self._reference: np.ndarray | None = None
-        #: thresholds whose benchmarks were collected (all configured ones unless deselected)
+        #: the uncached image of each prompt (key: prompt index, None without a set)
+        self._references: dict[int | None, np.ndarray] = {}
+        #: thresholds and prompts whose benchmarks were collected (all configured ones unless deselected)
         self.planned_thresholds: tuple[float, ...] = config.thresholds
+        self.planned_prompts: tuple[int, ...] = ()
         self._interleaved: Any = None
         self._interleave_error: BaseException | None = None
 
@@ -82,9 +84,8 @@ class FBCacheSession:
             self._backend = backends.get(self.config.cache_backend).create(self.model.pipe, self.config)
         return self._backend
 
-    @property
-    def uncached_median(self) -> float | None:
-        record = self.records.get(UNCACHED)
+    def uncached_median(self, prompt_index: int | None = None) -> float | None:
+        record = self.records.get(label_of(None, prompt_index))
         return record.median_s if record is not None else None
 
     def interleaved(self, run: Any) -> Any:
@@ -99,16 +100,15 @@ class FBCacheSession:
                 raise
         return self._interleaved
 
-    def set_reference(self, image: np.ndarray) -> None:
-        if self._reference is None:
-            self._reference = image
+    def set_reference(self, image: np.ndarray, prompt_index: int | None = None) -> None:
+        self._references.setdefault(prompt_index, image)
 
-    def reference_image(self, generate: Any) -> np.ndarray:
+    def reference_image(self, generate: Any, prompt_index: int | None = None) -> np.ndarray:
         """The uncached image for this prompt and seed; generated (untimed) if no baseline ran yet."""
-        if self._reference is None:
+        if prompt_index not in self._references:
             if not self.backend.can_run_uncached:
                 raise BrokenRunError(
                     f"the {self.backend.name} cache cannot be removed once applied, and no uncached image "
                     "was made before it; run the uncached benchmark first (do not deselect it)")
-            self._reference = generate()
-        return self._reference
+            self._references[prompt_index] = generate()
+        return self._references[prompt_index]

@@ -30,7 +30,17 @@ from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 from fbcache.metrics import all_metrics
 from fbcache.render import markdown
-from fbcache.render.table import columns, hit_map, markdown_table, ordered, row
+from fbcache.history.summary import is_prompt_set
+from fbcache.render.table import (
+    columns,
+    hit_map,
+    is_compiled,
+    markdown_table,
+    ordered,
+    prompt_legend,
+    results,
+    row,
+)
 
 TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
                     "SSIM and PSNR are not what trained weights would give; read the timings only.")
@@ -120,8 +130,11 @@ def run_metadata(run: Run) -> list[tuple[str, str]]:
     if details:
         accelerator_text += f" ({', '.join(details)})"
     workload = info.get("workload") or {}
+    prompt_set = workload.get("prompt_set")
+    prompt_text = (f"prompt set {prompt_set.get('name')} ({prompt_set.get('count')} prompts, digest "
+                   f"{prompt_set.get('digest')})" if isinstance(prompt_set, dict) else f"prompt \"{workload.get('prompt')}\"")
     workload_text = (f"{workload.get('steps')} steps, {workload.get('resolution')}, seed {workload.get('seed')}, "
-                     f"prompt \"{workload.get('prompt')}\"" if workload else fingerprint.get("workload", "unknown"))
+                     f"{prompt_text}" if workload else fingerprint.get("workload", "unknown"))
     versions = ", ".join(f"{name} {version}" for name, version in (info.get("versions") or {}).items() if version)
     commit = run.commit_info.get("id")
     commit_text = f"{commit[:12]}{' (dirty)' if run.commit_info.get('dirty') else ''}" if commit else "unknown"
@@ -360,8 +373,14 @@ def render_html(report: Report) -> str:
     parts = [f"<h1>fbcache report: {_esc(report.run.name)}</h1>"]
     parts += [f'<p class="note">{_esc(TIMING_ONLY_NOTE)}</p>'] if report.timing_only else []
     parts += ["<h2>Run</h2>", _html_table(["field", "value"], [[_esc(k), _esc(v)] for k, v in report.metadata])]
-    parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in columns()],
-                                              [[_esc(cell) for cell in row(r)] for r in ordered(report.records)])]
+    header, rows = results(report.records)
+    parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in header], [[_esc(cell) for cell in r] for r in rows])]
+    if is_prompt_set(report.records):
+        compiled = is_compiled(report.records)
+        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled)],
+                                                     [[_esc(cell) for cell in row(r, compiled)]
+                                                      for r in ordered(report.records)]),
+                  "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.records)], "</ul>"]
     if report.bounds:
         parts += ['<p class="alert">Bounds violations:</p><ul>',
                   *[f"<li>{_esc(line)}</li>" for line in report.bounds], "</ul>"]

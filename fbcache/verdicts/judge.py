@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fbcache.history.acceptance import Acceptance
-from fbcache.history.record import BenchRecord
+from fbcache.history.record import BenchRecord, label_of
 from fbcache.history.storage import Run
 from fbcache.metrics import all_metrics
 from fbcache.verdicts.compare import (
@@ -54,7 +54,7 @@ class Observation:
 
 
 def _ordered(records: Mapping[str, BenchRecord]) -> list[BenchRecord]:
-    return sorted(records.values(), key=lambda r: (r.threshold is not None, r.threshold or 0.0))
+    return sorted(records.values(), key=lambda r: (r.threshold is not None, r.threshold or 0.0, r.prompt_index or 0))
 
 
 def observe_time(record: BenchRecord) -> Observation | None:
@@ -127,10 +127,10 @@ class HistoryJudge:
     # ---------------------------------------------------------------- one run
     def _observations(self, run: Run) -> dict[tuple[str, str], Observation]:
         found: dict[tuple[str, str], Observation] = {}
-        uncached = run.records.get("uncached")
         for record in _ordered(run.records):
             if (obs := observe_time(record)) is not None:
                 found[(TIME, record.label)] = obs
+            uncached = run.records.get(label_of(None, record.prompt_index))
             if (obs := observe_speedup(record, uncached)) is not None:
                 found[(SPEEDUP, record.label)] = obs
         if (obs := observe_geomean(run, self.labels)) is not None:
@@ -183,7 +183,7 @@ class HistoryJudge:
             rows.append(ThresholdResult(RUN_LABEL, [self._noisy_verdict(index, TIME, *noisy[(TIME, RUN_LABEL)],
                                                                         geomean=True)]))
         notes = self._notes(index)
-        _no_improvement_from_a_slower_baseline(rows)
+        _no_improvement_from_a_slower_baseline(rows, run)
         if str(run.fingerprint.get("accelerator", "")).startswith("cpu") and not self.settings.judge_cpu_timing:
             _demote_cpu_timing(rows, notes)
         return CompareResult(run.name, self._baseline_text(index), run.fingerprint, self.settings, rows, notes)
@@ -242,14 +242,17 @@ class HistoryJudge:
                 f"({self.runs[0].name} .. {self.runs[index - 1].name})")
 
 
-def _no_improvement_from_a_slower_baseline(rows: list[ThresholdResult]) -> None:
-    """When the uncached run got slower, every speedup rises: that is the uncached regression, not a gain."""
-    uncached = next((row.verdict(TIME) for row in rows if row.label == "uncached"), None)
-    if uncached is None or uncached.status != "regression":
-        return
+def _no_improvement_from_a_slower_baseline(rows: list[ThresholdResult], run: Run) -> None:
+    """When an uncached run got slower, its prompt's speedups rise: that is the uncached regression, not a gain."""
+    slower = {record.prompt_index for record in run.records.values() if record.threshold is None
+              and (row := next((r for r in rows if r.label == record.label), None)) is not None
+              and (verdict := row.verdict(TIME)) is not None and verdict.status == "regression"}
     for row in rows:
+        record = run.records.get(row.label)
         speedup = row.verdict(SPEEDUP)
-        if speedup is not None and speedup.status == "improvement":
+        if record is None or speedup is None or record.prompt_index not in slower:
+            continue
+        if speedup.status == "improvement":
             speedup.status = "ok"
             speedup.detail += "; not an improvement: the uncached baseline itself got slower (see its time)"
 

@@ -23,8 +23,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if FAULT == "nan":
         original = measure._generate_once
 
-        def nan_images(fb_session, generator):
-            images = original(fb_session, generator)
+        def nan_images(fb_session, generator, *args):
+            images = original(fb_session, generator, *args)
             return images * float("nan")
 
         measure._generate_once = nan_images
