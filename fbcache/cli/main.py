@@ -1,7 +1,8 @@
 """``fbcache``: verbs over pytest-benchmark's storage (``.benchmarks`` by default, or ``--storage``).
 
     fbcache history                  list saved runs and their fingerprints
-    fbcache compare                  latest run against a baseline; exit 0 clean, 1 regression, 2 error
+    fbcache compare                  judge the latest run against its history; exit 0 clean, 1 regression, 2 error
+    fbcache accept RUN               the level of RUN is intended: a new baseline segment starts there
     fbcache alert RESULT.json        step summary, webhook, issue; exit code of the result
     fbcache report [RUN]             Markdown + HTML + PNG report of a run
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
@@ -17,8 +18,8 @@ import argparse
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
@@ -27,6 +28,7 @@ from fbcache.cli.common import (
     compare_settings,
     output_dir,
     output_file,
+    judge_storage,
     pick,
     read_history,
     storage_path,
@@ -34,10 +36,11 @@ from fbcache.cli.common import (
 )
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
-from fbcache.history.selection import baseline_for, coverage_note, same_fingerprint_before
-from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
+from fbcache.history.acceptance import write_acceptance
 from fbcache.history.fingerprint import match_facts
+from fbcache.history.selection import find_run
 from fbcache.history.storage import Run
+from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 
 # ------------------------------------------------------------------------------------- verbs
 
@@ -61,15 +64,17 @@ def bounds_state(run: Run) -> str:
 
 
 def run_compare(storage: str, latest_name: str | None, baseline_spec: str, settings: CompareSettings) -> CompareResult:
-    """The latest run judged against its baseline. The first run of a fingerprint, compared against the
-    default ``previous``, has nothing to compare with: every verdict is "not judged" and the exit is clean."""
-    runs = read_history(storage)
-    latest = pick(runs, latest_name)
-    baseline = baseline_for(runs, latest, baseline_spec)
-    note = coverage_note(latest, baseline)
-    if note:
-        print(f"fbcache compare: note: {note}", file=sys.stderr)
-    return compare_runs(latest, baseline, same_fingerprint_before(runs, latest), settings)
+    """The latest run judged against its fingerprint's segmented history (the first run: "not judged")."""
+    return judge_storage(storage, latest_name, baseline_spec, settings)
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    runs = read_history(args.storage)
+    run = find_run(runs, args.run)
+    path = write_acceptance(run.path, run.fingerprint_id, args.reason)
+    print(f"accepted {run.name}: a new baseline segment starts there ({args.reason or 'no reason given'}); "
+          f"recorded in {path}")
+    return EXIT_CLEAN
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -194,12 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb("history", "list saved runs with their fingerprints").set_defaults(func=cmd_history)
 
-    compare = verb("compare", "judge the latest run against a baseline")
+    compare = verb("compare", "judge the latest run against its segmented history")
     compare.add_argument("--latest", help="run to judge (default: the newest)")
     add_compare_options(compare)
     compare.add_argument("--json", help="write the result here, for `fbcache alert`")
     compare.add_argument("--markdown", help="write the table here")
     compare.set_defaults(func=cmd_compare)
+
+    accept = verb("accept", "accept the level of RUN as intended: its benchmarks start a new baseline segment")
+    accept.add_argument("run", help="run name or number")
+    accept.add_argument("--reason", default="", help="why, e.g. the commit that made it slower on purpose")
+    accept.set_defaults(func=cmd_accept)
 
     alert_parser = verb("alert", "send a compare result (or a broken sweep) to the step summary, a webhook, an issue")
     alert_parser.add_argument("result", nargs="?", help="JSON written by `fbcache compare --json`")

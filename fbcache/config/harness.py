@@ -23,6 +23,7 @@ from fbcache.config.parsers import (
     parse_int,
     parse_margin,
     parse_resolution,
+    parse_threads,
     parse_thresholds,
 )
 from fbcache.config.prompts import PromptCase, PromptSet, load_prompt_set
@@ -75,6 +76,10 @@ class HarnessConfig:
     prompt_set: PromptSet | None = None
     #: this process's part of the prompt set (torchrun or --fbcache-shard R/N); None: the whole set
     shard: Shard | None = None
+    #: rounds of all benchmarks interleaved (plugin/measure.py)
+    interleave: bool = True
+    #: torch threads for CPU runs; None leaves torch's default (GPU runs are never changed)
+    threads: int | None = int(_table("threads"))
 
     @property
     def cases(self) -> tuple[PromptCase, ...]:
@@ -99,6 +104,12 @@ class HarnessConfig:
     def kind(self) -> str:
         """The model source's name: 'tiny', 'tiny-random', 'flux-random', 'pretrained', ..."""
         return self.source.name
+
+    @property
+    def interleaved(self) -> bool:
+        """Whether rounds are interleaved: asked for, a cache that can be removed between generations,
+        and an eager session (switching the cache between compiled generations would recompile)."""
+        return self.interleave and backends.get(self.cache_backend).removable and self.compile == "none"
 
     @property
     def resolution(self) -> str:
@@ -207,6 +218,8 @@ def build_config(
         device=device,
         force_compare=parse_bool(cli("force_compare"), get("force_compare")),
         selfcheck=parse_bool(cli("selfcheck"), get("selfcheck")),
+        interleave=parse_bool(cli("interleave"), get("interleave")),
+        threads=parse_threads(cli("threads"), str(get("threads"))),
         prompt_set=prompt_set,
         shard=shard,
     )

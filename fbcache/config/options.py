@@ -110,6 +110,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("device", "auto, cpu, cuda or cuda:N", "auto", "DEVICE", nightly=True),
     OptionSpec("force_compare", "let --benchmark-compare compare runs with different fingerprints", "false",
                flag=True),
+    OptionSpec("interleave", "time the rounds interleaved: round 1 of the uncached baseline and of every threshold, "
+               "then round 2 of each, the order rotated per round, so drift hits all alike and speedups pair "
+               "generations timed next to each other (false: each threshold's rounds back to back)", "true",
+               "BOOL", nightly=True),
+    OptionSpec("threads", "torch threads for CPU runs (torch.set_num_threads), or auto to leave torch's default; "
+               "1 measured stable under load on a 2-core VM (2026-11-27)", "1", "N", nightly=True),
     OptionSpec("selfcheck", "also time a bare loop of the same pipeline call after the uncached benchmark, "
                "to report the harness's own overhead", "false", flag=True),
 )

@@ -110,6 +110,16 @@ def check_writable_dir(option: str, raw: str) -> Path:
     return path
 
 
+def parse_threads(option: str, raw: str) -> int | None:
+    """'auto' (torch's default: None) or a whole number >= 1."""
+    if str(raw).strip().lower() == "auto":
+        return None
+    try:
+        return parse_int(option, raw, 1)
+    except ConfigError:
+        raise ConfigError(option, raw, "auto or a whole number >= 1", "not a thread count") from None
+
+
 def parse_bool(option: str, raw: str | bool) -> bool:
     if isinstance(raw, bool):
         return raw

@@ -49,6 +49,13 @@ class BenchRecord:
     warmup_rounds: int = 0
     #: CUDA-event seconds of the same calls; empty on CPU
     cuda_event_s: list[float] = field(default_factory=list)
+    #: per timed round, the uncached generation timed next to it (interleaved rounds): the paired speedup's
+    #: partner times. Empty for the uncached row and for runs that were not interleaved.
+    paired_uncached_s: list[float] = field(default_factory=list)
+    #: how the rounds were scheduled: "interleaved" (round by round over all benchmarks) or "sequential"
+    schedule: str = "sequential"
+    #: machine state before and after this benchmark's rounds (clocks, temperature, load; best effort)
+    machine_state: dict[str, Any] = field(default_factory=dict)
     #: --fbcache-selfcheck: seconds of a bare ``pipe(...)`` + synchronize loop, same call, same process
     bare_loop_s: list[float] = field(default_factory=list)
     speedup: float | None = None
@@ -107,6 +114,11 @@ class BenchRecord:
     @property
     def median_s(self) -> float | None:
         return statistics.median(self.rounds_s) if self.rounds_s else None
+
+    @property
+    def paired_speedups(self) -> list[float]:
+        """uncached / cached per round, from the recorded partner times (empty when not interleaved)."""
+        return [u / c for u, c in zip(self.paired_uncached_s, self.rounds_s) if u > 0 and c > 0]
 
     @property
     def timer_agreement_pct(self) -> float | None:

@@ -103,6 +103,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     except ConfigError as exc:
         raise pytest.UsageError(f"fbcache: {exc}") from None
     session.health.expected = {item.nodeid for item in fbcache_items}
+    planned = {item.callspec.params["fbcache_threshold"] for item in fbcache_items
+               if hasattr(item, "callspec") and "fbcache_threshold" in item.callspec.params}
+    session.planned_thresholds = tuple(sorted(planned))
+    prompts = {item.callspec.params["fbcache_prompt"] for item in fbcache_items
+               if hasattr(item, "callspec") and item.callspec.params.get("fbcache_prompt") is not None}
+    session.planned_prompts = tuple(sorted(prompts))
     items.sort(key=lambda item: not (_is_fbcache_item(item) and "fbcache_threshold" not in item.fixturenames))
 
 
@@ -207,6 +213,10 @@ def _results_markdown(fb: FBCacheSession) -> str:
              table.residual_ranges(records), "```"]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
+    warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})
+    if warnings:
+        parts += ["", "Machine state changed during the run (timings may not be comparable):"]
+        parts += [f"- warning: {w}" for w in warnings]
     return "\n".join(parts) + "\n"
 
 
@@ -259,7 +269,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def _write_results(write: Any, fb: FBCacheSession) -> None:
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | compile {c.compile} | cache {c.cache_backend} | {c.steps} steps | "
-          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)"
+          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up, "
+          f"{'interleaved' if c.interleaved else 'sequential'})"
+          + (f" | torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else "")
           + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else ""))
     if c.prompt_set is not None:
         write(f"prompt set {c.prompt_set.name} ({len(c.cases)} prompts, digest {c.prompt_set.digest})"

@@ -1,8 +1,19 @@
 """Where a threshold becomes a timing.
 
 :func:`measure` switches the cache on for one threshold (or leaves it off for the uncached
-baseline), times whole generations with ``benchmark.pedantic`` and turns what came out into a
-:class:`~fbcache.record.BenchRecord`.
+baseline), times whole generations and turns what came out into a
+:class:`~fbcache.record.BenchRecord`. Two schedules:
+
+- **interleaved** (default, as asv's ``--interleave-rounds``): the first fbcache benchmark of the
+  session times every benchmark's rounds, round 1 of the uncached baseline and of each threshold,
+  then round 2, the order rotated by one each round, so a drift of the machine hits all of them
+  alike. Each benchmark's test then hands its own recorded times to its ``benchmark`` fixture
+  through pytest-benchmark's stats API, so the JSON still has one benchmark per threshold with its
+  own ``stats.data``; and every cached round records the uncached round timed next to it, the
+  partner of its paired speedup (verdicts/paired.py).
+- **sequential** (``--fbcache-interleave=false``; and for cache backends that cannot be removed,
+  such as nunchaku's, and compiled sessions, see ``HarnessConfig.interleaved``):
+  each threshold's rounds back to back with ``benchmark.pedantic``.
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
 accelerator synchronisation. Everything else - RNG setup, resetting the decision log, moving
@@ -12,6 +23,7 @@ images to the host, NaN checks, SSIM/PSNR, PNG files - happens outside it.
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +35,7 @@ from PIL import Image
 
 from fbcache.metrics import all_metrics
 from fbcache.metrics import images as pixels
-from fbcache.plugin import recompile, timing
+from fbcache.plugin import machine, recompile, timing
 from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history.record import UNCACHED, BenchRecord, label_of
@@ -37,6 +49,7 @@ class _Rounds:
     images: list[torch.Tensor] = field(default_factory=list)
     decisions: list[list[StepDecision]] = field(default_factory=list)
     events: list[timing.EventPair] = field(default_factory=list)
+    machine_state: dict[str, Any] = field(default_factory=dict)
 
 
 def image_name(label: str, which: str, stem: str = "flux", prompt_index: int | None = None) -> str:
@@ -111,12 +124,157 @@ def bare_loop(session: FBCacheSession, rounds: int, prompt_index: int | None = N
     return seconds
 
 
+#: one benchmark of the interleaved schedule: (threshold or None for uncached, prompt index or None)
+Key = tuple[float | None, int | None]
+
+
+@dataclass
+class Interleaved:
+    """One benchmark's share of the interleaved rounds."""
+
+    rounds: _Rounds = field(default_factory=_Rounds)
+    seconds: list[float] = field(default_factory=list)
+
+
+#: timed images kept per benchmark (the first and second go to disk; NaN is checked on every one)
+_KEPT_IMAGES = 2
+
+
+def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog, into: Interleaved | None) -> None:
+    """One generation with the cache set for ``key``; timed like pedantic's: one synchronised call."""
+    config, backend = session.config, session.backend
+    threshold, prompt_index = key
+    if threshold is not None:
+        backend.enable(threshold, log)
+    try:
+        generator = torch.Generator("cpu").manual_seed(config.case(prompt_index).seed)
+        timing.synchronize(config.device)
+        log.start_generation()
+        pair = timing.EventPair(config.device)
+        started = time.perf_counter()
+        pair.record_start()
+        images = _generate_once(session, generator, prompt_index)
+        pair.record_end()
+        timing.synchronize(config.device)
+        seconds = time.perf_counter() - started
+        decisions = log.finish_generation()
+    finally:
+        if threshold is not None:
+            backend.disable()
+    if into is None:
+        return
+    if not pixels.all_finite(images):
+        raise NaNImageError(f"{label_of(threshold, prompt_index)}: generation {len(into.seconds) + 1} "
+                            "produced NaN/Inf pixels")
+    if len(into.rounds.images) < _KEPT_IMAGES:
+        into.rounds.images.append(images)
+    into.rounds.decisions.append(decisions)
+    into.rounds.events.append(pair)
+    into.seconds.append(seconds)
+
+
+def round_order(keys: list[Any], round_index: int) -> list[Any]:
+    """The benchmarks of one round, rotated by one per round so none always runs first or last."""
+    shift = round_index % len(keys) if keys else 0
+    return keys[shift:] + keys[:shift]
+
+
+def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
+    """Every planned benchmark's warm-up and timed rounds, round by round."""
+    config = session.config
+    prompts: list[int | None] = list(session.planned_prompts) or [None]
+    keys: list[Key] = [(threshold, prompt) for prompt in prompts
+                       for threshold in [None, *session.planned_thresholds]]
+    logs = {key: DecisionLog() for key in keys}
+    results = {key: Interleaved() for key in keys}
+    timing.reset_peak_memory(config.device)
+    before = machine.sample(config.device)
+    try:
+        for _ in range(config.warmup_rounds):
+            for key in keys:
+                _timed_generation(session, key, logs[key], None)
+        for index in range(config.rounds):
+            for key in round_order(keys, index):
+                _timed_generation(session, key, logs[key], results[key])
+    except Exception as exc:
+        if timing.is_out_of_memory(exc):
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise BrokenRunError(f"out of GPU memory in the interleaved rounds ({config.resolution}, "
+                                 f"{config.steps} steps): {str(exc).splitlines()[0]}") from exc
+        raise
+    evidence = machine.evidence(before, machine.sample(config.device))
+    for result in results.values():
+        result.rounds.machine_state = evidence
+    return results
+
+
+class ReplayClock:
+    """A timer for ``benchmark.pedantic`` that plays back recorded rounds.
+
+    pedantic reads its timer before and after each call of its target; this clock advances by the
+    next recorded duration between the two readings, so pytest-benchmark computes its statistics,
+    mode and JSON exactly as for rounds it timed itself (the times were taken by the same
+    ``perf_counter``, in the interleaved schedule).
+    """
+
+    def __init__(self, seconds: list[float]) -> None:
+        self._durations = iter(seconds)
+        self._now = 0.0
+        self._inside = False
+
+    def __call__(self) -> float:
+        if self._inside:
+            self._now += next(self._durations)
+        self._inside = not self._inside
+        return self._now
+
+    def __repr__(self) -> str:
+        return "fbcache.ReplayClock(interleaved rounds, timed with time.perf_counter)"
+
+
+def _replay(benchmark: Any, seconds: list[float]) -> None:
+    """Give ``benchmark`` its own recorded rounds: ``pedantic`` with a timer that replays them."""
+    if not hasattr(benchmark, "_timer"):
+        raise BrokenRunError("this pytest-benchmark has no timer fbcache can replay interleaved rounds "
+                             "through; run with --fbcache-interleave=false")
+    original = benchmark._timer
+    benchmark._timer = ReplayClock(seconds)
+    try:
+        benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1, warmup_rounds=0)
+    finally:
+        benchmark._timer = original
+
+
+def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: float | None,
+                         prompt_index: int | None) -> BenchRecord:
+    results = session.interleaved(lambda: run_interleaved(session))
+    key = (threshold, prompt_index)
+    if key not in results:
+        raise BrokenRunError(f"{label_of(threshold, prompt_index)} was not among the interleaved benchmarks")
+    mine = results[key]
+    _replay(benchmark, mine.seconds)
+    record = _build_record(benchmark, session, threshold, mine.rounds, prompt_index, mine.seconds)
+    record.schedule = "interleaved"
+    record.machine_state = mine.rounds.machine_state
+    if threshold is not None:
+        record.paired_uncached_s = list(results[(None, prompt_index)].seconds)
+        paired = record.paired_speedups
+        record.speedup = statistics.median(paired) if paired else record.speedup
+    if threshold is None and session.config.selfcheck:
+        record.bare_loop_s = bare_loop(session, session.config.rounds, prompt_index)
+    return record
+
+
 def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
             prompt_index: int | None = None) -> BenchRecord:
     """Time one threshold (``None``: uncached, no hooks at all) on one prompt (``None``: the run's single
     prompt; else its index in the prompt set) and return its record."""
     config = session.config
     backend = session.backend
+    if config.interleaved and backend.can_run_uncached:
+        return _measure_interleaved(benchmark, session, threshold, prompt_index)
     if threshold is None and not backend.can_run_uncached:
         raise BrokenRunError(f"the {backend.name} cache is already applied and cannot be removed; "
                              "the uncached baseline must run before any threshold")
@@ -125,6 +283,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
         session.reference_image(lambda: _untimed_uncached_image(session, prompt_index), prompt_index)
     log = DecisionLog()
     timing.reset_peak_memory(config.device)
+    before = machine.sample(config.device)
     try:
         if threshold is not None:
             backend.enable(threshold, log)
@@ -145,6 +304,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
         if threshold is not None:
             backend.disable()
     record = _build_record(benchmark, session, threshold, rounds, prompt_index)
+    record.machine_state = machine.evidence(before, machine.sample(config.device))
     recompile.record_warmup(record, config.compile, warmup)
     if threshold is None and config.selfcheck:
         record.bare_loop_s = bare_loop(session, config.rounds, prompt_index)
@@ -152,14 +312,17 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
 
 
 def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: _Rounds,
-                  prompt_index: int | None = None) -> BenchRecord:
+                  prompt_index: int | None = None, seconds: list[float] | None = None) -> BenchRecord:
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
     for index, images in enumerate(rounds.images):
         if not pixels.all_finite(images):
             raise NaNImageError(f"generation {index + 1} produced NaN/Inf pixels")
     stats = getattr(benchmark, "stats", None)
-    rounds_s = [float(x) for x in stats.stats.data] if stats is not None else []
+    if seconds is not None:
+        rounds_s = [float(x) for x in seconds]
+    else:
+        rounds_s = [float(x) for x in stats.stats.data] if stats is not None else []
     timed = len(rounds_s) or 1
     timed_images = rounds.images[-timed:]
     timed_decisions = rounds.decisions[-timed:]

@@ -59,6 +59,11 @@ class FBCacheSession:
         self._backend: CacheBackend | None = None
         #: the uncached image of each prompt (key: prompt index, None without a set)
         self._references: dict[int | None, np.ndarray] = {}
+        #: thresholds and prompts whose benchmarks were collected (all configured ones unless deselected)
+        self.planned_thresholds: tuple[float, ...] = config.thresholds
+        self.planned_prompts: tuple[int, ...] = ()
+        self._interleaved: Any = None
+        self._interleave_error: BaseException | None = None
 
     @property
     def model(self) -> LoadedModel:
@@ -70,6 +75,10 @@ class FBCacheSession:
         if self._load_failure is not None:
             pytest.fail(self._load_failure, pytrace=False)
         if self._model is None:
+            if self.config.device.startswith("cpu") and self.config.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.config.threads)
             started = time.perf_counter()
             try:
                 self._model = load_model(self.config)
@@ -95,6 +104,18 @@ class FBCacheSession:
     def uncached_median(self, prompt_index: int | None = None) -> float | None:
         record = self.records.get(label_of(None, prompt_index))
         return record.median_s if record is not None else None
+
+    def interleaved(self, run: Any) -> Any:
+        """The interleaved rounds of every benchmark, timed once (by the first benchmark that asks)."""
+        if self._interleave_error is not None:
+            raise BrokenRunError(f"the interleaved rounds failed: {self._interleave_error}")
+        if self._interleaved is None:
+            try:
+                self._interleaved = run()
+            except Exception as exc:
+                self._interleave_error = exc
+                raise
+        return self._interleaved
 
     def set_reference(self, image: np.ndarray, prompt_index: int | None = None) -> None:
         self._references.setdefault(prompt_index, image)

@@ -6,8 +6,8 @@ which are missing. Everything the report refers to is in its own directory, unde
 so the directory can be moved, archived as a CI artifact or opened from disk as it is.
 
 Trends cover only runs with the reported run's fingerprint (never mixed), oldest to newest, ending
-at the reported run. Each run is judged against the run before it, exactly as ``fbcache compare``
-would have judged it then, and the alerting points are marked.
+at the reported run. Every run is judged as ``fbcache compare`` judged it that night (one walk over
+the history, verdicts/judge.py), and the alerting points are marked.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from urllib.parse import quote
 from PIL import Image, UnidentifiedImageError
 
 from fbcache.render import plots
-from fbcache.verdicts.compare import CompareSettings, compare_runs
-from fbcache.history.selection import choose_baseline, same_fingerprint_before
 from fbcache.history import provenance
+from fbcache.history.acceptance import Acceptance
+from fbcache.history.selection import same_fingerprint_before
+from fbcache.verdicts.compare import CompareSettings
+from fbcache.verdicts.judge import judge_series
 from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 from fbcache.metrics import all_metrics
@@ -218,12 +220,12 @@ def trend_runs(runs: list[Run], latest: Run) -> list[Run]:
     return [*same_fingerprint_before(runs, latest), latest]
 
 
-def trend_alerts(runs: list[Run], series: list[Run], settings: CompareSettings = CompareSettings()) -> list[TrendAlert]:
-    """Each run after the first judged against its previous same-fingerprint run, as compare would have."""
+def trend_alerts(runs: list[Run], series: list[Run], settings: CompareSettings = CompareSettings(),
+                 acceptances: dict[str, Acceptance] | None = None) -> list[TrendAlert]:
+    """Every run of the series with the verdicts compare gave it (one walk over the history)."""
     alerts = []
-    for run in series[1:]:
-        result = compare_runs(run, choose_baseline(runs, run, "previous"), same_fingerprint_before(runs, run), settings)
-        alerts += [TrendAlert(run.name, label, v.metric, v.status, v.detail) for label, v in result.alerts]
+    for result in judge_series(series, acceptances, settings)[1:]:
+        alerts += [TrendAlert(result.latest, label, v.metric, v.status, v.detail) for label, v in result.alerts]
     return alerts
 
 
@@ -325,10 +327,10 @@ def _markdown_trend(report: Report) -> list[str]:
     for metric in trend_metrics():
         lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
     if report.alerts:
-        lines += ["Regressions against the previous run (ringed in the plots):", ""]
+        lines += ["Regressions, each run as compare judged it (ringed in the plots):", ""]
         lines += [f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markdown.cell(a.detail)}" for a in report.alerts]
     else:
-        lines.append("No regression between consecutive runs.")
+        lines.append("No regression in any run of the trend.")
     return lines + [""]
 
 
@@ -390,11 +392,11 @@ def _html_trend(report: Report) -> list[str]:
              f"oldest first: {_esc(', '.join(run.name for run in report.trend))}.</p>"]
     parts += [_img(m.filename, m.title) for m in trend_metrics() if m.filename in report.figures]
     if report.alerts:
-        parts += ['<p class="alert">Regressions against the previous run (ringed in the plots):</p><ul>',
+        parts += ['<p class="alert">Regressions, each run as compare judged it (ringed in the plots):</p><ul>',
                   *[f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "
                     f"{_esc(a.detail)}</li>" for a in report.alerts], "</ul>"]
     else:
-        parts.append("<p>No regression between consecutive runs.</p>")
+        parts.append("<p>No regression in any run of the trend.</p>")
     return parts
 
 

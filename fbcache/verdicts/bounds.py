@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from fbcache.errors import ConfigError
 from fbcache.history.fingerprint import MATCH_KEYS
