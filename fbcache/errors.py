@@ -31,7 +31,7 @@ class ConfigError(FBCacheError):
         else:
             super().__init__(f"{option}: invalid value {value!r}{detail}; accepted: {accepted}")
 
-    def from_source(self, source: str) -> "ConfigError":
+    def from_source(self, source: str) -> ConfigError:
         """The same error, naming where the value came from (e.g. ``FBCACHE_STEPS``) instead of the flag."""
         if source == self.option:
             return self

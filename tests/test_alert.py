@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from webhook_server import silent_server, webhook_server
 
+from conftest import ROOT
 from fbcache.alerts import Outcome, alert
 from fbcache.alerts.finding import Finding
 from fbcache.alerts.github_issue import file_issue

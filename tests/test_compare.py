@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_sweep
 
+from conftest import ROOT, run_sweep
 from fbcache.history.acceptance import load_acceptances
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.compare import CompareSettings

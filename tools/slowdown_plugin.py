@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-_state = {"cached": False, "cycles_per_ms": None}
+_state: dict[str, Any] = {"cached": False, "cycles_per_ms": None}
 
 
 def parse(spec: str) -> tuple[str, float]:
@@ -50,9 +50,10 @@ def _delay(ms: float, on_cuda: bool) -> None:
     if on_cuda:
         import torch
 
-        if _state["cycles_per_ms"] is None:
-            _state["cycles_per_ms"] = _calibrate_cuda()
-        torch.cuda._sleep(cycles_for(ms, _state["cycles_per_ms"]))
+        cycles_per_ms = _state["cycles_per_ms"]
+        if cycles_per_ms is None:
+            cycles_per_ms = _state["cycles_per_ms"] = _calibrate_cuda()
+        torch.cuda._sleep(cycles_for(ms, float(cycles_per_ms)))
     else:
         time.sleep(ms / 1000)
 
@@ -71,7 +72,7 @@ def install(mode: str, ms: float) -> None:
         return original(self, *args, **kwargs)
 
     FluxTransformer2DModel.forward = forward
-    live_backend = FBCacheSession.backend
+    live_backend: Any = FBCacheSession.backend
 
     def backend(self: Any) -> Any:
         live = live_backend.fget(self)
@@ -89,7 +90,7 @@ def install(mode: str, ms: float) -> None:
             live.enable, live.disable, live._fbcache_slowdown = wrapped_enable, wrapped_disable, True
         return live
 
-    FBCacheSession.backend = property(backend)
+    setattr(FBCacheSession, "backend", property(backend))  # noqa: B010 - patching a property on purpose
 
 
 def pytest_configure(config: Any) -> None:

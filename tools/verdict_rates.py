@@ -214,10 +214,10 @@ def table(settings: CompareSettings = JUDGE_ALL, seed: int = 0) -> str:
         for scenario in SCENARIOS:
             cells = []
             for size in SIZES:
-                rate = step_rate(regime, scenario, size, settings, seed)
-                text = "/".join(f"{d}" for d in rate.detected)
-                if rate.too_noisy:
-                    text += f" ({rate.too_noisy} too noisy)"
+                step = step_rate(regime, scenario, size, settings, seed)
+                text = "/".join(f"{d}" for d in step.detected)
+                if step.too_noisy:
+                    text += f" ({step.too_noisy} too noisy)"
                 cells.append(text)
             name = {"one": f"one benchmark ({regime.one})", "drift": "drift (+x per run)"}.get(scenario, scenario)
             lines.append(f"| {regime.name} | {aa} | {mde} | {name} | " + " | ".join(cells) + " |")

@@ -8,7 +8,6 @@ through every configured sink and returns the finding's exit code, whatever the 
 from __future__ import annotations
 
 import argparse
-
 import sys
 
 from fbcache.alerts.base import AlertSink, Outcome, Send

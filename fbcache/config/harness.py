@@ -8,10 +8,11 @@ values it accepts (see :class:`fbcache.errors.ConfigError`). Defaults come from 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-import os
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fbcache import backends, models
 from fbcache.config.options import BY_NAME, COMPILE_MODES, NUNCHAKU_PRECISIONS, QUANTIZATIONS

@@ -10,8 +10,9 @@ Choices that come from a registry (models, cache backends) are listed from the r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fbcache.models import compile as compile_modes
 from fbcache.models import quantization

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fbcache.errors import ConfigError
+
 
 def parse_thresholds(option: str, raw: str) -> tuple[float, ...]:
     """'0 0.05,0.1' -> (0.0, 0.05, 0.1): sorted, de-duplicated, finite and >= 0."""

@@ -13,8 +13,9 @@ import json
 import platform
 import shutil
 import subprocess
-from functools import lru_cache
-from typing import Any, Mapping
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
 
 from fbcache.config.harness import HarnessConfig
 
@@ -23,7 +24,7 @@ FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "
 OPTIONAL_FIELDS = ("cache_settings", "quant_config", "compile", "procedure")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _nvidia_driver() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None

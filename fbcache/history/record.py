@@ -158,7 +158,7 @@ class BenchRecord:
         return info
 
     @classmethod
-    def from_extra_info(cls, info: Any) -> "BenchRecord":
+    def from_extra_info(cls, info: Any) -> BenchRecord:
         """Inverse of :meth:`to_extra_info`; ValueError naming the field on foreign or malformed data.
 
         Every field is checked against its annotation, so a record read back from a hand-edited or

@@ -15,16 +15,16 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.history.fingerprint import fingerprint_id, fingerprint_of
 from fbcache.history.record import BenchRecord, type_problem
-
 
 RUN_FILE_MODE = 0o644
 

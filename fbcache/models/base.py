@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fbcache.config.harness import HarnessConfig
@@ -36,7 +37,7 @@ class LoadedModel:
         return self.call_kwargs
 
 
-def _nothing(config: "HarnessConfig") -> None:
+def _nothing(config: HarnessConfig) -> None:
     return None
 
 
@@ -54,7 +55,7 @@ class ModelSource:
     #: does ``--fbcache-model VALUE`` name this source?
     matches: Callable[[str], bool]
     #: ``load(config)`` -> LoadedModel; imports heavy libraries lazily
-    load: Callable[["HarnessConfig"], LoadedModel]
+    load: Callable[[HarnessConfig], LoadedModel]
     #: the canonical value stored in the config (e.g. a resolved directory); raises ConfigError
     canonical: Callable[[str], str] = _same
     default_steps: int = 28
@@ -65,9 +66,9 @@ class ModelSource:
     #: importable module name -> how to install it; checked before any model is built
     requires: Mapping[str, str] = field(default_factory=dict)
     #: option rules of this source (device, quantization): raise ConfigError
-    validate: Callable[["HarnessConfig"], None] = _nothing
+    validate: Callable[[HarnessConfig], None] = _nothing
     #: environment checks (weights present, ...): raise ConfigError
-    preflight: Callable[["HarnessConfig"], None] = _nothing
+    preflight: Callable[[HarnessConfig], None] = _nothing
     #: image files are named ``<stem>_t0.1_first.png`` (the reference experiment's names)
     image_stem: str = "flux"
     #: the user types the name itself (False for a catch-all such as "a directory or hub id")

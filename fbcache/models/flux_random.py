@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Any, Iterator, TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -91,7 +92,7 @@ def _random_embeddings(device: str, dtype: torch.dtype, seed: int) -> tuple[torc
     return prompt_embeds, pooled
 
 
-def _needs_cuda_and_torch_weights(config: "HarnessConfig") -> None:
+def _needs_cuda_and_torch_weights(config: HarnessConfig) -> None:
     from fbcache.errors import ConfigError
     from fbcache.models.quantization import runnable_on
 

@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from fbcache.history.summary import summarize
-from fbcache.verdicts.bounds import Violation, check, check_set
 from fbcache.errors import BoundViolation
-from fbcache.plugin.measure import measure
 from fbcache.history.record import BenchRecord
+from fbcache.history.summary import summarize
+from fbcache.plugin.measure import measure
 from fbcache.plugin.session import FBCacheSession
+from fbcache.verdicts.bounds import Violation, check, check_set
 
 SESSION_KEY = pytest.StashKey[FBCacheSession]()
 CONFIG_ERROR_KEY = pytest.StashKey[Exception]()

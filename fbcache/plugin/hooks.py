@@ -7,16 +7,22 @@ before any model is built; a plain ``pytest tests`` run never trips over them.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import pytest
 
-from fbcache.render import table
-from fbcache.verdicts.bounds import calibrate, resolve_profile
 from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
+from fbcache.config.options import add_options, option_name, resolve_raw, source_of
+from fbcache.config.parsers import check_writable_dir
+from fbcache.config.preflight import check_environment
 from fbcache.config.shard import Shard
 from fbcache.errors import BoundViolation, ConfigError
+from fbcache.history import provenance
+from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
+from fbcache.history.record import UNCACHED
+from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
 from fbcache.plugin.fixture import (  # noqa: F401 fixtures
     CONFIG_ERROR_KEY,
     SESSION_KEY,
@@ -24,14 +30,9 @@ from fbcache.plugin.fixture import (  # noqa: F401 fixtures
     fbcache_prompt,
     fbcache_session,
 )
-from fbcache.history.record import UNCACHED
-from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
-from fbcache.config.options import add_options, option_name, resolve_raw, source_of
-from fbcache.config.parsers import check_writable_dir
-from fbcache.config.preflight import check_environment
 from fbcache.plugin.session import FBCacheSession
-from fbcache.history import provenance
-from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
+from fbcache.render import table
+from fbcache.verdicts.bounds import calibrate, resolve_profile
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
 RESULTS_FILE = "results.md"
@@ -109,7 +110,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     prompts = {item.callspec.params["fbcache_prompt"] for item in fbcache_items
                if hasattr(item, "callspec") and item.callspec.params.get("fbcache_prompt") is not None}
     session.planned_prompts = tuple(sorted(prompts))
-    items.sort(key=lambda item: not (_is_fbcache_item(item) and "fbcache_threshold" not in item.fixturenames))
+    items.sort(key=lambda item: not (_is_fbcache_item(item)
+                                     and "fbcache_threshold" not in getattr(item, "fixturenames", ())))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -195,15 +197,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
 def _write_calibration(config: pytest.Config, fb: FBCacheSession) -> None:
     info = config.stash[MACHINE_INFO_KEY]
     accelerator = info["accelerator"]["name"]
+    target = fb.config.calibrate
+    assert target is not None  # only called when --fbcache-calibrate was given
     text = calibrate(
         fb.records.values(), fb.config.calibrate_speedup_margin, fb.config.calibrate_ssim_margin,
-        name=fb.config.calibrate.stem,
+        name=target.stem,
         match=match_facts(info),
         enforce_speedup=fb.config.device.startswith("cuda"),
         measured_on=f"{accelerator}, {fb.config.model}, {fb.config.quant}, {fb.config.cache_backend}, "
                     f"{fb.config.steps} steps, {fb.config.resolution}",
     )
-    fb.config.calibrate.write_text(text, encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
 
 
 def _results_markdown(fb: FBCacheSession) -> str:

@@ -33,12 +33,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fbcache.errors import BrokenRunError, NaNImageError
+from fbcache.history.record import UNCACHED, BenchRecord, label_of
 from fbcache.metrics import all_metrics
 from fbcache.metrics import images as pixels
 from fbcache.plugin import machine, recompile, timing
 from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
-from fbcache.errors import BrokenRunError, NaNImageError
-from fbcache.history.record import UNCACHED, BenchRecord, label_of
 from fbcache.plugin.session import FBCacheSession
 
 

@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fbcache.verdicts.bounds import BoundsProfile
 from fbcache import backends
 from fbcache.backends.base import CacheBackend
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError
-from fbcache.models import LoadedModel, load_model
 from fbcache.history.record import BenchRecord, label_of
+from fbcache.models import LoadedModel, load_model
+from fbcache.verdicts.bounds import BoundsProfile
 
 
 @dataclass

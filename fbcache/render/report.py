@@ -13,24 +13,21 @@ the history, verdicts/judge.py), and the alerting points are marked.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
-from fbcache.render import plots
 from fbcache.history import provenance
 from fbcache.history.acceptance import Acceptance
-from fbcache.history.selection import same_fingerprint_before
-from fbcache.verdicts.compare import CompareSettings
-from fbcache.verdicts.judge import judge_series
 from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.history.selection import same_fingerprint_before
 from fbcache.history.storage import Run
-from fbcache.metrics import all_metrics
-from fbcache.render import html_page, markdown
 from fbcache.history.summary import is_prompt_set
+from fbcache.metrics import all_metrics
+from fbcache.render import html_page, markdown, plots
 from fbcache.render.table import (
     columns,
     hit_map,
@@ -41,6 +38,8 @@ from fbcache.render.table import (
     results,
     row,
 )
+from fbcache.verdicts.compare import CompareSettings
+from fbcache.verdicts.judge import judge_series
 
 TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
                     "SSIM and PSNR are not what trained weights would give; read the timings only.")
@@ -62,8 +61,11 @@ class TrendMetric:
 
 def trend_metrics() -> list[TrendMetric]:
     """Time, every registered image metric, and hits: each drawn across the runs of one fingerprint."""
+    def metric_of(name: str) -> Callable[[BenchRecord], float | None]:
+        return lambda record: record.metrics.get(name)
+
     image_metrics = [TrendMetric(m.name, f"trend-{m.name}.png", f"{m.title} against uncached", m.title,
-                                 lambda r, name=m.name: r.metrics.get(name), False) for m in all_metrics()]
+                                 metric_of(m.name), False) for m in all_metrics()]
     return [TrendMetric("time", "trend-time.png", "Median time per threshold", "median time (s)",
                         lambda r: r.median_s, True),
             *image_metrics,

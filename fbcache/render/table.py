@@ -6,7 +6,7 @@ worst prompt of every image metric, mean hits, the set's speedup), then the per-
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from fbcache.history.record import BenchRecord
 from fbcache.history.summary import ThresholdSummary, is_prompt_set, summarize

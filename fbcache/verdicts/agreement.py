@@ -120,7 +120,7 @@ def first_difference(reference: BenchRecord, other: BenchRecord, backend: str, n
         return Verdict(True, f"{where}; cache-dit reuses every step at a threshold >= 1")
     if any(d == threshold for d in compared):
         return Verdict(True, f"{where}; diff equals the threshold ({shown}): <= against <")
-    if compared and all(_close(d, threshold, near) for d in compared):
+    if compared and all(d is not None and _close(d, threshold, near) for d in compared):
         return Verdict(True, f"{where}; diff {shown} within {near:g} of the threshold (rounding)")
     return Verdict(False, f"{where}; diff {shown}, threshold {threshold:g}")
 

@@ -190,9 +190,8 @@ def _thresholds(data: Any, source: str) -> dict[float, ThresholdBound]:
         floors = {k: _floor(v, source, f"{where}.{k}") for k, v in entry.items()}
         thresholds[threshold] = ThresholdBound(
             min_speedup=floors.get("min_speedup"),
-            image={m.name: floors[m.bound_key] for m in all_metrics() if floors.get(m.bound_key) is not None},
-            worst={m.name: floors[m.bound_key + WORST] for m in all_metrics()
-                   if floors.get(m.bound_key + WORST) is not None},
+            image={m.name: value for m in all_metrics() if (value := floors.get(m.bound_key)) is not None},
+            worst={m.name: value for m in all_metrics() if (value := floors.get(m.bound_key + WORST)) is not None},
         )
     return thresholds
 

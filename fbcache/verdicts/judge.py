@@ -170,12 +170,12 @@ class HistoryJudge:
                 if (metric, record.label) in noisy:
                     verdicts.append(self._noisy_verdict(index, metric, *noisy[(metric, record.label)]))
             if record.threshold is not None:
-                for metric in all_metrics():
-                    tolerance = self.settings.ssim_tolerance if metric.name == "ssim" else metric.tolerance
-                    tracker = self.image_metrics.setdefault((metric.name, record.label),
-                                                            MetricTracker(metric, tolerance))
-                    judged = tracker.judge(index, record.metrics.get(metric.name), accepted is not None)
-                    verdicts.append(self._exact_verdict(metric.name, judged))
+                for image_metric in all_metrics():
+                    name = image_metric.name
+                    tolerance = self.settings.ssim_tolerance if name == "ssim" else image_metric.tolerance
+                    tracker = self.image_metrics.setdefault((name, record.label), MetricTracker(image_metric, tolerance))
+                    judged = tracker.judge(index, record.metrics.get(name), accepted is not None)
+                    verdicts.append(self._exact_verdict(name, judged))
                 hits = self.hits.setdefault(record.label, HitsTracker())
                 verdicts.append(self._exact_verdict("hits", hits.judge(index, record, accepted is not None)))
             rows.append(ThresholdResult(record.label, verdicts))

@@ -17,8 +17,7 @@ FAULT = os.environ.get("FBCACHE_TEST_FAULT", "")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from fbcache.plugin import measure
-    from fbcache.plugin import session
+    from fbcache.plugin import measure, session
 
     if FAULT == "nan":
         original = measure._generate_once
