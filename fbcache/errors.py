@@ -67,5 +67,17 @@ class SelectionError(DataError, ValueError):
     """The requested runs do not exist in the history: exit code 2."""
 
 
+class MergeError(DataError, ValueError):
+    """Shard run files that are not one whole sweep: exit code 2, nothing written."""
+
+
+class AgreementError(DataError, ValueError):
+    """Backend runs that cannot be compared (different workloads, no common thresholds): exit code 2."""
+
+
+class BrokenSweep(FBCacheError):
+    """The nightly sweep saved something that cannot be judged: a broken sweep (exit 3), not a regression."""
+
+
 class BoundViolation(AssertionError):
     """A measured value broke its bound. The run is a real measurement and stays in history, marked."""

@@ -29,7 +29,7 @@ from fbcache.cli.common import (
     storage_path,
 )
 from fbcache.config.options import OPTIONS
-from fbcache.errors import EXIT_USAGE, MissingDependencyError
+from fbcache.errors import EXIT_USAGE, BrokenSweep, MissingDependencyError
 from fbcache.history.storage import Run, load_runs, run_files
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 from fbcache.verdicts.judge import judge_latest
@@ -37,8 +37,6 @@ from fbcache.verdicts.judge import judge_latest
 LOG_TAIL_LINES = 40
 
 
-class BrokenSweep(Exception):
-    """The sweep saved something that cannot be judged: reported as a broken sweep (exit 3)."""
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,10 @@ from typing import Any
 
 from pytest_benchmark.utils import safe_dumps
 
+from fbcache.errors import MergeError
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import next_run_name, parse_run, run_files, write_new_file
-
-
-class MergeError(ValueError):
-    """The given files are not the complete shards of one sweep."""
 
 
 @dataclass

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fbcache.errors import AgreementError
 from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 
@@ -33,8 +34,6 @@ from fbcache.history.storage import Run
 DEFAULT_NEAR = 0.005
 
 
-class AgreementError(ValueError):
-    """The runs cannot be compared (different workloads, no common thresholds)."""
 
 
 @dataclass(frozen=True)
