@@ -31,7 +31,7 @@ class ConfigError(FBCacheError):
         else:
             super().__init__(f"{option}: invalid value {value!r}{detail}; accepted: {accepted}")
 
-    def from_source(self, source: str) -> "ConfigError":
+    def from_source(self, source: str) -> ConfigError:
         """The same error, naming where the value came from (e.g. ``FBCACHE_STEPS``) instead of the flag."""
         if source == self.option:
             return self
@@ -65,6 +65,18 @@ class DataError(FBCacheError):
 
 class SelectionError(DataError, ValueError):
     """The requested runs do not exist in the history: exit code 2."""
+
+
+class MergeError(DataError, ValueError):
+    """Shard run files that are not one whole sweep: exit code 2, nothing written."""
+
+
+class AgreementError(DataError, ValueError):
+    """Backend runs that cannot be compared (different workloads, no common thresholds): exit code 2."""
+
+
+class BrokenSweep(FBCacheError):
+    """The nightly sweep saved something that cannot be judged: a broken sweep (exit 3), not a regression."""
 
 
 class BoundViolation(AssertionError):

@@ -48,7 +48,8 @@ elif [ "${FBCACHE_TORCH:-cpu}" = "cuda" ]; then
   pip_install "torch==$TORCH_VERSION"
 else
   say "installing torch $TORCH_VERSION, CPU build, from the PyTorch CPU wheel index"
-  if ! pip_install "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX" --timeout 30 --retries 1; then
+  # one quick try: where that index cannot be reached (an offline mirror), fall back at once
+  if ! pip_install "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX" --retries 1 --timeout 15; then
     say "the PyTorch CPU index did not answer; installing torch==$TORCH_VERSION from the configured index"
     pip_install "torch==$TORCH_VERSION"
   fi

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 from webhook_server import silent_server, webhook_server
 
+from conftest import ROOT
 from fbcache.alerts import Outcome, alert
 from fbcache.alerts.finding import Finding
 from fbcache.alerts.github_issue import file_issue
@@ -149,7 +149,7 @@ def test_result_json_round_trips():
     original = result(True)
     again = CompareResult.from_json(original.to_json())
     assert again.regression and again.rows[0].verdict("ssim").detail == "-0.0500, beyond -0.01"
-    assert json.loads(original.to_json())["settings"]["min_effect"] == 0.05
+    assert json.loads(original.to_json())["settings"]["alpha"] == CompareSettings().alpha
 
 
 @pytest.mark.parametrize("status, alerting", [("regression", True), ("changed", True), ("suspect", False),

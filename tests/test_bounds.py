@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from fbcache.verdicts.bounds import UNCALIBRATED, calibrate, check, load_profile, parse_profile, resolve_profile
 from fbcache.errors import ConfigError
 from fbcache.history.record import BenchRecord
+from fbcache.verdicts.bounds import UNCALIBRATED, calibrate, check, load_profile, parse_profile, resolve_profile
 
 PROFILE = {
     "profile": {"name": "demo", "enforce_speedup": False},

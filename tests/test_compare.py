@@ -1,10 +1,9 @@
 """`fbcache compare` on real runs: unchanged code compares clean; injected regressions are flagged.
 
-Four real sweeps of the tiny model (8 steps, four thresholds, three rounds, saved with raw rounds)
-make an A/A history on this noisy 2-core machine: the last of them has the three earlier runs that
-the run-to-run band needs. Injected regressions are copies of the newest real run with one thing changed. The time
-injection uses the real H100 history in docs/results: on this CPU the whole sweep's speed moved by
-up to 25% between runs of unchanged code, so a 15% slowdown is inside its measured noise there.
+Six real sweeps of the tiny model (default settings: interleaved rounds, one torch thread) make an
+A/A history on this noisy 2-core machine. Injected regressions are copies of the newest real run
+with one thing changed. Time injections use the real H100 history in docs/results, and a CPU run
+edited to +20% judged with --judge-cpu-timing against three real earlier runs.
 """
 
 from __future__ import annotations
@@ -16,49 +15,45 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, run_sweep
-
-from fbcache.verdicts.compare import CompareSettings, compare_runs
-from fbcache.history.selection import choose_baseline, same_fingerprint_before
+from fbcache.history.acceptance import load_acceptances
 from fbcache.history.storage import load_runs, run_files
+from fbcache.verdicts.compare import CompareSettings
+from fbcache.verdicts.judge import judge_latest
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("aa-history")]  # one A/A history per worker
-AA_RUNS = 4
-AA_STEPS = 8
-AA_SWEEP = ["--fbcache-steps", str(AA_STEPS), "--fbcache-thresholds", "0 0.1 0.2 0.5", "--fbcache-rounds", "3",
-            "--fbcache-warmup-rounds", "0"]
+pytestmark = pytest.mark.integration
+AA_RUNS = 6
 
 
 @pytest.fixture(scope="module")
 def aa_history(tmp_path_factory) -> Path:
-    """Sweeps of unchanged code (tiny, few steps) with raw rounds, one storage."""
+    """Six sweeps of unchanged code, default settings (8 steps to stay quick), one storage."""
     base = tmp_path_factory.mktemp("aa")
     for _ in range(AA_RUNS):
-        sweep = run_sweep(base, "--benchmark-autosave", "--benchmark-save-data", *AA_SWEEP)
+        sweep = run_sweep(base, "--benchmark-autosave", "--fbcache-steps", "8", "--fbcache-rounds", "3")
         assert sweep.returncode == 0, sweep.output
     storage = base / "history"
     assert len(run_files(storage)) == AA_RUNS
     return storage
 
 
-def judge(storage: Path, index: int = -1):
+def judge(storage: Path, index: int = -1, settings: CompareSettings = CompareSettings()):
     runs, skipped = load_runs(storage)
     assert not skipped
-    latest = runs[index]
-    return compare_runs(latest, choose_baseline(runs, latest, "previous"), same_fingerprint_before(runs, latest),
-                        CompareSettings())
+    return judge_latest(runs, runs[index], load_acceptances(storage)[0], settings)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fbcache", *args], cwd=ROOT, capture_output=True, text=True)
 
 
-def test_aa_comparisons_are_clean(aa_history):
+def test_aa_five_comparisons_are_clean(aa_history):
     for index in range(1, AA_RUNS):
         result = judge(aa_history, index)
         assert not result.regression, [(label, v.metric, v.detail) for label, v in result.alerts]
         statuses = {v.status for row in result.rows for v in row.verdicts if v.metric in ("time", "speedup")}
-        assert statuses <= {"ok", "not judged", "improvement", "advisory"}, statuses
+        assert statuses <= {"ok", "not judged", "improvement", "advisory", "too noisy to judge"}, statuses
         assert {row.verdict("hits").status for row in result.rows if row.verdict("hits")} == {"ok"}
     done = cli("compare", "--storage", str(aa_history))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -80,7 +75,8 @@ def inject(storage: Path, change) -> Path:
 def slower(factor: float):
     def change(bench: dict) -> None:
         stats, info = bench["stats"], bench["extra_info"]
-        stats["data"] = [x * factor for x in stats["data"]]
+        if "data" in stats:
+            stats["data"] = [x * factor for x in stats["data"]]
         for key in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "total", "ld15iqr", "hd15iqr"):
             if isinstance(stats.get(key), (int, float)):
                 stats[key] *= factor
@@ -108,19 +104,65 @@ def history(aa_history, tmp_path) -> Path:
 H100_HISTORY = ROOT / "docs" / "results" / "h100-2026-11-25" / "history"
 
 
-def test_time_plus_15_percent_is_flagged(tmp_path):
+def test_time_plus_15_percent_is_flagged_and_stays_flagged(tmp_path):
     history = tmp_path / "h100"
     shutil.copytree(H100_HISTORY, history)
     assert not judge(history).regression, "the real H100 runs compare clean"
-    inject(history, slower(1.15))
+    first_bad = inject(history, slower(1.15))
     result = judge(history)
-    assert result.regression
     flagged = {label for label, v in result.alerts}
-    # 0.8 (0.63-0.71 s over four runs) has a wider band than +15% of its median; the rest are flagged
-    assert {"uncached", "0.5", "all benchmarks"} <= flagged, [r.verdict("time").detail for r in result.rows]
+    # four thin earlier runs (2-3 rounds, two threshold sets): 0.5 (MDE 15%) and 0.8 (too noisy) are not
+    assert {"uncached", "all benchmarks"} <= flagged, [r.verdict("time").detail for r in result.rows]
     assert all(v.metric == "time" for _, v in result.alerts), "a uniform slowdown keeps speedup, SSIM and hits"
-    whole = next(row for row in result.rows if row.label == "all benchmarks").verdict("time")
-    assert "geometric mean +15.0%" in whole.detail
+    whole = result.row("all benchmarks").verdict("time")
+    assert "geometric mean of all median times" in whole.detail and whole.mde is not None
+    # the next night is just as slow: still a regression, and it says since when
+    inject(history, lambda bench: None)
+    again = judge(history).row("uncached").verdict("time")
+    assert again.status == "regression" and again.since == first_bad.stem
+    assert f"regressed since run {first_bad.stem}" in again.detail
+
+
+def test_accepting_a_regression_clears_it_without_touching_run_files(tmp_path):
+    history = tmp_path / "h100"
+    shutil.copytree(H100_HISTORY, history)
+    bad = inject(history, slower(1.15))
+    before = {p: p.read_bytes() for p in run_files(history)}
+    assert cli("compare", "--storage", str(history)).returncode == 1
+    done = cli("accept", bad.stem[:4], "--storage", str(history), "--reason", "bigger model on purpose")
+    assert done.returncode == 0, done.stderr
+    assert {p: p.read_bytes() for p in run_files(history)} == before, "pytest-benchmark's files stay as they were"
+    sidecar = bad.with_name(f"fbcache-accept-{bad.stem}.json")
+    assert json.loads(sidecar.read_text())["reason"] == "bigger model on purpose"
+    assert not any(p.name.startswith(".fbcache-") for p in bad.parent.iterdir()), "no temporary file left"
+    after = cli("compare", "--storage", str(history))
+    assert after.returncode == 0 and "accepted" in after.stdout, after.stdout
+    inject(history, lambda bench: None)
+    assert cli("compare", "--storage", str(history)).returncode == 0, "the new level is the baseline now"
+
+
+def test_cpu_run_edited_to_plus_20_percent_is_flagged_or_too_noisy(aa_history, tmp_path):
+    """Three real earlier runs and a copy of the third at +20%, judged with --judge-cpu-timing.
+
+    Flagged when this machine's run-to-run noise allows it; otherwise every benchmark it cannot
+    judge says so, with the measured noise, and nothing is called ok or improved on a guess.
+    (On the shared 2-core VM, 2026-11-27, uncached medians of six A/A sweeps spanned 0.25-0.75 s.)
+    """
+    history = tmp_path / "cpu"
+    machine = run_files(aa_history)[0].parent
+    (history / machine.name).mkdir(parents=True)
+    for path in run_files(aa_history)[:3]:
+        shutil.copy(path, history / machine.name / path.name)
+    inject(history, slower(1.20))
+    default = judge(history)
+    assert not default.regression, "CPU timing is advisory by default"
+    judged = judge(history, settings=CompareSettings(judge_cpu_timing=True))
+    times = [row.verdict("time") for row in judged.rows]
+    for row, verdict in zip(judged.rows, times):
+        print(f"{row.label}: {verdict.status} {verdict.effect:+.1%} MDE {verdict.mde:.1%}")
+    if not judged.regression:
+        assert all(v.status == "too noisy to judge" and "run-to-run noise" in v.detail for v in times), times
+    assert not any(v.status in ("ok", "improvement") for v in times)
 
 
 def test_ssim_drop_of_005_is_flagged(history):
@@ -137,13 +179,11 @@ def test_changed_hit_count_is_flagged(history):
         info.update(hits=info["hits"] + 1, computed_steps=info["computed_steps"] - 1,
                     hits_per_round=[h + 1 for h in info["hits_per_round"]])
 
-    before = next(b["extra_info"]["hits"] for b in json.loads(run_files(history)[-1].read_text())["benchmarks"]
-                  if b["extra_info"]["threshold"] == 0.1)
-    inject(history, at(0.1, one_more_hit))
+    inject(history, at(0.2, one_more_hit))
     result = judge(history)
     [(label, verdict)] = result.alerts
-    assert (label, verdict.metric, verdict.status) == ("0.1", "hits", "changed")
-    assert f"{before} -> {before + 1} of {AA_STEPS}" in verdict.detail
+    assert (label, verdict.metric, verdict.status) == ("0.2", "hits", "changed")
+    assert "4 -> 5 of 8" in verdict.detail  # 8 steps: 0.2 hits 4 of 8
 
 
 def test_compare_cli_exit_codes_and_json(history, tmp_path):
@@ -154,6 +194,8 @@ def test_compare_cli_exit_codes_and_json(history, tmp_path):
     assert json.loads(out.read_text())["regression"] is True
     assert cli("compare", "--storage", str(tmp_path / "nowhere")).returncode == 2
     assert cli("compare", "--storage", str(history), "--baseline", "0099").returncode == 2
+    gone = cli("compare", "--storage", str(history), "--baseline", "previous")
+    assert gone.returncode == 2 and "persistent regressions" in gone.stderr
 
 
 def test_corrupt_and_foreign_files_are_named_and_skipped(history):
@@ -175,8 +217,6 @@ def test_fingerprints_are_never_mixed(history):
     runs, _ = load_runs(history)
     latest = runs[-1]
     assert latest.name == "0050_other"
-    with pytest.raises(ValueError, match="no earlier run with the fingerprint"):
-        choose_baseline(runs, latest, "previous")
-    real_latest = runs[-2]
-    assert all(r.fingerprint_id == real_latest.fingerprint_id for r in same_fingerprint_before(runs, real_latest))
+    alone = judge(history)
+    assert alone.baseline == "nothing: the first run with this fingerprint" and not alone.regression
     assert judge(history, -2).regression is False

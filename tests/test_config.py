@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fbcache.config.harness import SEED_THRESHOLDS, build_config
+from fbcache.config.options import OPTIONS, resolve_raw
 from fbcache.config.parsers import parse_resolution, parse_thresholds
 from fbcache.errors import ConfigError
-from fbcache.config.options import OPTIONS, resolve_raw
 
 NO_CUDA = (lambda: False, lambda: 0)
 ONE_GPU = (lambda: True, lambda: 1)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fbcache.backends.diffusers import DiffusersFBCache
-from fbcache.plugin.decisions import DecisionLog, ThresholdProbe, summarize
 from fbcache.models.tiny import build_tiny_pipeline
+from fbcache.plugin.decisions import DecisionLog, ThresholdProbe, summarize
 
 STEPS = 10
 

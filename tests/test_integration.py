@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST, MODEL, ROOT, STEPS, run_sweep
 
-from fbcache.verdicts.bounds import load_profile
+from conftest import FAST, MODEL, ROOT, STEPS, run_sweep
 from fbcache.history.record import BenchRecord
+from fbcache.verdicts.bounds import load_profile
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, subprocess_env
 from webhook_server import webhook_server
 
+from conftest import ROOT, subprocess_env
 from fbcache.history.storage import run_files
 
 pytestmark = pytest.mark.integration

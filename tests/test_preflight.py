@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from fbcache.backends import nunchaku as nunchaku_backend
+from fbcache.backends.nunchaku_engine import NunchakuEngine, detect, precision_for_capability
+from fbcache.config import preflight
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import ConfigError
-from fbcache.backends.nunchaku_engine import NunchakuEngine, detect, precision_for_capability
-from fbcache.backends import nunchaku as nunchaku_backend
-from fbcache.config import preflight
 
 STANDINS = Path(__file__).resolve().parent / "standins" / "nunchaku-1.1.0"
 REAL = NunchakuEngine("real", "1.0.0")

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, subprocess_env
 
+from conftest import ROOT, subprocess_env
 from fbcache.cli.main import main as fbcache_main
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 from fbcache import backends, metrics
 from fbcache.backends.base import BackendSpec
 from fbcache.backends.diffusers import DiffusersFBCache

@@ -12,14 +12,14 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from conftest import ROOT
 from PIL import Image
 
-from fbcache.render import plots
+from conftest import ROOT
 from fbcache.errors import MissingDependencyError
 from fbcache.history.selection import find_run
-from fbcache.render.report import build_report, trend_alerts, trend_runs
 from fbcache.history.storage import Run, load_runs
+from fbcache.render import plots
+from fbcache.render.report import build_report, trend_alerts, trend_runs
 
 H100 = ROOT / "docs" / "results" / "h100-2026-11-25"
 TINY = ROOT / "docs" / "results" / "tiny-h100-2026-11-25"

@@ -5,6 +5,7 @@ once. Separate from test_integration.py so that xdist (one file per worker) spre
 from __future__ import annotations
 
 import pytest
+
 from conftest import FAST, MODEL
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from PIL import Image
 
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.config.harness import DEFAULT_PROMPT, SEED_THRESHOLDS
-from fbcache.plugin.decisions import DecisionLog, summarize
 from fbcache.metrics.images import to_uint8_images
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
+from fbcache.plugin.decisions import DecisionLog, summarize
 from tools.train_tiny.train import flow_matching_loss
 
 REFERENCE = Path(__file__).parent / "data" / "tiny-reference.png"

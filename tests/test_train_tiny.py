@@ -8,10 +8,10 @@ import math
 import numpy as np
 import torch
 
-from tools.train_tiny import procedural
-from tools.train_tiny import train as train_tiny
 from fbcache.models.tiny import build_tiny_pipeline, read_weights
 from fbcache.models.tokenizers import WORDS
+from tools.train_tiny import procedural
+from tools.train_tiny import train as train_tiny
 
 
 def test_smoke_training_writes_weights_that_load_and_generate(tmp_path):

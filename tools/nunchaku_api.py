@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import subprocess
 import sys
@@ -201,7 +202,7 @@ class FunctionKinds:
             for index, element in enumerate(target.elts):
                 if isinstance(element, ast.Name):
                     self.assignments.setdefault(element.id, []).append(
-                        lambda i=index: self._element(value, i, count))
+                        functools.partial(self._element, value, index, count))
 
     def _element(self, value: ast.expr | None, index: int, count: int) -> str:
         """Kind of the index-th name when ``value`` is unpacked into ``count`` names."""

@@ -8,12 +8,11 @@ through every configured sink and returns the finding's exit code, whatever the 
 from __future__ import annotations
 
 import argparse
-import importlib
-
 import sys
 
 from fbcache.alerts.base import AlertSink, Outcome, Send
 from fbcache.alerts.finding import Finding
+from fbcache.registry import Registry
 
 BUILTIN = (
     "fbcache.alerts.step_summary",
@@ -21,28 +20,10 @@ BUILTIN = (
     "fbcache.alerts.github_issue",
 )
 
-_REGISTRY: dict[str, AlertSink] = {}
-
-
-def _ensure_builtin() -> None:
-    for module in BUILTIN:
-        sink = importlib.import_module(module).SINK
-        _REGISTRY.setdefault(sink.name, sink)
-
-
-def register(sink: AlertSink) -> AlertSink:
-    _ensure_builtin()
-    _REGISTRY[sink.name] = sink
-    return sink
-
-
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
-
-
-def all_sinks() -> list[AlertSink]:
-    _ensure_builtin()
-    return list(_REGISTRY.values())
+_REGISTRY: Registry[AlertSink] = Registry(BUILTIN, "SINK")
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+all_sinks = _REGISTRY.all
 
 
 def add_sink_options(parser: argparse.ArgumentParser) -> None:

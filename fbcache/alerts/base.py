@@ -8,11 +8,10 @@ changes the verdict: the exit code still says regression.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fbcache.alerts.finding import Finding
-
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-from typing import Callable
+from collections.abc import Callable
 
 from fbcache.alerts.base import AlertSink, Outcome, Send
 from fbcache.alerts.finding import Finding
@@ -51,9 +51,12 @@ def _configure(args: argparse.Namespace) -> Send | None:
     return send
 
 
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--issue", action="store_true", help="file a GitHub issue with gh on regression")
+
+
 SINK = AlertSink(
     name="github-issue",
-    add_options=lambda parser: parser.add_argument("--issue", action="store_true",
-                                                   help="file a GitHub issue with gh on regression"),
+    add_options=_add_options,
     configure=_configure,
 )

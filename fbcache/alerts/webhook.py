@@ -11,8 +11,8 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fbcache.alerts.base import AlertSink, Outcome, Send
 from fbcache.alerts.finding import Finding

@@ -7,9 +7,8 @@ backend is one new file plus one line here. Tests and third parties may :func:`r
 
 from __future__ import annotations
 
-import importlib
-
 from fbcache.backends.base import BackendSpec, CacheBackend
+from fbcache.registry import Registry
 
 BUILTIN = (
     "fbcache.backends.diffusers",
@@ -17,34 +16,11 @@ BUILTIN = (
     "fbcache.backends.nunchaku",
 )
 
-_REGISTRY: dict[str, BackendSpec] = {}
-
-
-def register(spec: BackendSpec) -> BackendSpec:
-    """Add (or replace) a backend; returns it, so a module can write ``SPEC = register(...)``."""
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _ensure_builtin() -> None:
-    for module in BUILTIN:
-        spec = importlib.import_module(module).SPEC
-        _REGISTRY.setdefault(spec.name, spec)
-
-
-def names() -> tuple[str, ...]:
-    _ensure_builtin()
-    return tuple(_REGISTRY)
-
-
-def get(name: str) -> BackendSpec:
-    _ensure_builtin()
-    return _REGISTRY[name]
-
-
-def unregister(name: str) -> None:
-    """Remove a backend added with :func:`register` (tests clean up with this)."""
-    _REGISTRY.pop(name, None)
+_REGISTRY: Registry[BackendSpec] = Registry(BUILTIN, "SPEC")
+register = _REGISTRY.register
+unregister = _REGISTRY.unregister
+get = _REGISTRY.get
+names = _REGISTRY.names
 
 
 __all__ = ["BackendSpec", "CacheBackend", "get", "names", "register", "unregister"]

@@ -9,8 +9,9 @@ for ``machine_info`` and whether its cache can be removed again.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fbcache.plugin.decisions import DecisionLog
 
@@ -30,7 +31,7 @@ class CacheBackend(Protocol):
     def disable(self) -> None: ...
 
 
-def _nothing(config: "HarnessConfig") -> None:
+def _nothing(config: HarnessConfig) -> None:
     return None
 
 
@@ -38,7 +39,7 @@ def _no_versions() -> dict[str, str | None]:
     return {}
 
 
-def _no_settings(config: "HarnessConfig") -> dict[str, Any]:
+def _no_settings(config: HarnessConfig) -> dict[str, Any]:
     return {}
 
 
@@ -50,19 +51,19 @@ class BackendSpec:
     #: one line for ``--help`` and the README's backend table
     summary: str
     #: ``create(pipe, config)`` -> the live backend; imports the library lazily
-    create: Callable[[Any, "HarnessConfig"], CacheBackend]
+    create: Callable[[Any, HarnessConfig], CacheBackend]
     #: importable module name -> how to install it; checked before any model is built
     requires: Mapping[str, str] = field(default_factory=dict)
     #: False: the cache cannot be removed, so the uncached baseline must run first
     removable: bool = True
     #: option rules of this backend alone: raise ConfigError (pure, no environment)
-    validate: Callable[["HarnessConfig"], None] = _nothing
+    validate: Callable[[HarnessConfig], None] = _nothing
     #: environment checks beyond ``requires`` (versions, GPU): raise ConfigError
-    preflight: Callable[["HarnessConfig"], None] = _nothing
+    preflight: Callable[[HarnessConfig], None] = _nothing
     #: library versions recorded in ``machine_info["fbcache"]["versions"]``
     versions: Callable[[], dict[str, str | None]] = _no_versions
     #: every setting that changes the cache's behaviour, recorded in the fingerprint
-    settings: Callable[["HarnessConfig"], dict[str, Any]] = _no_settings
+    settings: Callable[[HarnessConfig], dict[str, Any]] = _no_settings
     #: ``--fbcache-compile`` modes under which this cache still decides every step and really skips
     #: blocks; anything else is refused before a model is built, with ``compile_note`` as the reason
     compile_modes: tuple[str, ...] = ("none",)

@@ -91,7 +91,7 @@ def install_decision_wrapper(module: ModuleType) -> None:
         return can_use_cache, diff
 
     recorded.__fbcache_wrapped__ = True  # type: ignore[attr-defined]
-    module.get_can_use_cache = recorded
+    setattr(module, "get_can_use_cache", recorded)  # noqa: B010 - a module of nunchaku's, found at run time
 
 
 class NunchakuFBCache:

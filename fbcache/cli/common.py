@@ -12,15 +12,17 @@ import sys
 from pathlib import Path
 
 from fbcache.errors import DataError
-from fbcache.history.selection import find_run
+from fbcache.history.acceptance import Acceptance, load_acceptances
+from fbcache.history.selection import SelectionError, find_run
 from fbcache.history.storage import Run, load_runs
-from fbcache.verdicts.compare import CompareSettings
+from fbcache.verdicts.compare import CompareResult, CompareSettings
+from fbcache.verdicts.judge import judge_latest
 
 DEFAULT_STORAGE = ".benchmarks"
 
 
 def storage_path(raw: str) -> Path:
-    return Path(raw[len("file://"):] if raw.startswith("file://") else raw)
+    return Path(raw.removeprefix("file://"))
 
 
 def read_history(raw_storage: str) -> list[Run]:
@@ -75,25 +77,58 @@ def write_file(path: Path, text: str, option: str) -> None:
 
 
 def compare_settings(args: argparse.Namespace) -> CompareSettings:
-    return CompareSettings(min_effect=args.min_effect, alpha=args.alpha, band_k=args.band_k, history=args.history,
+    return CompareSettings(alpha=args.alpha, min_effect=args.min_effect, max_mde=args.max_mde, history=args.history,
                            min_history=args.min_history, ssim_tolerance=args.ssim_tolerance,
-                           run_shift=args.run_shift, judge_cpu_timing=args.judge_cpu_timing)
+                           judge_cpu_timing=args.judge_cpu_timing)
 
 
 def add_compare_options(parser: argparse.ArgumentParser) -> None:
     defaults = CompareSettings()
-    parser.add_argument("--baseline", default="previous",
-                        help="previous (default), median:K (median of the last K runs), or a run name/number")
+    parser.add_argument("--baseline", default="segment",
+                        help="segment (default: each benchmark's last stable segment of its history), or a run "
+                             "name/number where the baseline history starts")
+    parser.add_argument("--alpha", type=float, default=defaults.alpha,
+                        help="false-alarm probability of one whole compare, all tests together (0.01)")
     parser.add_argument("--min-effect", type=float, default=defaults.min_effect,
-                        help="smallest relative time/speedup change that counts (default 0.05)")
-    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="Mann-Whitney significance (0.05)")
-    parser.add_argument("--band-k", type=float, default=defaults.band_k, help="band half-width in MADs (3)")
-    parser.add_argument("--history", type=int, default=defaults.history, help="earlier runs in the band (10)")
+                        help="smallest relative time/speedup change that ever counts (0.01)")
+    parser.add_argument("--max-mde", type=float, default=defaults.max_mde,
+                        help="beyond this minimum detectable effect a benchmark is too noisy to judge (0.25)")
+    parser.add_argument("--history", type=int, default=defaults.history,
+                        help="most recent runs of a segment that set its level (20)")
     parser.add_argument("--min-history", type=int, default=defaults.min_history,
                         help="earlier runs needed before time and speedup are judged (3)")
     parser.add_argument("--ssim-tolerance", type=float, default=defaults.ssim_tolerance,
                         help="largest SSIM drop that is not a regression (0.01)")
-    parser.add_argument("--run-shift", type=float, default=defaults.run_shift,
-                        help="median change over all benchmarks that confirms a lone excursion at once (0.10)")
     parser.add_argument("--judge-cpu-timing", action="store_true",
                         help="alert on time/speedup of CPU runs too (default: advisory, CPU timing is noisy)")
+
+
+def read_acceptances(storage: Path) -> dict[str, Acceptance]:
+    found, problems = load_acceptances(storage)
+    for message in problems:
+        print(f"fbcache: warning: {message}", file=sys.stderr)
+    return found
+
+
+def baseline_start(runs: list[Run], latest: Run, spec: str) -> Run | None:
+    """``segment`` (None: the whole history, segmented) or the run where the baseline history starts."""
+    if spec == "segment":
+        return None
+    if spec == "previous" or spec.startswith("median:"):
+        raise SelectionError(f"--baseline {spec} is gone: one night as a baseline made persistent regressions "
+                             "vanish; use segment (default) or a run name/number where the baseline starts")
+    run = find_run(runs, spec)
+    if run.fingerprint_id != latest.fingerprint_id:
+        raise SelectionError(f"{run.name} has a different fingerprint than {latest.name}; runs are never mixed")
+    if runs.index(run) >= runs.index(latest):
+        raise SelectionError("the baseline must start at an earlier run than the latest one")
+    return run
+
+
+def judge_storage(raw_storage: str, latest_name: str | None, baseline_spec: str,
+                  settings: CompareSettings) -> CompareResult:
+    """What compare and nightly both run: the latest run judged against its segmented history."""
+    runs = read_history(raw_storage)
+    latest = pick(runs, latest_name)
+    start = baseline_start(runs, latest, baseline_spec)
+    return judge_latest(runs, latest, read_acceptances(storage_path(raw_storage)), settings, start)

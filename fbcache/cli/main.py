@@ -1,39 +1,46 @@
 """``fbcache``: verbs over pytest-benchmark's storage (``.benchmarks`` by default, or ``--storage``).
 
     fbcache history                  list saved runs and their fingerprints
-    fbcache compare                  latest run against a baseline; exit 0 clean, 1 regression, 2 error
+    fbcache compare                  judge the latest run against its history; exit 0 clean, 1 regression, 2 error
+    fbcache accept RUN               the level of RUN is intended: a new baseline segment starts there
     fbcache alert RESULT.json        step summary, webhook, issue; exit code of the result
     fbcache report [RUN]             Markdown + HTML + PNG report of a run
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
     fbcache nightly                  sweep, compare, report, alert: the nightly job in one verb
+    fbcache xreport --storage D ...  the newest run of every GPU side by side, from several histories
+    fbcache merge SHARD... --out S   the shards of a sharded sweep as one run file in storage S
     fbcache agree                    one workload through every installed cache backend, side by side
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     DEFAULT_STORAGE,
     add_compare_options,
     compare_settings,
+    judge_storage,
     output_dir,
     output_file,
     pick,
     read_history,
+    storage_path,
     write_file,
 )
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
-from fbcache.history.selection import baseline_for, coverage_note, same_fingerprint_before
-from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
+from fbcache.history.acceptance import write_acceptance
 from fbcache.history.fingerprint import match_facts
+from fbcache.history.selection import find_run
 from fbcache.history.storage import Run
+from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 
 # ------------------------------------------------------------------------------------- verbs
 
@@ -57,15 +64,17 @@ def bounds_state(run: Run) -> str:
 
 
 def run_compare(storage: str, latest_name: str | None, baseline_spec: str, settings: CompareSettings) -> CompareResult:
-    """The latest run judged against its baseline. The first run of a fingerprint, compared against the
-    default ``previous``, has nothing to compare with: every verdict is "not judged" and the exit is clean."""
-    runs = read_history(storage)
-    latest = pick(runs, latest_name)
-    baseline = baseline_for(runs, latest, baseline_spec)
-    note = coverage_note(latest, baseline)
-    if note:
-        print(f"fbcache compare: note: {note}", file=sys.stderr)
-    return compare_runs(latest, baseline, same_fingerprint_before(runs, latest), settings)
+    """The latest run judged against its fingerprint's segmented history (the first run: "not judged")."""
+    return judge_storage(storage, latest_name, baseline_spec, settings)
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    runs = read_history(args.storage)
+    run = find_run(runs, args.run)
+    path = write_acceptance(run.path, run.fingerprint_id, args.reason)
+    print(f"accepted {run.name}: a new baseline segment starts there ({args.reason or 'no reason given'}); "
+          f"recorded in {path}")
+    return EXIT_CLEAN
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -129,6 +138,49 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def cmd_xreport(args: argparse.Namespace) -> int:
+    from fbcache.render.xreport import build_xreport
+
+    roots = [storage_path(raw) for raw in args.storage or [DEFAULT_STORAGE]]
+    missing = [str(root) for root in roots if not root.is_dir()]
+    if missing:
+        raise DataError(f"no storage directory {', '.join(missing)}")
+    try:
+        written, groups, skipped = build_xreport(roots, Path(args.out))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    for message in skipped:
+        print(f"fbcache: warning: {message}", file=sys.stderr)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.step_summary and summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(written[0].read_text(encoding="utf-8"))
+    accelerators = sorted({c.accelerator for g in groups for c in g.columns})
+    print(f"cross-hardware report: {len(groups)} workload(s), {len(accelerators)} accelerator(s) "
+          f"({', '.join(accelerators)}); {', '.join(str(p) for p in written)}")
+    return EXIT_CLEAN
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from fbcache.history.merge import MergeError, merge_shards, resolve_inputs, write_merged
+    from fbcache.history.storage import parse_run
+    from fbcache.render.table import markdown_table
+
+    try:
+        inputs = [Path(p) for p in args.shards]
+        merged = merge_shards(inputs)
+        # the shards' pytest-benchmark machine id: the folder their run files are in
+        machine_id = args.machine_id or resolve_inputs(inputs)[0].parent.name
+        path = write_merged(merged, storage_path(args.out), args.name, machine_id)
+    except MergeError as exc:
+        raise DataError(str(exc)) from None
+    run = parse_run(path, merged)
+    shards = merged["machine_info"]["fbcache"]["merged_from"]
+    print(markdown_table(run.records.values()))
+    print(f"merged {shards['world_size']} shards ({', '.join(shards['runs'])}) into {path}")
+    return EXIT_CLEAN
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     return run_nightly(NightlySettings.from_args(args))
 
@@ -147,12 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     verb("history", "list saved runs with their fingerprints").set_defaults(func=cmd_history)
 
-    compare = verb("compare", "judge the latest run against a baseline")
+    compare = verb("compare", "judge the latest run against its segmented history")
     compare.add_argument("--latest", help="run to judge (default: the newest)")
     add_compare_options(compare)
     compare.add_argument("--json", help="write the result here, for `fbcache alert`")
     compare.add_argument("--markdown", help="write the table here")
     compare.set_defaults(func=cmd_compare)
+
+    accept = verb("accept", "accept the level of RUN as intended: its benchmarks start a new baseline segment")
+    accept.add_argument("run", help="run name or number")
+    accept.add_argument("--reason", default="", help="why, e.g. the commit that made it slower on purpose")
+    accept.set_defaults(func=cmd_accept)
 
     alert_parser = verb("alert", "send a compare result (or a broken sweep) to the step summary, a webhook, an issue")
     alert_parser.add_argument("result", nargs="?", help="JSON written by `fbcache compare --json`")
@@ -174,6 +231,26 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--speedup-margin", type=float, default=0.15, help="relative, below measured (0.15)")
     calibrate.add_argument("--ssim-margin", type=float, default=0.02, help="absolute, below measured (0.02)")
     calibrate.set_defaults(func=cmd_calibrate)
+
+    xreport = verbs.add_parser("xreport", help="cross-hardware report: every GPU's newest run side by side",
+                               description="cross-hardware report: every GPU's newest run side by side")
+    xreport.add_argument("--storage", action="append",
+                         help="a history directory, searched recursively (repeat for several runners; "
+                              "default .benchmarks)")
+    xreport.add_argument("--out", default="fbcache-xreport", help="output directory (default fbcache-xreport)")
+    xreport.add_argument("--step-summary", action="store_true",
+                         help="also append the Markdown to $GITHUB_STEP_SUMMARY (when set)")
+    xreport.set_defaults(func=cmd_xreport)
+
+    merge = verbs.add_parser("merge", help="merge the shards of a sharded sweep into one run file",
+                             description="merge the shards of a sharded sweep (torchrun or --fbcache-shard) into "
+                                         "one pytest-benchmark run file")
+    merge.add_argument("shards", nargs="+", help="shard run files, or shard directories (their newest run), "
+                                                 "e.g. .benchmarks/shards/0-of-2 .benchmarks/shards/1-of-2")
+    merge.add_argument("--out", default=DEFAULT_STORAGE, help="storage to save the merged run in (default .benchmarks)")
+    merge.add_argument("--name", default="merged", help="saved as NNNN_<name>.json (default merged)")
+    merge.add_argument("--machine-id", help="storage folder (default: the shards' pytest-benchmark machine id)")
+    merge.set_defaults(func=cmd_merge)
 
     nightly = verb("nightly", "the nightly job: sweep, compare, report, alert")
     add_nightly_options(nightly)

@@ -1,7 +1,8 @@
 """The nightly job as one verb, so the workflow YAML holds no logic and CI can run the same path.
 
 1. sweep:   ``pytest benchmarks --benchmark-autosave --benchmark-save-data`` (a subprocess);
-2. compare: the new run against the previous run of its fingerprint;
+2. compare: the new run judged against its fingerprint's segmented history (``--baseline``),
+   exactly as ``fbcache compare`` judges it (cli/common.py: judge_storage);
 3. report:  Markdown/HTML/PNG into the report directory;
 4. alert:   the step summary always; webhook and issue on regression or broken sweep.
 
@@ -20,18 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fbcache.alerts import Finding, Send, add_sink_options, alert, configured_sinks
-from fbcache.cli.common import add_compare_options, compare_settings, storage_path
+from fbcache.cli.common import (
+    add_compare_options,
+    baseline_start,
+    compare_settings,
+    read_acceptances,
+    storage_path,
+)
 from fbcache.config.options import OPTIONS
-from fbcache.errors import EXIT_USAGE, MissingDependencyError
-from fbcache.history.selection import baseline_for, coverage_note, same_fingerprint_before
+from fbcache.errors import EXIT_USAGE, BrokenSweep, MissingDependencyError
 from fbcache.history.storage import Run, load_runs, run_files
-from fbcache.verdicts.compare import CompareResult, CompareSettings, compare_runs, markdown
+from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
+from fbcache.verdicts.judge import judge_latest
 
 LOG_TAIL_LINES = 40
 
 
-class BrokenSweep(Exception):
-    """The sweep saved something that cannot be judged: reported as a broken sweep (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -41,17 +46,18 @@ class NightlySettings:
     images_dir: Path
     pytest_args: list[str] = field(default_factory=list)
     compare: CompareSettings = CompareSettings()
+    baseline: str = "segment"
     sinks: list[Send] = field(default_factory=list)
     context: str = ""
     benchmarks: str = "benchmarks"
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "NightlySettings":
+    def from_args(cls, args: argparse.Namespace) -> NightlySettings:
         passthrough = [f"{spec.cli}={value}" for spec in OPTIONS
                        if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, "")]
         return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),
                    pytest_args=passthrough + shlex.split(args.pytest_args or ""), compare=compare_settings(args),
-                   sinks=configured_sinks(args), context=args.context, benchmarks=args.benchmarks)
+                   baseline=args.baseline, sinks=configured_sinks(args), context=args.context, benchmarks=args.benchmarks)
 
 
 def add_nightly_options(parser: argparse.ArgumentParser) -> None:
@@ -87,10 +93,9 @@ def sweep(settings: NightlySettings) -> tuple[int, str]:
 
 
 def judge_new_run(settings: NightlySettings, runs: list[Run], latest: Run) -> CompareResult:
-    note = coverage_note(latest, baseline := baseline_for(runs, latest, "previous"))
-    if note:
-        print(f"fbcache nightly: note: {note}", file=sys.stderr)
-    return compare_runs(latest, baseline, same_fingerprint_before(runs, latest), settings.compare)
+    """The run just saved, judged against its fingerprint's segmented history (``--baseline``)."""
+    start = baseline_start(runs, latest, settings.baseline)
+    return judge_latest(runs, latest, read_acceptances(settings.storage), settings.compare, start)
 
 
 def history_with(settings: NightlySettings, new_run: Path) -> tuple[list[Run], Run]:

@@ -8,9 +8,11 @@ values it accepts (see :class:`fbcache.errors.ConfigError`). Defaults come from 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fbcache import backends, models
 from fbcache.config.options import BY_NAME, COMPILE_MODES, NUNCHAKU_PRECISIONS, QUANTIZATIONS
@@ -22,8 +24,11 @@ from fbcache.config.parsers import (
     parse_int,
     parse_margin,
     parse_resolution,
+    parse_threads,
     parse_thresholds,
 )
+from fbcache.config.prompts import PromptCase, PromptSet, load_prompt_set
+from fbcache.config.shard import Shard, parse_shard, shard_device
 from fbcache.errors import MISSING, ConfigError
 from fbcache.models import compile as compile_modes
 from fbcache.models import quantization
@@ -68,6 +73,29 @@ class HarnessConfig:
     device: str = "cpu"
     force_compare: bool = False
     selfcheck: bool = False
+    #: --fbcache-prompts: several prompts, one benchmark per (threshold, prompt); None: ``prompt`` alone
+    prompt_set: PromptSet | None = None
+    #: this process's part of the prompt set (torchrun or --fbcache-shard R/N); None: the whole set
+    shard: Shard | None = None
+    #: rounds of all benchmarks interleaved (plugin/measure.py)
+    interleave: bool = True
+    #: torch threads for CPU runs; None leaves torch's default (GPU runs are never changed)
+    threads: int | None = int(_table("threads"))
+
+    @property
+    def cases(self) -> tuple[PromptCase, ...]:
+        """Every prompt of the run, with its seed: the set's, or the single ``prompt`` and ``seed``."""
+        return self.prompt_set.cases if self.prompt_set is not None else (PromptCase(self.prompt, self.seed),)
+
+    @property
+    def shard_indices(self) -> list[int]:
+        """The indices into :attr:`cases` this process measures."""
+        count = len(self.cases)
+        return self.shard.indices(count) if self.shard is not None else list(range(count))
+
+    def case(self, prompt_index: int | None) -> PromptCase:
+        """The prompt and seed of a benchmark (``None``: the single prompt of a run without a set)."""
+        return self.cases[prompt_index or 0]
 
     @property
     def source(self) -> models.ModelSource:
@@ -77,6 +105,12 @@ class HarnessConfig:
     def kind(self) -> str:
         """The model source's name: 'tiny', 'tiny-random', 'flux-random', 'pretrained', ..."""
         return self.source.name
+
+    @property
+    def interleaved(self) -> bool:
+        """Whether rounds are interleaved: asked for, a cache that can be removed between generations,
+        and an eager session (switching the cache between compiled generations would recompile)."""
+        return self.interleave and backends.get(self.cache_backend).removable and self.compile == "none"
 
     @property
     def resolution(self) -> str:
@@ -106,11 +140,13 @@ def _torch_cuda() -> tuple[Callable[[], bool], Callable[[], int]]:
 def build_config(
     raw: Mapping[str, str | bool | None],
     cuda: tuple[Callable[[], bool], Callable[[], int]] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> HarnessConfig:
     """Turn raw option strings (already resolved from CLI, env and ini) into a checked config.
 
     ``raw`` is keyed by option name without prefix (``"model"``, ``"thresholds"``, ...); a missing
-    or ``None`` value means the option table's default. ``cuda`` lets tests fake the CUDA probe.
+    or ``None`` value means the option table's default. ``cuda`` lets tests fake the CUDA probe,
+    ``environ`` the launcher's variables (RANK, WORLD_SIZE, LOCAL_RANK).
     """
 
     def get(name: str) -> Any:
@@ -144,6 +180,20 @@ def build_config(
     if calibrate_path is not None:
         check_writable_dir(cli("calibrate"), str(calibrate_path.parent))
     bounds_dir = get("bounds_dir")
+    seed = parse_int(cli("seed"), get("seed"), 0)
+    prompts_raw = raw.get("prompts")
+    prompt_set = load_prompt_set(cli("prompts"), str(prompts_raw), seed) if prompts_raw else None
+    shard = parse_shard(cli("shard"), str(get("shard")), os.environ if environ is None else environ)
+    if shard is not None:
+        count = len(prompt_set.cases) if prompt_set is not None else 1
+        if count < shard.world_size:
+            raise ConfigError(cli("shard"), f"{shard.rank}/{shard.world_size}",
+                              f"at most {count} shard(s) for {count} prompt(s)",
+                              "sharding splits a prompt set (--fbcache-prompts); every shard needs a prompt")
+    device = shard_device(parse_device(cli("device"), str(get("device")), *probe), shard)
+    if device.startswith("cuda:") and int(device.split(":")[1]) >= probe[1]():
+        raise ConfigError(cli("device"), device, f"cuda:0..cuda:{probe[1]() - 1}",
+                          f"shard {shard.rank if shard else 0}: LOCAL_RANK names a GPU this process cannot see")
 
     config = HarnessConfig(
         model=model,
@@ -157,7 +207,7 @@ def build_config(
         width=width,
         height=height,
         prompt=str(get("prompt")),
-        seed=parse_int(cli("seed"), get("seed"), 0),
+        seed=seed,
         rounds=parse_int(cli("rounds"), get("rounds"), 1),
         warmup_rounds=parse_int(cli("warmup_rounds"), get("warmup_rounds"), 0),
         output_dir=check_writable_dir(cli("output_dir"), str(get("output_dir"))),
@@ -166,9 +216,13 @@ def build_config(
         calibrate=calibrate_path,
         calibrate_speedup_margin=parse_margin(cli("calibrate_speedup_margin"), str(get("calibrate_speedup_margin")), 1.0),
         calibrate_ssim_margin=parse_margin(cli("calibrate_ssim_margin"), str(get("calibrate_ssim_margin")), 1.0),
-        device=parse_device(cli("device"), str(get("device")), *probe),
+        device=device,
         force_compare=parse_bool(cli("force_compare"), get("force_compare")),
         selfcheck=parse_bool(cli("selfcheck"), get("selfcheck")),
+        interleave=parse_bool(cli("interleave"), get("interleave")),
+        threads=parse_threads(cli("threads"), str(get("threads"))),
+        prompt_set=prompt_set,
+        shard=shard,
     )
     source.validate(config)
     backends.get(backend).validate(config)

@@ -10,8 +10,9 @@ Choices that come from a registry (models, cache backends) are listed from the r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fbcache.models import compile as compile_modes
 from fbcache.models import quantization
@@ -87,7 +88,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("steps", "denoising steps (default: the model's, 28)", "", "N", nightly=True),
     OptionSpec("resolution", "N or WxH, multiples of 16 (default: the model's, 64 for tiny models, 1024 otherwise)",
                "", "RES", nightly=True),
-    OptionSpec("prompt", "the prompt", DEFAULT_PROMPT, "TEXT"),
+    OptionSpec("prompt", "the prompt (when no --fbcache-prompts set is given)", DEFAULT_PROMPT, "TEXT"),
+    OptionSpec("prompts", "a prompt set: default (8 shipped prompts), a shipped set name, or a .txt (one prompt "
+               "per line), .toml or .json file (prompts with optional seeds); one benchmark per threshold and prompt",
+               "", "FILE", nightly=True),
+    OptionSpec("shard", "run one shard of the prompt set: auto (torchrun's RANK/WORLD_SIZE/LOCAL_RANK when set), "
+               "off, or R/N (shard R of N, 0-based); merge the shards' runs with `fbcache merge`", "auto", "SHARD"),
     OptionSpec("seed", "generator seed", "0", "N"),
     OptionSpec("rounds", "timed generations per threshold", "3", "N", nightly=True),
     OptionSpec("warmup_rounds", "untimed generations per threshold before the timed ones", "1", "N"),
@@ -105,6 +111,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("device", "auto, cpu, cuda or cuda:N", "auto", "DEVICE", nightly=True),
     OptionSpec("force_compare", "let --benchmark-compare compare runs with different fingerprints", "false",
                flag=True),
+    OptionSpec("interleave", "time the rounds interleaved: round 1 of the uncached baseline and of every threshold, "
+               "then round 2 of each, the order rotated per round, so drift hits all alike and speedups pair "
+               "generations timed next to each other (false: each threshold's rounds back to back)", "true",
+               "BOOL", nightly=True),
+    OptionSpec("threads", "torch threads for CPU runs (torch.set_num_threads), or auto to leave torch's default; "
+               "1 measured stable under load on a 2-core VM (2026-11-27)", "1", "N", nightly=True),
     OptionSpec("selfcheck", "also time a bare loop of the same pipeline call after the uncached benchmark, "
                "to report the harness's own overhead", "false", flag=True),
 )

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fbcache.errors import ConfigError
+
 
 def parse_thresholds(option: str, raw: str) -> tuple[float, ...]:
     """'0 0.05,0.1' -> (0.0, 0.05, 0.1): sorted, de-duplicated, finite and >= 0."""
@@ -108,6 +109,16 @@ def check_writable_dir(option: str, raw: str) -> Path:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(option, raw, accepted, f"{probe} is not writable")
     return path
+
+
+def parse_threads(option: str, raw: str) -> int | None:
+    """'auto' (torch's default: None) or a whole number >= 1."""
+    if str(raw).strip().lower() == "auto":
+        return None
+    try:
+        return parse_int(option, raw, 1)
+    except ConfigError:
+        raise ConfigError(option, raw, "auto or a whole number >= 1", "not a thread count") from None
 
 
 def parse_bool(option: str, raw: str | bool) -> bool:

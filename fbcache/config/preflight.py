@@ -7,7 +7,7 @@ packages they need and their own environment checks, so this module names none o
 from __future__ import annotations
 
 import importlib.util
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 from fbcache import backends, models
 from fbcache.config.harness import HarnessConfig
@@ -26,10 +26,10 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def check_requirements(option: str, value: str, requires: dict[str, str] | object,
+def check_requirements(option: str, value: str, requires: Mapping[str, str],
                        has_module: Callable[[str], bool] = _has_module) -> None:
     """Every required module importable, or a ConfigError that says how to install it."""
-    for module, hint in dict(requires).items():  # type: ignore[call-overload]
+    for module, hint in requires.items():
         if not has_module(module):
             raise ConfigError(option, value, "another value whose packages are installed",
                               f"{module} is not installed: {hint}")

@@ -13,17 +13,18 @@ import json
 import platform
 import shutil
 import subprocess
-from functools import lru_cache
-from typing import Any, Mapping
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
 
 from fbcache.config.harness import HarnessConfig
 
 FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
 #: fields that only some runs have (a backend with settings); absent ones do not change the id
-OPTIONAL_FIELDS = ("cache_settings", "quant_config", "compile")
+OPTIONAL_FIELDS = ("cache_settings", "quant_config", "compile", "procedure")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _nvidia_driver() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
@@ -90,8 +91,31 @@ def library_versions(config: HarnessConfig) -> dict[str, str | None]:
 
 
 def workload_key(config: HarnessConfig) -> str:
+    """Steps, resolution, seed and the prompt's hash, or the prompt set's digest (prompts and seeds).
+
+    A shard of a set has the whole set's key: the shards of one sweep and an unsharded run of it compare.
+    """
+    head = f"{config.steps} steps, {config.resolution}, seed {config.seed}"
+    if config.prompt_set is not None:
+        return f"{head}, prompt set {config.prompt_set.digest} ({len(config.prompt_set.cases)} prompts)"
     prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:8]
-    return f"{config.steps} steps, {config.resolution}, seed {config.seed}, prompt {prompt}"
+    return f"{head}, prompt {prompt}"
+
+
+def procedure_key(config: HarnessConfig) -> str:
+    """How the numbers were taken: rounds, the thresholds timed together, the schedule, CPU threads.
+
+    These change the timings without any code change (interleaving eight benchmarks heats a GPU
+    differently from interleaving two), so runs that differ here are a different history; runs saved
+    before this field existed keep theirs. Library versions are deliberately *not* here: a torch
+    upgrade that slows the sweep is exactly what the nightly job must catch, so a version change
+    stays in the same history and is named in the compare's notes instead.
+    """
+    thresholds = " ".join(f"{t:g}" for t in config.thresholds)
+    threads = "default" if config.threads is None or not config.device.startswith("cpu") else str(config.threads)
+    schedule = "interleaved" if config.interleaved else "sequential"
+    return (f"{config.rounds} rounds + {config.warmup_rounds} warm-up, {schedule}, thresholds {thresholds}, "
+            f"threads {threads}")
 
 
 def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
@@ -116,13 +140,21 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
         "workload": {"steps": config.steps, "resolution": config.resolution, "seed": config.seed,
                      "prompt": config.prompt},
         "timing_only": config.timing_only,
+        "procedure": {"rounds": config.rounds, "warmup_rounds": config.warmup_rounds,
+                      "thresholds": list(config.thresholds), "interleave": config.interleaved,
+                      "threads": config.threads if config.device.startswith("cpu") else None},
     }
+    if config.prompt_set is not None:
+        info["workload"]["prompt_set"] = config.prompt_set.describe()
+    if config.shard is not None:  # not in the fingerprint: `fbcache merge` drops it from the merged run
+        info["shard"] = {**config.shard.describe(), "device": config.device}
     info["fingerprint"] = {
         "accelerator": accelerator["name"],
         "model": config.model,
         "quantization": config.quant,
         "cache_backend": config.cache_backend,
         "workload": workload_key(config),
+        "procedure": procedure_key(config),
     }
     if info["cache_settings"]:
         info["fingerprint"]["cache_settings"] = json.dumps(info["cache_settings"], sort_keys=True)

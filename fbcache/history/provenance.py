@@ -8,8 +8,9 @@ is the reported run's, so a directory left over from another workload is never s
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fbcache.history.fingerprint import fingerprint_differences
 

@@ -21,9 +21,16 @@ SCHEMA = 1
 UNCACHED = "uncached"
 
 
-def label_of(threshold: float | None) -> str:
-    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1')."""
-    return UNCACHED if threshold is None else f"{threshold:g}"
+#: extra_info fields that only runs with a prompt set have; absent (not null) otherwise, so a
+#: single-prompt run keeps the layout it always had
+PROMPT_FIELDS = ("prompt_index", "prompt")
+
+
+def label_of(threshold: float | None, prompt_index: int | None = None) -> str:
+    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1'); with a prompt
+    set, the prompt's index follows as in the pytest id: '0.1[p3]', 'uncached[p3]'."""
+    base = UNCACHED if threshold is None else f"{threshold:g}"
+    return base if prompt_index is None else f"{base}[p{prompt_index}]"
 
 
 @dataclass
@@ -42,6 +49,13 @@ class BenchRecord:
     warmup_rounds: int = 0
     #: CUDA-event seconds of the same calls; empty on CPU
     cuda_event_s: list[float] = field(default_factory=list)
+    #: per timed round, the uncached generation timed next to it (interleaved rounds): the paired speedup's
+    #: partner times. Empty for the uncached row and for runs that were not interleaved.
+    paired_uncached_s: list[float] = field(default_factory=list)
+    #: how the rounds were scheduled: "interleaved" (round by round over all benchmarks) or "sequential"
+    schedule: str = "sequential"
+    #: machine state before and after this benchmark's rounds (clocks, temperature, load; best effort)
+    machine_state: dict[str, Any] = field(default_factory=dict)
     #: --fbcache-selfcheck: seconds of a bare ``pipe(...)`` + synchronize loop, same call, same process
     bare_loop_s: list[float] = field(default_factory=list)
     speedup: float | None = None
@@ -66,6 +80,9 @@ class BenchRecord:
     timing_only: bool = False
     images: dict[str, str] = field(default_factory=dict)
     bounds: dict[str, Any] = field(default_factory=dict)
+    #: with a prompt set: the prompt's index in the set and its text (``seed`` is its seed)
+    prompt_index: int | None = None
+    prompt: str | None = None
     schema: int = SCHEMA
 
     # -------------------------------------------------------------------- derived views
@@ -79,6 +96,11 @@ class BenchRecord:
 
     @property
     def label(self) -> str:
+        return label_of(self.threshold, self.prompt_index)
+
+    @property
+    def threshold_label(self) -> str:
+        """The threshold alone, shared by every prompt of a set."""
         return label_of(self.threshold)
 
     @property
@@ -92,6 +114,11 @@ class BenchRecord:
     @property
     def median_s(self) -> float | None:
         return statistics.median(self.rounds_s) if self.rounds_s else None
+
+    @property
+    def paired_speedups(self) -> list[float]:
+        """uncached / cached per round, from the recorded partner times (empty when not interleaved)."""
+        return [u / c for u, c in zip(self.paired_uncached_s, self.rounds_s) if u > 0 and c > 0]
 
     @property
     def timer_agreement_pct(self) -> float | None:
@@ -125,10 +152,13 @@ class BenchRecord:
         for metric in all_metrics():
             info[metric.name] = metric.to_json(self.metrics.get(metric.name))
         del info["metrics"]
+        for name in PROMPT_FIELDS:
+            if info[name] is None:
+                del info[name]
         return info
 
     @classmethod
-    def from_extra_info(cls, info: Any) -> "BenchRecord":
+    def from_extra_info(cls, info: Any) -> BenchRecord:
         """Inverse of :meth:`to_extra_info`; ValueError naming the field on foreign or malformed data.
 
         Every field is checked against its annotation, so a record read back from a hand-edited or

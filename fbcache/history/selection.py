@@ -23,8 +23,7 @@ class Baseline:
     runs: list[Run]
 
     def median_s(self, label: str) -> float | None:
-        medians = [r.records[label].median_s for r in self.runs if label in r.records]
-        medians = [m for m in medians if m is not None]
+        medians = [m for r in self.runs if label in r.records and (m := r.records[label].median_s) is not None]
         return statistics.median(medians) if medians else None
 
     def raw_rounds(self, label: str) -> list[float] | None:
@@ -45,8 +44,7 @@ class Baseline:
 
     def image_metric(self, label: str, name: str) -> float | None:
         """Median of an image metric over the baseline runs (they agree when the stack is unchanged)."""
-        values = [r.records[label].metrics.get(name) for r in self.runs if label in r.records]
-        values = [v for v in values if v is not None]
+        values = [v for r in self.runs if label in r.records and (v := r.records[label].metrics.get(name)) is not None]
         return statistics.median(values) if values else None
 
     def metric(self, label: str, field: str) -> float | None:
@@ -120,8 +118,8 @@ def choose_baseline(runs: list[Run], latest: Run, spec: str) -> Baseline:
         count = int(match.group(1))
         if count < 1 or not earlier:
             raise SelectionError(f"median:{count} needs K >= 1 and earlier runs with the same fingerprint")
-        chosen = covering(earlier, latest)[-count:]
-        return Baseline(f"median of the last {len(chosen)} runs", chosen)
+        last = covering(earlier, latest)[-count:]
+        return Baseline(f"median of the last {len(last)} runs", last)
     run = find_run(runs, spec)
     if run.fingerprint_id != latest.fingerprint_id:
         raise SelectionError(f"{run.name} has a different fingerprint than {latest.name}; runs are never mixed")

@@ -15,16 +15,16 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.history.fingerprint import fingerprint_id, fingerprint_of
 from fbcache.history.record import BenchRecord, type_problem
-
 
 RUN_FILE_MODE = 0o644
 
@@ -97,14 +97,19 @@ class AtomicFileStorage(FileStorage):
         self.logger.info(f"Saved benchmark data in: {self.saved_path}")
 
 
-def install_atomic_storage(benchmark_session: Any) -> AtomicFileStorage | None:
-    """Swap the session's FileStorage for the atomic one (other storages are left alone)."""
+def install_atomic_storage(benchmark_session: Any, subdir: str | None = None) -> AtomicFileStorage | None:
+    """Swap the session's FileStorage for the atomic one (other storages are left alone).
+
+    ``subdir``: save under this folder of the storage instead (a shard's own storage, see
+    :mod:`fbcache.history.merge`); nested that deep, its runs never mix with the storage's own.
+    """
     storage = benchmark_session.storage
     if isinstance(storage, AtomicFileStorage):
         return storage
     if type(storage) is not FileStorage:
         return None
-    atomic = AtomicFileStorage(storage.path, storage.logger, storage.default_machine_id)
+    path = storage.path / subdir if subdir else storage.path
+    atomic = AtomicFileStorage(path, storage.logger, storage.default_machine_id)
     atomic._cache = storage._cache
     benchmark_session.storage = atomic
     return atomic
@@ -181,6 +186,12 @@ def parse_run(path: Path, data: Any) -> Run:
         raise ValueError("no fbcache benchmarks in the file")
     return Run(path=path, datetime=str(data.get("datetime", "")), machine_info=machine_info,
                commit_info=commit_info, records=records, raw_data=raw)
+
+
+def next_run_name(directory: Path, save: str) -> str:
+    """pytest-benchmark's next numbered file name in ``directory`` ('0007_<save>.json')."""
+    numbers = [_run_number(p) for p in directory.glob("[0-9][0-9][0-9][0-9]_*.json")]
+    return f"{max(numbers, default=0) + 1:04d}_{save}.json"
 
 
 def run_files(storage: Path) -> list[Path]:

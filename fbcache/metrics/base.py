@@ -8,8 +8,8 @@ bounds profile uses and the margin ``calibrate`` leaves below a measured value.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -8,8 +8,12 @@ first source whose ``matches`` accepts ``--fbcache-model`` wins, so the catch-al
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from fbcache.models.base import LoadedModel, ModelSource
+
+if TYPE_CHECKING:
+    from fbcache.config.harness import HarnessConfig
 
 BUILTIN = (
     "fbcache.models.tiny",
@@ -56,7 +60,7 @@ def source_for(model: str) -> ModelSource:
     raise LookupError(model)  # pragma: no cover - pretrained matches everything
 
 
-def load_model(config: "HarnessConfig") -> LoadedModel:  # noqa: F821 - string annotation
+def load_model(config: HarnessConfig) -> LoadedModel:
     """Build or load the model named by ``config.model``, on ``config.device``, quantized, then compiled.
 
     Compilation wraps the blocks here, before any cache backend exists, so the cache hooks wrap the

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fbcache.config.harness import HarnessConfig
@@ -21,9 +22,22 @@ class LoadedModel:
     digest: str
     timing_only: bool = False
     notes: list[str] = field(default_factory=list)
+    #: per-prompt call arguments for a model without a text encoder (flux-random's random embeddings);
+    #: None: the prompt text replaces ``call_kwargs["prompt"]``
+    embed: Callable[[str], dict[str, Any]] | None = None
+
+    def kwargs_for(self, prompt: str | None) -> dict[str, Any]:
+        """The call arguments for one prompt of a set (``None``: the run's single prompt, as built)."""
+        if prompt is None:
+            return self.call_kwargs
+        if self.embed is not None:
+            return {**self.call_kwargs, **self.embed(prompt)}
+        if "prompt" in self.call_kwargs:
+            return {**self.call_kwargs, "prompt": prompt}
+        return self.call_kwargs
 
 
-def _nothing(config: "HarnessConfig") -> None:
+def _nothing(config: HarnessConfig) -> None:
     return None
 
 
@@ -41,7 +55,7 @@ class ModelSource:
     #: does ``--fbcache-model VALUE`` name this source?
     matches: Callable[[str], bool]
     #: ``load(config)`` -> LoadedModel; imports heavy libraries lazily
-    load: Callable[["HarnessConfig"], LoadedModel]
+    load: Callable[[HarnessConfig], LoadedModel]
     #: the canonical value stored in the config (e.g. a resolved directory); raises ConfigError
     canonical: Callable[[str], str] = _same
     default_steps: int = 28
@@ -52,9 +66,9 @@ class ModelSource:
     #: importable module name -> how to install it; checked before any model is built
     requires: Mapping[str, str] = field(default_factory=dict)
     #: option rules of this source (device, quantization): raise ConfigError
-    validate: Callable[["HarnessConfig"], None] = _nothing
+    validate: Callable[[HarnessConfig], None] = _nothing
     #: environment checks (weights present, ...): raise ConfigError
-    preflight: Callable[["HarnessConfig"], None] = _nothing
+    preflight: Callable[[HarnessConfig], None] = _nothing
     #: image files are named ``<stem>_t0.1_first.png`` (the reference experiment's names)
     image_stem: str = "flux"
     #: the user types the name itself (False for a catch-all such as "a directory or hub id")

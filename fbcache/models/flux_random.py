@@ -8,7 +8,9 @@ thresholds below about 0.4 never hit. Use it to time the machinery, never to jud
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, TYPE_CHECKING
+import hashlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -61,9 +63,17 @@ def load_flux_random(config: HarnessConfig) -> LoadedModel:
         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
     )
     pipe.set_progress_bar_config(disable=True)
-    generator = torch.Generator(config.device).manual_seed(config.seed)
-    prompt_embeds = torch.randn((1, T5_SEQUENCE, T5_DIM), generator=generator, device=config.device, dtype=dtype)
-    pooled = torch.randn((1, CLIP_POOLED_DIM), generator=generator, device=config.device, dtype=dtype)
+    prompt_embeds, pooled = _random_embeddings(config.device, dtype, config.seed)
+    embedded: dict[str, dict[str, Any]] = {}
+
+    def embed(prompt: str) -> dict[str, Any]:
+        """A prompt of a set: its own random embeddings, seeded by its text (no text encoder here)."""
+        if prompt not in embedded:
+            seed = int.from_bytes(hashlib.sha256(prompt.encode()).digest()[:4], "big")
+            embeds, pooled_embeds = _random_embeddings(config.device, dtype, seed)
+            embedded[prompt] = dict(prompt_embeds=embeds, pooled_prompt_embeds=pooled_embeds)
+        return embedded[prompt]
+
     return LoadedModel(
         pipe=pipe,
         name="flux-random",
@@ -71,10 +81,18 @@ def load_flux_random(config: HarnessConfig) -> LoadedModel:
         digest=f"random-seed{config.seed}",
         timing_only=True,
         notes=[TIMING_ONLY_NOTE],
+        embed=embed,
     )
 
 
-def _needs_cuda_and_torch_weights(config: "HarnessConfig") -> None:
+def _random_embeddings(device: str, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator(device).manual_seed(seed)
+    prompt_embeds = torch.randn((1, T5_SEQUENCE, T5_DIM), generator=generator, device=device, dtype=dtype)
+    pooled = torch.randn((1, CLIP_POOLED_DIM), generator=generator, device=device, dtype=dtype)
+    return prompt_embeds, pooled
+
+
+def _needs_cuda_and_torch_weights(config: HarnessConfig) -> None:
     from fbcache.errors import ConfigError
     from fbcache.models.quantization import runnable_on
 

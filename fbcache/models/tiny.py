@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -179,7 +179,7 @@ def load_tiny(config: HarnessConfig, trained: bool) -> LoadedModel:
     )
 
 
-def _refuse_nunchaku(config: "HarnessConfig") -> None:
+def _refuse_nunchaku(config: HarnessConfig) -> None:
     from fbcache.errors import ConfigError
 
     if config.quant == "nunchaku":
@@ -187,7 +187,7 @@ def _refuse_nunchaku(config: "HarnessConfig") -> None:
                           "tiny models have no SVDQuant checkpoint")
 
 
-def _weights_present(config: "HarnessConfig") -> None:
+def _weights_present(config: HarnessConfig) -> None:
     from fbcache.errors import ConfigError
 
     if not TINY_WEIGHTS.is_file():

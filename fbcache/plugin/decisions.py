@@ -59,7 +59,7 @@ class ThresholdProbe(float):
 
     _log: DecisionLog
 
-    def __new__(cls, value: float, log: DecisionLog) -> "ThresholdProbe":
+    def __new__(cls, value: float, log: DecisionLog) -> ThresholdProbe:
         probe = super().__new__(cls, value)
         probe._log = log
         return probe

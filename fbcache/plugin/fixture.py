@@ -1,16 +1,19 @@
-"""The fixtures benchmarks use: ``fbcache_session`` (one per pytest session) and ``fbcache_bench``."""
+"""The fixtures benchmarks use: ``fbcache_session`` (one per pytest session), ``fbcache_bench`` and
+``fbcache_prompt`` (the prompt's index in the set; parametrized by the plugin when a set is given)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from fbcache.verdicts.bounds import check
 from fbcache.errors import BoundViolation
-from fbcache.plugin.measure import measure
 from fbcache.history.record import BenchRecord
+from fbcache.history.summary import summarize
+from fbcache.plugin.measure import measure
 from fbcache.plugin.session import FBCacheSession
+from fbcache.verdicts.bounds import Violation, check, check_set
 
 SESSION_KEY = pytest.StashKey[FBCacheSession]()
 CONFIG_ERROR_KEY = pytest.StashKey[Exception]()
@@ -24,22 +27,43 @@ def fbcache_session(request: pytest.FixtureRequest) -> FBCacheSession:
 
 
 @pytest.fixture
-def fbcache_bench(benchmark: Any, fbcache_session: FBCacheSession) -> Callable[[float | None], BenchRecord]:
-    """``fbcache_bench(threshold)`` measures one threshold (``None``: uncached) and checks its bounds."""
+def fbcache_prompt() -> int | None:
+    """Without a prompt set: ``None``, the run's single prompt (the plugin parametrizes it for a set)."""
+    return None
 
-    def run(threshold: float | None = None) -> BenchRecord:
+
+def _set_violations(session: FBCacheSession, record: BenchRecord) -> list[Violation]:
+    """The floors on the set's mean, once this session has measured every prompt of the threshold."""
+    config, profile = session.config, session.profile
+    if profile is None or record.prompt_index is None or record.threshold is None or config.shard is not None:
+        return []
+    same = [r for r in session.records.values() if r.threshold == record.threshold]
+    uncached = [r for r in session.records.values() if r.threshold is None]
+    if len(same) < len(config.cases):
+        return []
+    [summary] = [s for s in summarize(same + uncached) if s.threshold == record.threshold]
+    return check_set(profile, summary)
+
+
+@pytest.fixture
+def fbcache_bench(benchmark: Any, fbcache_session: FBCacheSession) -> Callable[..., BenchRecord]:
+    """``fbcache_bench(threshold, prompt_index)`` measures one threshold (``None``: uncached) on one prompt
+    (``None``: the run's single prompt) and checks its bounds."""
+
+    def run(threshold: float | None = None, prompt_index: int | None = None) -> BenchRecord:
         __tracebackhide__ = True  # a bound failure is a verdict, not a bug: show the message only
         benchmark.group = "fbcache"
-        record = measure(benchmark, fbcache_session, threshold)
+        record = measure(benchmark, fbcache_session, threshold, prompt_index)
         profile = fbcache_session.profile
+        fbcache_session.records[record.label] = record
         violations = check(profile, record) if profile is not None else []
+        violations += _set_violations(fbcache_session, record)
         record.bounds = {
             "profile": profile.name if profile is not None else None,
             "violations": [v.message() for v in violations if v.enforced],
             "reported": [v.message() for v in violations if not v.enforced],
         }
         benchmark.extra_info.update(record.to_extra_info())
-        fbcache_session.records[record.label] = record
         enforced = [v.message() for v in violations if v.enforced]
         if enforced:
             raise BoundViolation("; ".join(enforced))

@@ -7,27 +7,41 @@ before any model is built; a plain ``pytest tests`` run never trips over them.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import pytest
 
-from fbcache.render import table
-from fbcache.verdicts.bounds import calibrate, resolve_profile
 from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
-from fbcache.errors import BoundViolation, ConfigError
-from fbcache.plugin.fixture import CONFIG_ERROR_KEY, SESSION_KEY, fbcache_bench, fbcache_session  # noqa: F401 fixtures
-from fbcache.history.record import UNCACHED
-from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
 from fbcache.config.options import add_options, option_name, resolve_raw, source_of
 from fbcache.config.parsers import check_writable_dir
 from fbcache.config.preflight import check_environment
-from fbcache.plugin.session import FBCacheSession
+from fbcache.config.shard import Shard
+from fbcache.errors import BoundViolation, ConfigError
 from fbcache.history import provenance
+from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
+from fbcache.history.record import UNCACHED
 from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
+from fbcache.plugin.fixture import (  # noqa: F401 fixtures
+    CONFIG_ERROR_KEY,
+    SESSION_KEY,
+    fbcache_bench,
+    fbcache_prompt,
+    fbcache_session,
+)
+from fbcache.plugin.session import FBCacheSession
+from fbcache.render import table
+from fbcache.verdicts.bounds import calibrate, resolve_profile
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
 RESULTS_FILE = "results.md"
+
+
+def results_file(harness: HarnessConfig) -> str:
+    """``results.md``; each shard of a sharded sweep writes its own (they share the output directory)."""
+    shard = harness.shard
+    return RESULTS_FILE if shard is None else f"results-shard{shard.rank}-of-{shard.world_size}.md"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,11 +79,16 @@ def _is_fbcache_item(item: pytest.Item) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # with a configuration error there is nothing to sweep; collection_modifyitems reports it
+    session = metafunc.config.stash.get(SESSION_KEY, None)
     if "fbcache_threshold" in metafunc.fixturenames:
-        # with a configuration error there is nothing to sweep; collection_modifyitems reports it
-        session = metafunc.config.stash.get(SESSION_KEY, None)
         thresholds = session.config.thresholds if session is not None else ()
         metafunc.parametrize("fbcache_threshold", thresholds, ids=[f"t{t:g}" for t in thresholds])
+    if "fbcache_prompt" in metafunc.fixturenames and session is not None and session.config.prompt_set is not None:
+        # one benchmark per (threshold, prompt), ids by the prompt's index in the whole set: a shard's
+        # benchmarks keep their names, so the shards of one sweep union into the unsharded run
+        indices = session.config.shard_indices
+        metafunc.parametrize("fbcache_prompt", indices, ids=[f"p{i}" for i in indices])
 
 
 @pytest.hookimpl(trylast=True)
@@ -85,7 +104,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     except ConfigError as exc:
         raise pytest.UsageError(f"fbcache: {exc}") from None
     session.health.expected = {item.nodeid for item in fbcache_items}
-    items.sort(key=lambda item: not (_is_fbcache_item(item) and "fbcache_threshold" not in item.fixturenames))
+    planned = {item.callspec.params["fbcache_threshold"] for item in fbcache_items
+               if hasattr(item, "callspec") and "fbcache_threshold" in item.callspec.params}
+    session.planned_thresholds = tuple(sorted(planned))
+    prompts = {item.callspec.params["fbcache_prompt"] for item in fbcache_items
+               if hasattr(item, "callspec") and item.callspec.params.get("fbcache_prompt") is not None}
+    session.planned_prompts = tuple(sorted(prompts))
+    items.sort(key=lambda item: not (_is_fbcache_item(item)
+                                     and "fbcache_threshold" not in getattr(item, "fixturenames", ())))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -107,10 +133,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Gener
         health.completed.add(item.nodeid)
 
 
+def shard_dir(shard: Shard) -> str:
+    """Where a shard saves, under the storage: ``shards/0-of-2``; ``fbcache merge`` reads it from there."""
+    return f"shards/{shard.rank}-of-{shard.world_size}"
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     benchmark_session = getattr(session.config, "_benchmarksession", None)
     if benchmark_session is not None:
-        storage = install_atomic_storage(benchmark_session)
+        fb = session.config.stash.get(SESSION_KEY, None)
+        shard = fb.config.shard if fb is not None else None
+        storage = install_atomic_storage(benchmark_session, shard_dir(shard) if shard is not None else None)
         if storage is not None and (benchmark_session.save or benchmark_session.autosave):
             _check_storage_writable(session.config, storage)
 
@@ -154,9 +187,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
         if refusal and storage is not None:
             storage.refuse(refusal)
         if fb.records:
-            (fb.config.output_dir / RESULTS_FILE).write_text(_results_markdown(fb), encoding="utf-8")
+            (fb.config.output_dir / results_file(fb.config)).write_text(_results_markdown(fb), encoding="utf-8")
             provenance.write_record(fb.config.output_dir, session.config.stash[MACHINE_INFO_KEY]["fingerprint"])
-        if fb.config.calibrate is not None and refusal is None and fb.records:
+        if fb.config.calibrate is not None and refusal is None and fb.records and fb.config.shard is None:
             _write_calibration(session.config, fb)
     yield
 
@@ -164,15 +197,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
 def _write_calibration(config: pytest.Config, fb: FBCacheSession) -> None:
     info = config.stash[MACHINE_INFO_KEY]
     accelerator = info["accelerator"]["name"]
+    target = fb.config.calibrate
+    assert target is not None  # only called when --fbcache-calibrate was given
     text = calibrate(
         fb.records.values(), fb.config.calibrate_speedup_margin, fb.config.calibrate_ssim_margin,
-        name=fb.config.calibrate.stem,
+        name=target.stem,
         match=match_facts(info),
         enforce_speedup=fb.config.device.startswith("cuda"),
         measured_on=f"{accelerator}, {fb.config.model}, {fb.config.quant}, {fb.config.cache_backend}, "
                     f"{fb.config.steps} steps, {fb.config.resolution}",
     )
-    fb.config.calibrate.write_text(text, encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
 
 
 def _results_markdown(fb: FBCacheSession) -> str:
@@ -182,6 +217,10 @@ def _results_markdown(fb: FBCacheSession) -> str:
              table.residual_ranges(records), "```"]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
+    warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})
+    if warnings:
+        parts += ["", "Machine state changed during the run (timings may not be comparable):"]
+        parts += [f"- warning: {w}" for w in warnings]
     return "\n".join(parts) + "\n"
 
 
@@ -228,14 +267,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
         write(f"history: saved {storage.saved_path}{marked}")
     if fb.records:
-        write(f"images and {RESULTS_FILE}: {fb.config.output_dir}")
+        write(f"images and {results_file(fb.config)}: {fb.config.output_dir}")
 
 
 def _write_results(write: Any, fb: FBCacheSession) -> None:
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | compile {c.compile} | cache {c.cache_backend} | {c.steps} steps | "
-          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up)"
+          f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up, "
+          f"{'interleaved' if c.interleaved else 'sequential'})"
+          + (f" | torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else "")
           + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else ""))
+    if c.prompt_set is not None:
+        write(f"prompt set {c.prompt_set.name} ({len(c.cases)} prompts, digest {c.prompt_set.digest})"
+              + (f" | shard {c.shard.rank}/{c.shard.world_size} ({c.shard.origin}): prompts "
+                 f"{', '.join(f'p{i}' for i in c.shard_indices)} on {c.device}" if c.shard is not None else ""))
     for line in _results_markdown(fb).splitlines():
         write(line)
     if fb.profile is not None:

@@ -1,4 +1,4 @@
-"""Session state: one model, one cache backend, the uncached reference, and every record so far.
+"""Session state: one model, one cache backend, the uncached reference per prompt, and every record so far.
 
 A pytest session builds at most one :class:`FBCacheSession`; the model loads on first use and is
 shared by every benchmark, thresholds switching on that same pipeline.
@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fbcache.verdicts.bounds import BoundsProfile
 from fbcache import backends
 from fbcache.backends.base import CacheBackend
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError
+from fbcache.history.record import BenchRecord, label_of
 from fbcache.models import LoadedModel, load_model
-from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.verdicts.bounds import BoundsProfile
 
 
 @dataclass
@@ -57,7 +57,13 @@ class FBCacheSession:
         self._model: LoadedModel | None = None
         self._load_failure: str | None = None
         self._backend: CacheBackend | None = None
-        self._reference: np.ndarray | None = None
+        #: the uncached image of each prompt (key: prompt index, None without a set)
+        self._references: dict[int | None, np.ndarray] = {}
+        #: thresholds and prompts whose benchmarks were collected (all configured ones unless deselected)
+        self.planned_thresholds: tuple[float, ...] = config.thresholds
+        self.planned_prompts: tuple[int, ...] = ()
+        self._interleaved: Any = None
+        self._interleave_error: BaseException | None = None
 
     @property
     def model(self) -> LoadedModel:
@@ -69,6 +75,10 @@ class FBCacheSession:
         if self._load_failure is not None:
             pytest.fail(self._load_failure, pytrace=False)
         if self._model is None:
+            if self.config.device.startswith("cpu") and self.config.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.config.threads)
             started = time.perf_counter()
             try:
                 self._model = load_model(self.config)
@@ -91,21 +101,31 @@ class FBCacheSession:
             self._backend = backends.get(self.config.cache_backend).create(self.model.pipe, self.config)
         return self._backend
 
-    @property
-    def uncached_median(self) -> float | None:
-        record = self.records.get(UNCACHED)
+    def uncached_median(self, prompt_index: int | None = None) -> float | None:
+        record = self.records.get(label_of(None, prompt_index))
         return record.median_s if record is not None else None
 
-    def set_reference(self, image: np.ndarray) -> None:
-        if self._reference is None:
-            self._reference = image
+    def interleaved(self, run: Any) -> Any:
+        """The interleaved rounds of every benchmark, timed once (by the first benchmark that asks)."""
+        if self._interleave_error is not None:
+            raise BrokenRunError(f"the interleaved rounds failed: {self._interleave_error}")
+        if self._interleaved is None:
+            try:
+                self._interleaved = run()
+            except Exception as exc:
+                self._interleave_error = exc
+                raise
+        return self._interleaved
 
-    def reference_image(self, generate: Any) -> np.ndarray:
+    def set_reference(self, image: np.ndarray, prompt_index: int | None = None) -> None:
+        self._references.setdefault(prompt_index, image)
+
+    def reference_image(self, generate: Any, prompt_index: int | None = None) -> np.ndarray:
         """The uncached image for this prompt and seed; generated (untimed) if no baseline ran yet."""
-        if self._reference is None:
+        if prompt_index not in self._references:
             if not self.backend.can_run_uncached:
                 raise BrokenRunError(
                     f"the {self.backend.name} cache cannot be removed once applied, and no uncached image "
                     "was made before it; run the uncached benchmark first (do not deselect it)")
-            self._reference = generate()
-        return self._reference
+            self._references[prompt_index] = generate()
+        return self._references[prompt_index]

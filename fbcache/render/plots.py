@@ -9,9 +9,10 @@ libraries, the same runs give byte-identical PNGs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -38,7 +39,7 @@ def require_matplotlib() -> None:
         raise MissingDependencyError(f"the report's plots need matplotlib: {INSTALL_HINT}") from exc
 
 
-def _new_figure(width: float, height: float) -> "Figure":
+def _new_figure(width: float, height: float) -> Figure:
     """A figure bound to an Agg canvas, independent of pyplot's global state."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -49,7 +50,7 @@ def _new_figure(width: float, height: float) -> "Figure":
     return figure
 
 
-def _save(figure: "Figure", path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     """PNG without matplotlib's Software entry: a version string is not a change in the report."""
     figure.savefig(path, format="png", metadata={"Software": None})
     return path
@@ -60,7 +61,7 @@ def palette(labels: Sequence[str]) -> dict[str, str]:
     require_matplotlib()
     from matplotlib import colormaps
 
-    cycle = colormaps["tab10"].colors
+    cycle = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap
     cached = [label for label in labels if label != UNCACHED]
     colours = {label: _hex(cycle[i % len(cycle)]) for i, label in enumerate(cached)}
     colours[UNCACHED] = "#000000"
@@ -90,7 +91,7 @@ def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Pat
     if any(r.threshold is None for r in records):
         ax.scatter([1.0], [1.0], s=120, marker="*", color=colours[UNCACHED], zorder=4, label="uncached (reference)")
     for i, record in enumerate(cached):
-        ax.scatter([record.speedup], [record.ssim], s=55, marker=MARKERS[i % len(MARKERS)], color=colours[record.label],
+        ax.scatter([record.speedup or 0.0], [record.ssim or 0.0], s=55, marker=MARKERS[i % len(MARKERS)], color=colours[record.label],
                    zorder=3, alpha=0.85, label=f"{record.label}: {record.speedup:.2f}x, SSIM {record.ssim:.4f}")
     ax.axvline(1.0, color="#999999", linestyle="--", linewidth=1)
     ax.margins(0.08)

@@ -6,30 +6,40 @@ which are missing. Everything the report refers to is in its own directory, unde
 so the directory can be moved, archived as a CI artifact or opened from disk as it is.
 
 Trends cover only runs with the reported run's fingerprint (never mixed), oldest to newest, ending
-at the reported run. Each run is judged against the run before it, exactly as ``fbcache compare``
-would have judged it then, and the alerting points are marked.
+at the reported run. Every run is judged as ``fbcache compare`` judged it that night (one walk over
+the history, verdicts/judge.py), and the alerting points are marked.
 """
 
 from __future__ import annotations
 
-import html
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
-from fbcache.render import plots
-from fbcache.verdicts.compare import CompareSettings, compare_runs
-from fbcache.history.selection import choose_baseline, same_fingerprint_before
 from fbcache.history import provenance
+from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.history.selection import same_fingerprint_before
 from fbcache.history.storage import Run
+from fbcache.history.summary import is_prompt_set
 from fbcache.metrics import all_metrics
-from fbcache.render import markdown
-from fbcache.render.table import columns, hit_map, markdown_table, ordered, row
+from fbcache.render import html_page, markdown, plots
+from fbcache.render.table import (
+    columns,
+    hit_map,
+    is_compiled,
+    markdown_table,
+    ordered,
+    prompt_legend,
+    results,
+    row,
+)
+from fbcache.verdicts.compare import CompareSettings
+from fbcache.verdicts.judge import judge_series
 
 TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
                     "SSIM and PSNR are not what trained weights would give; read the timings only.")
@@ -51,8 +61,11 @@ class TrendMetric:
 
 def trend_metrics() -> list[TrendMetric]:
     """Time, every registered image metric, and hits: each drawn across the runs of one fingerprint."""
+    def metric_of(name: str) -> Callable[[BenchRecord], float | None]:
+        return lambda record: record.metrics.get(name)
+
     image_metrics = [TrendMetric(m.name, f"trend-{m.name}.png", f"{m.title} against uncached", m.title,
-                                 lambda r, name=m.name: r.metrics.get(name), False) for m in all_metrics()]
+                                 metric_of(m.name), False) for m in all_metrics()]
     return [TrendMetric("time", "trend-time.png", "Median time per threshold", "median time (s)",
                         lambda r: r.median_s, True),
             *image_metrics,
@@ -119,8 +132,11 @@ def run_metadata(run: Run) -> list[tuple[str, str]]:
     if details:
         accelerator_text += f" ({', '.join(details)})"
     workload = info.get("workload") or {}
+    prompt_set = workload.get("prompt_set")
+    prompt_text = (f"prompt set {prompt_set.get('name')} ({prompt_set.get('count')} prompts, digest "
+                   f"{prompt_set.get('digest')})" if isinstance(prompt_set, dict) else f"prompt \"{workload.get('prompt')}\"")
     workload_text = (f"{workload.get('steps')} steps, {workload.get('resolution')}, seed {workload.get('seed')}, "
-                     f"prompt \"{workload.get('prompt')}\"" if workload else fingerprint.get("workload", "unknown"))
+                     f"{prompt_text}" if workload else fingerprint.get("workload", "unknown"))
     versions = ", ".join(f"{name} {version}" for name, version in (info.get("versions") or {}).items() if version)
     commit = run.commit_info.get("id")
     commit_text = f"{commit[:12]}{' (dirty)' if run.commit_info.get('dirty') else ''}" if commit else "unknown"
@@ -206,12 +222,12 @@ def trend_runs(runs: list[Run], latest: Run) -> list[Run]:
     return [*same_fingerprint_before(runs, latest), latest]
 
 
-def trend_alerts(runs: list[Run], series: list[Run], settings: CompareSettings = CompareSettings()) -> list[TrendAlert]:
-    """Each run after the first judged against its previous same-fingerprint run, as compare would have."""
+def trend_alerts(runs: list[Run], series: list[Run], settings: CompareSettings = CompareSettings(),
+                 acceptances: dict[str, Acceptance] | None = None) -> list[TrendAlert]:
+    """Every run of the series with the verdicts compare gave it (one walk over the history)."""
     alerts = []
-    for run in series[1:]:
-        result = compare_runs(run, choose_baseline(runs, run, "previous"), same_fingerprint_before(runs, run), settings)
-        alerts += [TrendAlert(run.name, label, v.metric, v.status, v.detail) for label, v in result.alerts]
+    for result in judge_series(series, acceptances, settings)[1:]:
+        alerts += [TrendAlert(result.latest, label, v.metric, v.status, v.detail) for label, v in result.alerts]
     return alerts
 
 
@@ -313,39 +329,21 @@ def _markdown_trend(report: Report) -> list[str]:
     for metric in trend_metrics():
         lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
     if report.alerts:
-        lines += ["Regressions against the previous run (ringed in the plots):", ""]
+        lines += ["Regressions, each run as compare judged it (ringed in the plots):", ""]
         lines += [f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markdown.cell(a.detail)}" for a in report.alerts]
     else:
-        lines.append("No regression between consecutive runs.")
+        lines.append("No regression in any run of the trend.")
     return lines + [""]
 
 
 # ------------------------------------------------------------------------------ HTML
 
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-.note { background: #fff4d6; border-left: 4px solid #e0a800; padding: 0.5em 1em; }
-.alert { color: #b00020; font-weight: bold; }
-.missing { color: #777; font-style: italic; }
-img { max-width: 100%; }
-td img { width: 12em; image-rendering: pixelated; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
-"""
-
-
-def _esc(text: object) -> str:
-    """Every piece of text that reaches the page, run names and prompts included, goes through here."""
-    return html.escape(str(text), quote=True)
+_esc = html_page.esc
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     """A table from already escaped cells."""
-    head = "".join(f"<th>{cell}</th>" for cell in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>" for cells in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return html_page.table(header, rows, escaped=True)
 
 
 def _img(src: str, alt: str) -> str:
@@ -359,8 +357,14 @@ def render_html(report: Report) -> str:
     parts = [f"<h1>fbcache report: {_esc(report.run.name)}</h1>"]
     parts += [f'<p class="note">{_esc(TIMING_ONLY_NOTE)}</p>'] if report.timing_only else []
     parts += ["<h2>Run</h2>", _html_table(["field", "value"], [[_esc(k), _esc(v)] for k, v in report.metadata])]
-    parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in columns()],
-                                              [[_esc(cell) for cell in row(r)] for r in ordered(report.records)])]
+    header, rows = results(report.records)
+    parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in header], [[_esc(cell) for cell in r] for r in rows])]
+    if is_prompt_set(report.records):
+        compiled = is_compiled(report.records)
+        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled)],
+                                                     [[_esc(cell) for cell in row(r, compiled)]
+                                                      for r in ordered(report.records)]),
+                  "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.records)], "</ul>"]
     if report.bounds:
         parts += ['<p class="alert">Bounds violations:</p><ul>',
                   *[f"<li>{_esc(line)}</li>" for line in report.bounds], "</ul>"]
@@ -379,10 +383,7 @@ def render_html(report: Report) -> str:
     if "image-grid.png" in report.figures:
         parts += ["<h3>All images in one picture</h3>", _img("image-grid.png", "image grid")]
     parts += _html_trend(report)
-    body = "\n".join(parts)
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>fbcache report: {_esc(report.run.name)}</title>\n<style>{CSS}</style>\n</head>\n"
-            f"<body>\n{body}\n</body>\n</html>\n")
+    return html_page.page(f"fbcache report: {report.run.name}", parts)
 
 
 def _html_trend(report: Report) -> list[str]:
@@ -393,11 +394,11 @@ def _html_trend(report: Report) -> list[str]:
              f"oldest first: {_esc(', '.join(run.name for run in report.trend))}.</p>"]
     parts += [_img(m.filename, m.title) for m in trend_metrics() if m.filename in report.figures]
     if report.alerts:
-        parts += ['<p class="alert">Regressions against the previous run (ringed in the plots):</p><ul>',
+        parts += ['<p class="alert">Regressions, each run as compare judged it (ringed in the plots):</p><ul>',
                   *[f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "
                     f"{_esc(a.detail)}</li>" for a in report.alerts], "</ul>"]
     else:
-        parts.append("<p>No regression between consecutive runs.</p>")
+        parts.append("<p>No regression in any run of the trend.</p>")
     return parts
 
 

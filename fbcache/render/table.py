@@ -1,10 +1,15 @@
-"""The results table (the seed's columns plus speedup, hits and similarity) and the hit map."""
+"""The results table (the seed's columns plus speedup, hits and similarity) and the hit map.
+
+A run with a prompt set gets one line per threshold over the whole set (:func:`set_table`: mean and
+worst prompt of every image metric, mean hits, the set's speedup), then the per-prompt lines.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from fbcache.history.record import BenchRecord
+from fbcache.history.summary import ThresholdSummary, is_prompt_set, summarize
 from fbcache.metrics import all_metrics
 from fbcache.render import markdown
 
@@ -24,8 +29,9 @@ def is_compiled(records: Iterable[BenchRecord]) -> bool:
 
 
 def ordered(records: Iterable[BenchRecord]) -> list[BenchRecord]:
-    """The uncached baseline first, then thresholds ascending."""
-    return sorted(records, key=lambda r: (r.threshold is not None, r.threshold or 0.0))
+    """The uncached baseline first, then thresholds ascending; a set's prompts in order within each."""
+    return sorted(records, key=lambda r: (r.threshold is not None, r.threshold or 0.0,
+                                          -1 if r.prompt_index is None else r.prompt_index))
 
 
 def _seconds(value: float | None) -> str:
@@ -48,10 +54,50 @@ def row(record: BenchRecord, compiled: bool = False) -> list[str]:
     return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured, *extra]
 
 
+def set_columns() -> list[str]:
+    """A prompt set's line per threshold: the set's speedup, hits over the prompts, each metric's mean and worst."""
+    metrics = [title for m in all_metrics() for title in (f"{m.title} mean", f"{m.title} worst")]
+    return ["threshold", "prompts", "mean time (s)", "speedup", "hits mean (min-max)/steps", *metrics]
+
+
+def set_row(summary: ThresholdSummary) -> list[str]:
+    mean = summary.mean_median_s
+    if summary.threshold is None:
+        speedup, hits = "1.00 (ref)", "— (no cache)"
+    else:
+        speedup = "—" if summary.speedup is None else f"{summary.speedup:.2f}x"
+        hits = "—" if summary.hits_mean is None else (
+            f"{summary.hits_mean:.1f} ({summary.hits_min}-{summary.hits_max})/{summary.steps}")
+    label = summary.label + (" !" if not all(r.bounds_ok for r in summary.records) else "")
+    metrics = [m.format(value) for m in all_metrics()
+               for value in (summary.metrics[m.name].mean, summary.metrics[m.name].worst)]
+    return [label, str(summary.prompts), _seconds(mean), speedup, hits, *metrics]
+
+
+def results(records: Iterable[BenchRecord]) -> tuple[list[str], list[list[str]]]:
+    """The main table: one line per benchmark, or per threshold over a prompt set."""
+    records = list(records)
+    if is_prompt_set(records):
+        return set_columns(), [set_row(s) for s in summarize(records)]
+    compiled = is_compiled(records)
+    return columns(compiled), [row(r, compiled) for r in ordered(records)]
+
+
+def prompt_legend(records: Iterable[BenchRecord]) -> list[str]:
+    """'p3 (seed 0): "a red fox ..."' for every prompt of a set that the records cover."""
+    seen = {r.prompt_index: r for r in records if r.prompt_index is not None}
+    return [f"p{index} (seed {seen[index].seed}): {seen[index].prompt}" for index in sorted(seen)]
+
+
 def markdown_table(records: Iterable[BenchRecord]) -> str:
+    """The results table; with a prompt set, the per-threshold table, then every prompt's line and the prompts."""
     records = list(records)
     compiled = is_compiled(records)
-    return markdown.table(columns(compiled), [row(r, compiled) for r in ordered(records)])
+    text = markdown.table(*results(records))
+    if is_prompt_set(records):
+        text += ("\n\nPer prompt:\n\n" + markdown.table(columns(compiled), [row(r, compiled) for r in ordered(records)])
+                 + "\n\nPrompts:\n\n" + "\n".join(f"- {markdown.cell(line)}" for line in prompt_legend(records)))
+    return text
 
 
 def hit_map(records: Iterable[BenchRecord]) -> str:

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fbcache.errors import AgreementError
 from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 
@@ -33,8 +34,6 @@ from fbcache.history.storage import Run
 DEFAULT_NEAR = 0.005
 
 
-class AgreementError(ValueError):
-    """The runs cannot be compared (different workloads, no common thresholds)."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def first_difference(reference: BenchRecord, other: BenchRecord, backend: str, n
         return Verdict(True, f"{where}; cache-dit reuses every step at a threshold >= 1")
     if any(d == threshold for d in compared):
         return Verdict(True, f"{where}; diff equals the threshold ({shown}): <= against <")
-    if compared and all(_close(d, threshold, near) for d in compared):
+    if compared and all(d is not None and _close(d, threshold, near) for d in compared):
         return Verdict(True, f"{where}; diff {shown} within {near:g} of the threshold (rounding)")
     return Verdict(False, f"{where}; diff {shown}, threshold {threshold:g}")
 

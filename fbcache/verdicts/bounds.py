@@ -16,6 +16,7 @@ A profile looks like::
     min_speedup = 1.3
     min_ssim = 0.93              # or "calibrate on the first run": not checked yet
     min_psnr = 25.0              # every image metric of fbcache.metrics has its own key
+    min_ssim_worst = 0.85        # with a prompt set: the floor of the worst prompt
 
 Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
 type, or a floor that is not a finite number >= 0 stops the run before any model is built, naming
@@ -24,20 +25,29 @@ each registered image metric), so a new metric's floor is accepted, and its typo
 
 Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
 ``enforce_speedup = false``: its speedup floors are printed, never fatal, and never flake.
+
+With a prompt set (``--fbcache-prompts``) the plain keys hold for the set as a whole: ``min_ssim`` for
+the mean over the prompts, ``min_speedup`` for the set's speedup (uncached time of the whole set over
+its cached time); ``<key>_worst`` (``min_ssim_worst``, ``max_<name>_worst``) for every single prompt,
+i.e. the worst one. A prompt is checked as soon as it is measured, the mean once the session has
+measured every prompt of the threshold (a shard does not see the whole set, so it checks only the
+``_worst`` floors; the merged run's mean floors are not checked yet). In a run of one prompt the mean and the worst are that prompt.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from fbcache.errors import ConfigError
 from fbcache.history.fingerprint import MATCH_KEYS
 from fbcache.history.record import BenchRecord
+from fbcache.history.summary import ThresholdSummary, summarize
 from fbcache.metrics import all_metrics
 
 if sys.version_info >= (3, 11):
@@ -48,16 +58,22 @@ else:  # pragma: no cover
 UNCALIBRATED = "calibrate on the first run"
 
 
+WORST = "_worst"
+
+
 @dataclass(frozen=True)
 class ThresholdBound:
     min_speedup: float | None = None
-    #: image-metric floors by metric name (key ``min_<name>`` in TOML; ``max_`` where lower is better)
+    #: image-metric floors by metric name (key ``min_<name>`` in TOML; ``max_`` where lower is better),
+    #: on the mean over a prompt set's prompts
     image: Mapping[str, float] = field(default_factory=dict)
+    #: image-metric floors on the worst prompt (key ``min_<name>_worst``)
+    worst: Mapping[str, float] = field(default_factory=dict)
 
 
 def threshold_keys() -> tuple[str, ...]:
-    """The keys a ``[thresholds."T"]`` table may hold: speedup and each registered metric's bound key."""
-    return ("min_speedup", *(m.bound_key for m in all_metrics()))
+    """The keys a ``[thresholds."T"]`` table may hold: speedup and each registered metric's bound keys."""
+    return ("min_speedup", *(m.bound_key for m in all_metrics()), *(m.bound_key + WORST for m in all_metrics()))
 
 
 #: [match] keys a profile has even when it does not write them
@@ -101,11 +117,14 @@ class Violation:
     enforced: bool
     profile: str
     key: str
+    #: which prompts the value stands for: "" (the run's one prompt), "mean of 8 prompts", "prompt p3"
+    scope: str = ""
 
     def message(self) -> str:
         side = "below" if self.key.startswith("min_") else "above"
         verdict = side if self.enforced else f"{side} (reported, not enforced on this profile)"
-        return (f"threshold {self.threshold:g}: {self.metric} {self.measured:.4f} is {verdict} "
+        scope = f" ({self.scope})" if self.scope else ""
+        return (f"threshold {self.threshold:g}{scope}: {self.metric} {self.measured:.4f} is {verdict} "
                 f"{self.key} {self.bound:g} (profile {self.profile})")
 
 
@@ -171,7 +190,8 @@ def _thresholds(data: Any, source: str) -> dict[float, ThresholdBound]:
         floors = {k: _floor(v, source, f"{where}.{k}") for k, v in entry.items()}
         thresholds[threshold] = ThresholdBound(
             min_speedup=floors.get("min_speedup"),
-            image={m.name: floors[m.bound_key] for m in all_metrics() if floors.get(m.bound_key) is not None},
+            image={m.name: value for m in all_metrics() if (value := floors.get(m.bound_key)) is not None},
+            worst={m.name: value for m in all_metrics() if (value := floors.get(m.bound_key + WORST)) is not None},
         )
     return thresholds
 
@@ -232,22 +252,55 @@ def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> Bo
     raise ConfigError("--fbcache-bounds", spec, f"auto, none, a TOML path, or one of: {names}", "no such profile")
 
 
+def _image_violations(profile: BoundsProfile, threshold: float, floors: Mapping[str, float],
+                      values: Mapping[str, float | None], suffix: str, scope: str) -> list[Violation]:
+    found = []
+    for metric in all_metrics():
+        floor, value = floors.get(metric.name), values.get(metric.name)
+        if floor is not None and value is not None and metric.breaks(value, floor):
+            found.append(Violation(threshold, metric.name, value, floor, True, profile.name,
+                                   metric.bound_key + suffix, scope))
+    return found
+
+
+def _speedup_violation(profile: BoundsProfile, threshold: float, bound: ThresholdBound, speedup: float | None,
+                       scope: str) -> list[Violation]:
+    if bound.min_speedup is None or speedup is None or speedup >= bound.min_speedup:
+        return []
+    return [Violation(threshold, "speedup", speedup, bound.min_speedup, profile.enforce_speedup, profile.name,
+                      "min_speedup", scope)]
+
+
 def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
-    """Every bound the record breaks; empty when it keeps them all (or has none)."""
+    """Every bound one benchmark breaks; empty when it keeps them all (or has none).
+
+    A prompt of a set is held to the ``_worst`` floors only (the mean is :func:`check_set`'s); the one
+    prompt of a run without a set is its own mean and worst, so every floor applies to it.
+    """
     if record.threshold is None:
         return []
     bound = profile.bound_for(record.threshold)
     if bound is None:
         return []
-    found = []
-    for metric in all_metrics():
-        floor, value = bound.image.get(metric.name), record.metrics.get(metric.name)
-        if floor is not None and value is not None and metric.breaks(value, floor):
-            found.append(Violation(record.threshold, metric.name, value, floor, True, profile.name, metric.bound_key))
-    if bound.min_speedup is not None and record.speedup is not None and record.speedup < bound.min_speedup:
-        found.append(Violation(record.threshold, "speedup", record.speedup, bound.min_speedup,
-                               profile.enforce_speedup, profile.name, "min_speedup"))
-    return found
+    if record.prompt_index is not None:
+        return _image_violations(profile, record.threshold, bound.worst, record.metrics, WORST,
+                                 f"prompt p{record.prompt_index}")
+    return (_image_violations(profile, record.threshold, bound.image, record.metrics, "", "")
+            + _image_violations(profile, record.threshold, bound.worst, record.metrics, WORST, "")
+            + _speedup_violation(profile, record.threshold, bound, record.speedup, ""))
+
+
+def check_set(profile: BoundsProfile, summary: ThresholdSummary) -> list[Violation]:
+    """The floors on a prompt set as a whole: image metrics on the mean, speedup on the set's speedup."""
+    if summary.threshold is None:
+        return []
+    bound = profile.bound_for(summary.threshold)
+    if bound is None:
+        return []
+    scope = f"mean of {summary.prompts} prompts"
+    means = {name: value.mean for name, value in summary.metrics.items()}
+    return (_image_violations(profile, summary.threshold, bound.image, means, "", scope)
+            + _speedup_violation(profile, summary.threshold, bound, summary.speedup, f"{summary.prompts} prompts"))
 
 
 def calibrate(
@@ -276,18 +329,25 @@ def calibrate(
         "[match]",
     ]
     lines += [f"{key} = {_toml_str(value)}" for key, value in match.items()]
-    for record in sorted((r for r in records if r.threshold is not None), key=lambda r: r.threshold or 0.0):
-        lines += ["", f"[thresholds.\"{record.threshold:g}\"]"]
-        if record.speedup is not None:
-            lines.append(f"min_speedup = {round(record.speedup * (1 - speedup_margin), 3)}  "
-                         f"# measured {record.speedup:.3f}")
+    for summary in summarize(records):
+        if summary.threshold is None:
+            continue
+        lines += ["", f"[thresholds.\"{summary.threshold:g}\"]"]
+        if summary.speedup is not None:
+            lines.append(f"min_speedup = {round(summary.speedup * (1 - speedup_margin), 3)}  "
+                         f"# measured {summary.speedup:.3f}")
+        # a set: the plain key floors the mean, <key>_worst the worst prompt; one prompt: the plain key only
+        sides = [("", "mean" if summary.prompts > 1 else "")] + ([(WORST, "worst")] if summary.prompts > 1 else [])
         for metric in all_metrics():
-            value = record.metrics.get(metric.name)
-            if value is None or math.isinf(value):
-                continue  # identical to uncached: no floor to leave room under
-            step = -margins[metric.name] if metric.higher_is_better else margins[metric.name]
-            floor = max(value + step, 0.0)
-            lines.append(f"{metric.bound_key} = {round(floor, metric.decimals)}  # measured {metric.format(value)}")
+            for suffix, which in sides:
+                aggregate = summary.metrics[metric.name]
+                value = aggregate.worst if suffix else aggregate.mean
+                if value is None or math.isinf(value):
+                    continue  # identical to uncached: no floor to leave room under
+                step = -margins[metric.name] if metric.higher_is_better else margins[metric.name]
+                floor = max(value + step, 0.0)
+                measured = f"measured {which + ' ' if which else ''}{metric.format(value)}"
+                lines.append(f"{metric.bound_key}{suffix} = {round(floor, metric.decimals)}  # {measured}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,14 +17,13 @@ FAULT = os.environ.get("FBCACHE_TEST_FAULT", "")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from fbcache.plugin import measure
-    from fbcache.plugin import session
+    from fbcache.plugin import measure, session
 
     if FAULT == "nan":
         original = measure._generate_once
 
-        def nan_images(fb_session, generator):
-            images = original(fb_session, generator)
+        def nan_images(fb_session, generator, *args):
+            images = original(fb_session, generator, *args)
             return images * float("nan")
 
         measure._generate_once = nan_images

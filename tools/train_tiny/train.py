@@ -30,19 +30,20 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tools.train_tiny import procedural
 from fbcache.models.tiny import TinySpec, build_components, build_tiny_pipeline, save_weights, trainable_modules
+from tools.train_tiny import procedural
 
 #: held-out loss is measured at these noise levels, so the number is deterministic and comparable
 HELDOUT_SIGMAS: tuple[float, ...] = tuple((k + 0.5) / 8 for k in range(8))

@@ -1,0 +1,144 @@
+"""Prompt sets (``--fbcache-prompts``): several prompts, each measured against its own uncached image.
+
+One prompt's SSIM and hits say little about a cache; published FBCache evaluations average over
+prompt sets. A set is a file:
+
+- ``.txt`` (or any other name): one prompt per line; blank lines and lines starting with ``#`` are
+  skipped; every prompt uses ``--fbcache-seed``.
+- ``.toml``: ``prompts = ["...", ...]`` or ``[[prompt]]`` tables with ``text`` and an optional ``seed``.
+- ``.json``: a list of strings or of ``{"prompt": "...", "seed": N}``, or ``{"prompts": [...]}``.
+
+``default`` names the set shipped in ``fbcache/prompts/default.txt`` (any ``<name>.txt`` there is a
+name). The set's digest (prompts and seeds, in order) enters the run's fingerprint, so runs of
+different sets are never compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fbcache.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "prompts"
+ACCEPTED = ("default (the shipped 8-prompt set), a shipped set name, or a file: .txt (one prompt per line), "
+            ".toml (prompts = [...] or [[prompt]] text/seed) or .json (a list of prompts or of {prompt, seed})")
+
+
+@dataclass(frozen=True)
+class PromptCase:
+    """One prompt of a set and the seed of its generator."""
+
+    text: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    name: str
+    source: str
+    cases: tuple[PromptCase, ...]
+
+    @property
+    def digest(self) -> str:
+        """Short hash of the prompts and seeds, in order: what the fingerprint compares."""
+        payload = json.dumps([[case.text, case.seed] for case in self.cases], ensure_ascii=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:8]
+
+    def describe(self) -> dict[str, Any]:
+        """What ``machine_info["fbcache"]["workload"]["prompt_set"]`` records."""
+        return {"name": self.name, "digest": self.digest, "count": len(self.cases),
+                "prompts": [{"text": c.text, "seed": c.seed} for c in self.cases]}
+
+
+def shipped_names() -> list[str]:
+    return sorted(path.stem for path in SHIPPED_DIR.glob("*.txt"))
+
+
+def _fail(option: str, raw: str, why: str) -> ConfigError:
+    return ConfigError(option, raw, ACCEPTED, why)
+
+
+def _seed(option: str, raw: str, value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(option, raw, f"{where}: seed must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def _case(option: str, raw: str, entry: Any, default_seed: int, where: str) -> PromptCase:
+    text: Any
+    if isinstance(entry, str):
+        text, seed = entry, default_seed
+    elif isinstance(entry, dict):
+        text = entry.get("prompt", entry.get("text"))
+        unknown = set(entry) - {"prompt", "text", "seed"}
+        if unknown:
+            raise _fail(option, raw, f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        seed = _seed(option, raw, entry["seed"], where) if "seed" in entry else default_seed
+    else:
+        raise _fail(option, raw, f"{where}: expected a prompt string or a table with 'prompt' and 'seed'")
+    if not isinstance(text, str) or not text.strip():
+        raise _fail(option, raw, f"{where}: empty or missing prompt text")
+    if "\n" in text:
+        raise _fail(option, raw, f"{where}: a prompt must be one line")
+    return PromptCase(text.strip(), seed)
+
+
+def _entries_from_data(option: str, raw: str, data: Any) -> list[Any]:
+    if isinstance(data, dict):
+        entries = data.get("prompts", data.get("prompt"))
+        unknown = set(data) - {"prompts", "prompt"}
+        if unknown:
+            raise _fail(option, raw, f"unknown top-level key(s) {', '.join(sorted(unknown))}")
+    else:
+        entries = data
+    if not isinstance(entries, list):
+        raise _fail(option, raw, "no list of prompts found")
+    return entries
+
+
+def _read_entries(option: str, raw: str, path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(option, raw, f"cannot read it: {exc}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            return _entries_from_data(option, raw, tomllib.loads(text))
+        except tomllib.TOMLDecodeError as exc:
+            raise _fail(option, raw, f"not valid TOML: {exc}") from None
+    if suffix == ".json":
+        try:
+            return _entries_from_data(option, raw, json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise _fail(option, raw, f"not valid JSON: {exc}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def load_prompt_set(option: str, raw: str, default_seed: int) -> PromptSet:
+    """The set named or pointed to by ``raw``; ConfigError, naming the option, for anything unusable."""
+    value = str(raw).strip()
+    shipped = SHIPPED_DIR / f"{value}.txt"
+    if value and "/" not in value and shipped.is_file():
+        path, name = shipped, value
+    else:
+        path, name = Path(value).expanduser(), Path(value).stem
+        if not path.is_file():
+            raise _fail(option, raw, f"no such file, and not a shipped set ({', '.join(shipped_names())})")
+    entries = _read_entries(option, raw, path)
+    cases = tuple(_case(option, raw, entry, default_seed, f"prompt {i + 1}") for i, entry in enumerate(entries))
+    if not cases:
+        raise _fail(option, raw, "the set has no prompts")
+    if len(set(cases)) != len(cases):
+        raise _fail(option, raw, "the same prompt and seed appear twice")
+    return PromptSet(name=name, source=str(path), cases=cases)

@@ -1,0 +1,1 @@
+"""Prompt sets shipped with fbcache (``--fbcache-prompts default``): one ``<name>.txt`` per set."""

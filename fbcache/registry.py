@@ -1,0 +1,57 @@
+"""One registry type for the extension points that are looked up by name: backends, metrics, alert sinks.
+
+Built-in entries live one per module and are imported on first use, so naming an option's choices
+never imports a library it does not need; :meth:`Registry.register` adds entries at run time (a
+plugin, a ``conftest.py``, a test). Model sources are matched in order instead; see fbcache.models.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Generic, Protocol, TypeVar
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+T = TypeVar("T", bound=Named)
+
+
+class Registry(Generic[T]):
+    def __init__(self, builtin: tuple[str, ...], attribute: str) -> None:
+        #: modules that each define ``attribute``, in the order they are listed to users
+        self.builtin = builtin
+        self.attribute = attribute
+        self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def _ensure_builtin(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self.builtin:
+                entry = getattr(importlib.import_module(module), self.attribute)
+                self._entries.setdefault(entry.name, entry)
+
+    def register(self, entry: T) -> T:
+        """Add (or replace) an entry; returns it."""
+        self._ensure_builtin()
+        self._entries[entry.name] = entry
+        return entry
+
+    def unregister(self, name: str) -> None:
+        self._ensure_builtin()
+        self._entries.pop(name, None)
+
+    def get(self, name: str) -> T:
+        self._ensure_builtin()
+        return self._entries[name]
+
+    def names(self) -> tuple[str, ...]:
+        self._ensure_builtin()
+        return tuple(self._entries)
+
+    def all(self) -> list[T]:
+        self._ensure_builtin()
+        return list(self._entries.values())

@@ -1,0 +1,285 @@
+"""The one judge: walk a fingerprint's history oldest first and give every run its verdicts.
+
+``fbcache compare`` and ``fbcache nightly`` show the last step of the walk; the report's trends
+mark every step. Each benchmark has up to three noisy series (segments.py): its median time, its
+paired speedup over the uncached run (cached thresholds), and the geometric mean of all median
+times (row "all benchmarks"); and exact ones (exact.py): each image metric of the registry (SSIM, PSNR, ...) and hits. At every run:
+
+1. each series' run-to-run residuals so far and its within-run noise (noise.py) are pooled over
+   the benchmarks of that metric;
+2. the number of tests of this compare (a level test and a drift test per noisy series) sets the
+   per-test false-alarm budget (gates.py); each series is judged against its reference segment;
+3. rules that need more than one series: a slower uncached baseline makes every speedup rise, and
+   that is never reported as an improvement (the uncached time itself is the regression); CPU
+   timing is advisory unless ``judge_cpu_timing``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fbcache.history.acceptance import Acceptance
+from fbcache.history.record import BenchRecord, label_of
+from fbcache.history.storage import Run
+from fbcache.metrics import all_metrics
+from fbcache.verdicts.compare import (
+    RUN_LABEL,
+    CompareResult,
+    CompareSettings,
+    ThresholdResult,
+    Verdict,
+)
+from fbcache.verdicts.exact import ExactJudgement, HitsTracker, MetricTracker
+from fbcache.verdicts.gates import GateSettings
+from fbcache.verdicts.noise import SeriesNoise, dispersion, logs, median_variance, pool
+from fbcache.verdicts.paired import MedianInterval, median_interval, paired_ratios
+from fbcache.verdicts.segments import Judgement, Point, Tracker
+
+TIME, SPEEDUP = "time", "speedup"
+#: tests per noisy series: its level, the pair of its last two runs, and its drift
+TESTS_PER_SERIES = 3
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One run's value of one noisy series: the log of its median, and the logs of its rounds."""
+
+    value: float
+    rounds: list[float]
+    interval: MedianInterval | None = None
+    paired: bool = True
+
+
+def _ordered(records: Mapping[str, BenchRecord]) -> list[BenchRecord]:
+    return sorted(records.values(), key=lambda r: (r.threshold is not None, r.threshold or 0.0, r.prompt_index or 0))
+
+
+def observe_time(record: BenchRecord) -> Observation | None:
+    rounds = logs(record.rounds_s)
+    if not rounds:
+        return None
+    return Observation(statistics.median(rounds), rounds)
+
+
+def observe_speedup(record: BenchRecord, uncached: BenchRecord | None) -> Observation | None:
+    """Paired ratios from recorded partner times; runs saved before interleaving pair rounds by index."""
+    if record.threshold is None:
+        return None
+    paired = bool(record.paired_uncached_s)
+    if paired:
+        ratios = record.paired_speedups
+    elif uncached is not None:
+        ratios = paired_ratios(uncached.rounds_s, record.rounds_s)
+    else:
+        return None
+    rounds = logs(ratios)
+    if not rounds:
+        return None
+    return Observation(statistics.median(rounds), rounds, median_interval(ratios), paired)
+
+
+def observe_geomean(run: Run, labels: list[str]) -> Observation | None:
+    """Geometric mean of the benchmarks' times, per round and of the medians: one number for the sweep."""
+    records = [run.records.get(label) for label in labels]
+    if len(labels) < 2 or any(r is None or not logs(r.rounds_s) for r in records):
+        return None
+    per_label = [logs(r.rounds_s) for r in records if r is not None]
+    width = min(len(x) for x in per_label)
+    rounds = [sum(x[j] for x in per_label) / len(per_label) for j in range(width)]
+    value = sum(statistics.median(x) for x in per_label) / len(per_label)
+    return Observation(value, rounds)
+
+
+@dataclass
+class _Series:
+    tracker: Tracker
+    within: list[list[float]]
+
+
+class HistoryJudge:
+    """Walks one fingerprint's runs (oldest first); :meth:`walk` returns one result per run."""
+
+    def __init__(self, runs: list[Run], acceptances: Mapping[str, Acceptance] | None = None,
+                 settings: CompareSettings | None = None) -> None:
+        self.runs = runs
+        self.acceptances = dict(acceptances or {})
+        self.settings = settings = settings or CompareSettings()
+        self.gates = GateSettings(alpha=settings.alpha, floor=settings.min_effect, max_mde=settings.max_mde)
+        self.labels = [r.label for r in _ordered(runs[-1].records)] if runs else []
+        self.series: dict[tuple[str, str], _Series] = {}
+        self.image_metrics: dict[tuple[str, str], MetricTracker] = {}
+        self.hits: dict[str, HitsTracker] = {}
+        self._current = ""
+
+    def _series(self, metric: str, label: str) -> _Series:
+        key = (metric, label)
+        if key not in self.series:
+            worse = -1 if metric == SPEEDUP else 1
+            self.series[key] = _Series(Tracker(worse, self.gates, self.settings.history), [])
+        return self.series[key]
+
+    def walk(self) -> list[CompareResult]:
+        return [self._judge_run(index) for index in range(len(self.runs))]
+
+    # ---------------------------------------------------------------- one run
+    def _observations(self, run: Run) -> dict[tuple[str, str], Observation]:
+        found: dict[tuple[str, str], Observation] = {}
+        for record in _ordered(run.records):
+            if (obs := observe_time(record)) is not None:
+                found[(TIME, record.label)] = obs
+            uncached = run.records.get(label_of(None, record.prompt_index))
+            if (obs := observe_speedup(record, uncached)) is not None:
+                found[(SPEEDUP, record.label)] = obs
+        if (obs := observe_geomean(run, self.labels)) is not None:
+            found[(TIME, RUN_LABEL)] = obs
+        return found
+
+    def _noisy_judgements(self, index: int, accepted: str | None) -> dict[tuple[str, str], tuple[Judgement, Observation]]:
+        observations = self._observations(self.runs[index])
+        variances: dict[tuple[str, str], float] = {}
+        for key, obs in observations.items():
+            series = self._series(*key)
+            series.within.append(obs.rounds)
+            variances[key] = median_variance(dispersion(series.within), len(obs.rounds))
+        noise = {k: SeriesNoise(self.series[k].tracker.residuals(), variances[k]) for k in observations}
+        pooled = {metric: pool(n for k, n in noise.items() if k[0] == metric) for metric in (TIME, SPEEDUP)}
+        judged = sum(1 for k in observations if self.series[k].tracker.seen >= self.settings.min_history)
+        tests = max(1, TESTS_PER_SERIES * judged)
+        results = {}
+        for key, obs in observations.items():
+            sigma, df = pooled[key[0]].moderated(noise[key])
+            judgement = self.series[key].tracker.judge(Point(index, obs.value), sigma, df, tests,
+                                                       self.settings.min_history, accepted)
+            results[key] = (judgement, obs)
+        return results
+
+    def _judge_run(self, index: int) -> CompareResult:
+        run = self.runs[index]
+        self._current = run.name
+        acceptance = self.acceptances.get(run.name)
+        accepted = (acceptance.reason or "no reason given") if acceptance is not None else None
+        noisy = self._noisy_judgements(index, accepted)
+        rows: list[ThresholdResult] = []
+        for record in _ordered(run.records):
+            violations = record.bounds.get("violations") or []
+            verdicts = [Verdict("bounds", "regression", None, None, "; ".join(violations))] if violations else []
+            for metric in (TIME, SPEEDUP):
+                if (metric, record.label) in noisy:
+                    verdicts.append(self._noisy_verdict(index, metric, *noisy[(metric, record.label)]))
+            if record.threshold is not None:
+                for image_metric in all_metrics():
+                    name = image_metric.name
+                    tolerance = self.settings.ssim_tolerance if name == "ssim" else image_metric.tolerance
+                    tracker = self.image_metrics.setdefault((name, record.label), MetricTracker(image_metric, tolerance))
+                    judged = tracker.judge(index, record.metrics.get(name), accepted is not None)
+                    verdicts.append(self._exact_verdict(name, judged))
+                hits = self.hits.setdefault(record.label, HitsTracker())
+                verdicts.append(self._exact_verdict("hits", hits.judge(index, record, accepted is not None)))
+            rows.append(ThresholdResult(record.label, verdicts))
+        if (TIME, RUN_LABEL) in noisy:
+            rows.append(ThresholdResult(RUN_LABEL, [self._noisy_verdict(index, TIME, *noisy[(TIME, RUN_LABEL)],
+                                                                        geomean=True)]))
+        notes = self._notes(index)
+        _no_improvement_from_a_slower_baseline(rows, run)
+        if str(run.fingerprint.get("accelerator", "")).startswith("cpu") and not self.settings.judge_cpu_timing:
+            _demote_cpu_timing(rows, notes)
+        return CompareResult(run.name, self._baseline_text(index), run.fingerprint, self.settings, rows, notes)
+
+    # ---------------------------------------------------------------- verdicts
+    def _name(self, index: int | None) -> str | None:
+        return None if index is None else self.runs[index].name
+
+    def _noisy_verdict(self, index: int, metric: str, judgement: Judgement, obs: Observation,
+                       geomean: bool = False) -> Verdict:
+        latest = math.exp(obs.value)
+        baseline = None if judgement.reference_centre is None else math.exp(judgement.reference_centre)
+        detail = judgement.detail
+        since = self._name(judgement.since) if judgement.status == "regression" else None
+        if since is not None and judgement.since != index:
+            detail = f"regressed since run {since}: {detail}"
+        if geomean:
+            detail = f"geometric mean of all median times: {detail}"
+        if metric == SPEEDUP and not obs.paired:
+            detail += "; rounds paired by index (run not interleaved)"
+        interval = None if obs.interval is None else [obs.interval.low, obs.interval.high, obs.interval.coverage]
+        mde = None if judgement.gate is None else judgement.gate.mde
+        return Verdict(metric, judgement.status, latest, baseline, detail, judgement.effect, mde, since, interval)
+
+    def _exact_verdict(self, metric: str, judgement: ExactJudgement) -> Verdict:
+        since = self._name(judgement.since)
+        detail = judgement.detail if since is None or since == self._current else f"since run {since}: {judgement.detail}"
+        return Verdict(metric, judgement.status, judgement.latest, judgement.baseline, detail, since=since)
+
+    def _notes(self, index: int) -> list[str]:
+        run = self.runs[index]
+        notes = []
+        if index > 0:
+            previous = self.runs[index - 1]
+            for label in [r.label for r in _ordered(previous.records) if r.label not in run.records]:
+                notes.append(f"{label}: in the previous run but not in this one")
+            before = (previous.machine_info.get("fbcache") or {}).get("versions") or {}
+            now = (run.machine_info.get("fbcache") or {}).get("versions") or {}
+            changed = [f"{k} {before.get(k)} -> {now.get(k)}" for k in sorted(set(before) | set(now))
+                       if before.get(k) != now.get(k)]
+            if changed:
+                notes.append("library versions changed since the previous run: " + ", ".join(changed))
+        for record in _ordered(run.records):
+            for warning in (record.machine_state or {}).get("warnings", []):
+                notes.append(f"{record.label}: machine state: {warning}")
+        acceptance = self.acceptances.get(run.name)
+        if acceptance is not None:
+            notes.append(f"this run was accepted as the new baseline ({acceptance.accepted_at}): {acceptance.reason}")
+        return notes
+
+    def _baseline_text(self, index: int) -> str:
+        if index == 0:
+            return "nothing: the first run with this fingerprint"
+        fingerprint = self.runs[index].fingerprint_id
+        return (f"the baseline segments of {index} earlier run(s) with fingerprint {fingerprint} "
+                f"({self.runs[0].name} .. {self.runs[index - 1].name})")
+
+
+def _no_improvement_from_a_slower_baseline(rows: list[ThresholdResult], run: Run) -> None:
+    """When an uncached run got slower, its prompt's speedups rise: that is the uncached regression, not a gain."""
+    slower = {record.prompt_index for record in run.records.values() if record.threshold is None
+              and (row := next((r for r in rows if r.label == record.label), None)) is not None
+              and (verdict := row.verdict(TIME)) is not None and verdict.status == "regression"}
+    for row in rows:
+        record = run.records.get(row.label)
+        speedup = row.verdict(SPEEDUP)
+        if record is None or speedup is None or record.prompt_index not in slower:
+            continue
+        if speedup.status == "improvement":
+            speedup.status = "ok"
+            speedup.detail += "; not an improvement: the uncached baseline itself got slower (see its time)"
+
+
+def _demote_cpu_timing(rows: list[ThresholdResult], notes: list[str]) -> None:
+    """CPU timing verdicts become advisory: shown in full, never alerting."""
+    demoted = 0
+    for row in rows:
+        for verdict in row.verdicts:
+            if verdict.metric in (TIME, SPEEDUP) and verdict.status == "regression":
+                verdict.status = "advisory"
+                verdict.detail += "; advisory: CPU timing (--judge-cpu-timing to alert on it)"
+                demoted += 1
+    if demoted:
+        notes.append(f"{demoted} CPU timing verdict(s) reported as advisory, not alerted")
+
+
+def judge_series(runs: list[Run], acceptances: Mapping[str, Acceptance] | None = None,
+                 settings: CompareSettings | None = None) -> list[CompareResult]:
+    """Every run of one fingerprint's series (oldest first), each judged as it would have been that night."""
+    return HistoryJudge(runs, acceptances, settings).walk()
+
+
+def judge_latest(runs: list[Run], latest: Run, acceptances: Mapping[str, Acceptance] | None = None,
+                 settings: CompareSettings | None = None, start: Run | None = None) -> CompareResult:
+    """``latest`` judged against its own fingerprint's history in ``runs`` (from ``start``, if given)."""
+    series = [r for r in runs[:runs.index(latest)] if r.fingerprint_id == latest.fingerprint_id]
+    if start is not None:
+        series = series[series.index(start):] if start in series else []
+    return judge_series([*series, latest], acceptances, settings)[-1]

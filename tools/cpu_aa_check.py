@@ -1,0 +1,76 @@
+"""CPU real-run checks of issue 11: A/A sweeps of the tiny model, judged, and speedups against hits.
+
+    OMP_NUM_THREADS=1 python -m tools.cpu_aa_check --out DIR --runs 8
+
+Runs ``--runs`` unchanged sweeps (default settings, ``--fbcache-steps 8 --fbcache-rounds 3``) into
+one history, judges each with ``fbcache compare`` (default settings, and with
+``--judge-cpu-timing``), and checks in every sweep that the paired speedups are ordered as the hit
+counts are (thresholds with equal hits within 3% of each other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ordered_as_hits(records: list[dict], tolerance: float = 0.03) -> list[str]:
+    """The pairs of thresholds whose speedups contradict their hit counts (empty: ordered)."""
+    problems = []
+    for a, b in itertools.combinations(records, 2):
+        (ha, sa), (hb, sb) = (a["hits"], a["speedup"]), (b["hits"], b["speedup"])
+        name = f"{a['threshold']:g} ({ha} hits, {sa:.2f}x) vs {b['threshold']:g} ({hb} hits, {sb:.2f}x)"
+        if ha == hb and abs(sa / sb - 1) > tolerance:
+            problems.append(f"equal hits, speedups differ by {abs(sa / sb - 1):.1%}: {name}")
+        elif (ha - hb) * (sa - sb) < 0:
+            problems.append(f"more hits, lower speedup: {name}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--runs", type=int, default=8)
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    storage = out / "history"
+    alarms = {"default": 0, "--judge-cpu-timing": 0}
+    judged = ordered = 0
+    for index in range(args.runs):
+        done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q",
+                               f"--benchmark-storage=file://{storage}", "--benchmark-autosave",
+                               "--fbcache-output-dir", str(out / "images"), "--fbcache-steps", "8",
+                               "--fbcache-rounds", "3"], cwd=out, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(done.stdout[-3000:], done.stderr[-3000:])
+            return 2
+        latest = json.loads(max(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json")).read_text())
+        records = [b["extra_info"] for b in latest["benchmarks"] if b["extra_info"]["threshold"] is not None]
+        problems = ordered_as_hits(records)
+        ordered += not problems
+        line = [f"run {index + 1}: speedups " + ", ".join(f"{r['threshold']:g}:{r['speedup']:.2f}x/{r['hits']}h"
+                                                           for r in records)]
+        line.append("ordered as hits" if not problems else "NOT ordered: " + "; ".join(problems))
+        if index >= 1:
+            for name, extra in (("default", []), ("--judge-cpu-timing", ["--judge-cpu-timing"])):
+                result = subprocess.run([sys.executable, "-m", "fbcache", "compare", "--storage", str(storage),
+                                         *extra], cwd=ROOT, capture_output=True, text=True, check=False)
+                alarm = result.returncode == 1
+                alarms[name] += alarm
+                noisy = result.stdout.count("too noisy to judge")
+                line.append(f"{name}: {'REGRESSION' if alarm else 'clean'} ({noisy} too-noisy mentions)")
+            judged += 1
+        print(" | ".join(line), flush=True)
+    print(f"\n{judged} A/A compares: false alarms default {alarms['default']}, "
+          f"--judge-cpu-timing {alarms['--judge-cpu-timing']}; speedups ordered as hits in {ordered} of {args.runs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

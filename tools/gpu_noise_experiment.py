@@ -1,0 +1,172 @@
+"""The GPU noise experiment: unchanged runs, then real injected slowdowns, and what compare said.
+
+    python -m tools.gpu_noise_experiment --out DIR --resolution 1024 --good 6 --bad 2 \\
+        --scenario all:0.02 --scenario cached:0.02
+
+1. ``--good`` unchanged sweeps build a history (interleaved, default settings) in ``DIR/good``;
+   every one of them after the first is judged with ``fbcache compare`` (the A/A rows).
+2. For each scenario ``MODE:FRACTION`` the good history is copied to ``DIR/<scenario>`` and
+   ``--bad`` sweeps run with a real slowdown (tools/slowdown_plugin.py): FRACTION of the uncached
+   per-step time, as GPU sleep, in every transformer forward (``all``) or only while the cache is
+   on (``cached``); each is judged.
+3. The table (``DIR/table.md``) lists every judged run: scenario, verdict, the alerts, the measured
+   effect and MDE of the uncached time and of the 0.8 speedup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Scenario:
+    mode: str
+    fraction: float
+
+    @classmethod
+    def parse(cls, text: str) -> Scenario:
+        mode, _, fraction = text.partition(":")
+        if mode not in ("all", "cached"):
+            raise argparse.ArgumentTypeError(f"scenario mode must be all or cached: {text!r}")
+        try:
+            value = float(fraction)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"scenario fraction must be a number: {text!r}") from None
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"scenario fraction must be in (0, 1): {text!r}")
+        return cls(mode, value)
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode}-{self.fraction:g}"
+
+
+def sweep_command(storage: Path, images: Path, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q",
+            f"--benchmark-storage=file://{storage}", "--benchmark-autosave", "--fbcache-output-dir", str(images),
+            "--fbcache-model", args.model, "--fbcache-device", args.device, "--fbcache-bounds", "none",
+            "--fbcache-resolution", str(args.resolution), "--fbcache-rounds", str(args.rounds),
+            "--fbcache-thresholds", args.thresholds, *args.pytest_args]
+
+
+def per_step_ms(run_json: dict, steps: int) -> float:
+    """The uncached median time per denoising step, in ms, of a saved run."""
+    uncached = next(b for b in run_json["benchmarks"] if b["extra_info"]["threshold"] is None)
+    return statistics.median(uncached["extra_info"]["rounds_s"]) / steps * 1000
+
+
+def summarize(result: dict) -> dict[str, str]:
+    """One table row's cells from a ``fbcache compare --json`` result."""
+    rows = {row["label"]: {v["metric"]: v for v in row["verdicts"]} for row in result["rows"]}
+
+    def cell(label: str, metric: str) -> str:
+        verdict = rows.get(label, {}).get(metric)
+        if verdict is None or verdict.get("effect") is None:
+            return "—" if verdict is None else verdict["status"]
+        mde = f", MDE {verdict['mde']:.1%}" if verdict.get("mde") is not None else ""
+        return f"{verdict['status']} {verdict['effect']:+.1%}{mde}"
+
+    alerts = sorted({f"{row['label']} {v['metric']}" for row in result["rows"] for v in row["verdicts"]
+                     if v["status"] in ("regression", "changed")})
+    cached = max((label for label in rows if label not in ("uncached", "all benchmarks")), key=float, default="")
+    return {"verdict": "REGRESSION" if result["regression"] else "clean", "alerts": ", ".join(alerts) or "—",
+            "uncached time": cell("uncached", "time"), f"{cached} speedup": cell(cached, "speedup")}
+
+
+def run(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    print("+ " + " ".join(command), flush=True)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return subprocess.run(command, env={**os.environ, "PYTHONPATH": path, **(env or {})}, cwd=cwd,
+                          capture_output=True, text=True, check=False)
+
+
+def compare(storage: Path, out_json: Path) -> dict:
+    done = run([sys.executable, "-m", "fbcache", "compare", "--storage", str(storage), "--json", str(out_json)])
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"fbcache compare failed ({done.returncode}):\n{done.stderr}")
+    return json.loads(out_json.read_text())
+
+
+def latest_run(storage: Path) -> dict:
+    files = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))
+    return json.loads(files[-1].read_text())
+
+
+def table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(no judged runs)"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row.get(h, "") for h in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def sweep_and_judge(label: str, storage: Path, out: Path, args: argparse.Namespace, index: int,
+                    env: dict[str, str] | None = None) -> dict[str, str] | None:
+    before = len(list(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json")))
+    done = run(sweep_command(storage, out / "images", args), env, cwd=out)
+    (out / "logs").mkdir(exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9.+]+", "-", label).strip("-") + f"-{index}"
+    (out / "logs" / f"{stem}.log").write_text(done.stdout + done.stderr)
+    saved = len(list(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))) > before
+    if done.returncode not in (0, 1) or not saved:
+        raise SystemExit(f"sweep {label} {index} failed ({done.returncode}); see {out}/logs/{stem}.log")
+    result = compare(storage, out / "logs" / f"{stem}.json")
+    if result["baseline"].startswith("nothing"):
+        return None
+    return {"run": f"{label} #{index}", **summarize(result)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--resolution", type=int, default=1024)
+    parser.add_argument("--good", type=int, default=6)
+    parser.add_argument("--bad", type=int, default=2)
+    parser.add_argument("--scenario", type=Scenario.parse, action="append", default=[])
+    parser.add_argument("--model", default="flux-random")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--steps", type=int, default=28)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--thresholds", default="0 0.5 0.8")
+    parser.add_argument("--pytest-args", nargs="*", default=[])
+    args = parser.parse_args(argv)
+    args.pytest_args = [*args.pytest_args, "--fbcache-steps", str(args.steps)]
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    good = out / "good"
+    rows = [row for i in range(args.good)
+            if (row := sweep_and_judge("A/A", good / "history", out, args, i + 1)) is not None]
+    step_ms = per_step_ms(latest_run(good / "history"), args.steps)
+    for scenario in args.scenario:
+        storage = out / scenario.name / "history"
+        shutil.rmtree(storage, ignore_errors=True)
+        shutil.copytree(good / "history", storage)
+        env = {"FBCACHE_SLOWDOWN": f"{scenario.mode}:{scenario.fraction * step_ms:.4f}"}
+        args.pytest_args = [*args.pytest_args, "-p", "tools.slowdown_plugin"]
+        for i in range(args.bad):
+            row = sweep_and_judge(f"{scenario.mode} +{scenario.fraction:.0%}", storage, out, args, i + 1, env)
+            if row is not None:
+                rows.append(row)
+        args.pytest_args = args.pytest_args[:-2]
+    text = (f"{args.model}, {args.resolution}x{args.resolution}, {args.steps} steps, {args.rounds} rounds, "
+            f"thresholds {args.thresholds}; injected: fraction of the uncached per-step time "
+            f"({step_ms:.1f} ms) per transformer forward\n\n" + table(rows) + "\n")
+    (out / "table.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
