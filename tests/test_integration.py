@@ -90,7 +90,7 @@ def test_sweep_saves_every_field(saved):
 @pytest.mark.xdist_group("saved-sweep")
 def test_second_sweep_compares_against_the_first(saved, sweep, tmp_path):
     copy_history(saved, tmp_path)
-    second = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.5", "--benchmark-autosave",
+    second = sweep("--fbcache-model", MODEL, *FAST, "--benchmark-autosave",
                    "--benchmark-compare", "--fbcache-bounds", "none")
     assert second.returncode == 0, second.output
     assert "Comparing against benchmarks from" in second.output
