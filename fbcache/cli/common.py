@@ -11,9 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from fbcache.errors import DataError
+from fbcache.errors import DataError, SelectionError
 from fbcache.history.acceptance import Acceptance, load_acceptances
-from fbcache.history.selection import SelectionError, find_run
+from fbcache.history.selection import find_run
 from fbcache.history.storage import Run, load_runs
 from fbcache.verdicts.compare import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest
