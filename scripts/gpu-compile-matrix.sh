@@ -10,7 +10,7 @@
 # puts the two int4wo runs (slowest) on different GPUs, bf16-eager and fp8-regional on the same GPU
 # (the issue's 1.4x target compares them) and int8wo-regional last (its cold compile took 276 s in
 # the probe of 2026-11-27). Env: OUT (default ./gpu-compile-out), ROUNDS (3), WARMUP (1),
-# THRESHOLDS ("0.5 0.8"), SKIP_WHEELS=1 to use the installed diffusers/torchao.
+# THRESHOLDS ("0.5 0.8"), SKIP_WHEELS=1 to use the installed diffusers/torchao, GPU_IDS ("0 1").
 # $OUT gets at most 7 files: gpu-info.txt, gpu0.log [gpu1.log], matrix.md, histories.tgz, check.txt.
 # Exit status: 0 when every configuration saved a run and no timed round compiled anything.
 set -uo pipefail
@@ -52,8 +52,12 @@ fi
   python3 -c "import torch, diffusers, torchao; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__, 'torchao', torchao.__version__)"
   date -u +%FT%TZ
 } > "$OUT/gpu-info.txt" 2>&1
-GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
-[ "$GPUS" -ge 2 ] && GPUS=2 || GPUS=1
+# GPU_IDS (e.g. "1") pins the matrix to those GPUs; by default GPUs 0 and 1 where there are two
+if [ -z "${GPU_IDS:-}" ]; then
+  [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')" -ge 2 ] && GPU_IDS="0 1" || GPU_IDS="0"
+fi
+read -r -a GPU_LIST <<< "$GPU_IDS"
+GPUS=${#GPU_LIST[@]}
 
 run_config() {  # run_config CONFIG: one harness session on the GPU in CUDA_VISIBLE_DEVICES
   local cfg=$1 quant compile
@@ -69,10 +73,11 @@ run_config() {  # run_config CONFIG: one harness session on the GPU in CUDA_VISI
 }
 
 PLACEMENT=""
-for gpu in $(seq 0 $((GPUS - 1))); do
+for slot in $(seq 0 $((GPUS - 1))); do
+  gpu=${GPU_LIST[$slot]}
   mine=()
   for i in "${!CONFIGS[@]}"; do
-    if [ $((i % GPUS)) -eq "$gpu" ]; then mine+=("${CONFIGS[$i]}"); PLACEMENT+="${CONFIGS[$i]}:$gpu "; fi
+    if [ $((i % GPUS)) -eq "$slot" ]; then mine+=("${CONFIGS[$i]}"); PLACEMENT+="${CONFIGS[$i]}:$gpu "; fi
   done
   (
     export CUDA_VISIBLE_DEVICES=$gpu

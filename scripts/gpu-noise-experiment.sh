@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # The GPU noise experiment of issue 11: on one GPU, build a history of unchanged flux-random runs,
 # inject real slowdowns (GPU sleep in every transformer forward, or only while the cache is on),
-# and tabulate what `fbcache compare` said, at 1024x1024 and 512x512.
-#   scripts/gpu-noise-experiment.sh            # writes $OUT (default docs/results/gpu-noise-<card>-<date>)
-# Run on a quiet runner (docs/runner.md). Not yet run; its duration is not measured.
+# and tabulate what `fbcache compare` said.
+#   scripts/gpu-noise-experiment.sh             # 1024 then 512, into $OUT (default docs/results/gpu-noise-<card>-<date>)
+#   CUDA_VISIBLE_DEVICES=1 scripts/gpu-noise-experiment.sh 512    # one resolution, on GPU 1
+# Env: GOOD (unchanged runs, default 9: 8 judged A/A comparisons), BAD (runs per scenario, 2: the
+# first bad run and the next), ROUNDS (5), THRESHOLDS ("0 0.5 0.8"). Run on a quiet runner (docs/runner.md).
 set -euo pipefail
 CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-' | tr -cd 'A-Za-z0-9-')
 OUT=${OUT:-docs/results/gpu-noise-${CARD}-$(date -u +%Y-%m-%d)}
+GOOD=${GOOD:-9} BAD=${BAD:-2} ROUNDS=${ROUNDS:-5} THRESHOLDS=${THRESHOLDS:-0 0.5 0.8}
+RESOLUTIONS=("$@")
+[ ${#RESOLUTIONS[@]} -gt 0 ] || RESOLUTIONS=(1024 512)
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,persistence_mode --format=csv
+{ nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.max.sm,persistence_mode --format=csv
+  echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
   python3 -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__)"
 } > "$OUT/gpu.txt"
-python3 -m tools.gpu_noise_experiment --out "$OUT/1024" --resolution 1024 --good 6 --bad 2 \
-  --scenario all:0.02 --scenario cached:0.02 --scenario all:0.05
-python3 -m tools.gpu_noise_experiment --out "$OUT/512" --resolution 512 --good 6 --bad 2 \
-  --scenario all:0.10 --scenario cached:0.10
-{ echo "# GPU noise experiment, $(head -2 "$OUT/gpu.txt" | tail -1), $(date -u +%Y-%m-%d)"; echo
-  echo "## 1024x1024"; echo; cat "$OUT/1024/table.md"; echo
-  echo "## 512x512"; echo; cat "$OUT/512/table.md"; } > "$OUT/README.md"
-rm -rf "$OUT"/*/images
-echo "wrote $OUT/README.md"
+for RES in "${RESOLUTIONS[@]}"; do
+  # 1024x1024 is quiet (0.2% run to run): 2% slowdowns; 512x512 is noisy (3-18%): 10%
+  [ "$RES" -ge 1024 ] && SCEN=(--scenario all:0.02 --scenario cached:0.02) || SCEN=(--scenario all:0.10 --scenario cached:0.10)
+  start=$(date +%s)
+  python3 -m tools.gpu_noise_experiment --out "$OUT/$RES" --resolution "$RES" --good "$GOOD" --bad "$BAD" \
+    --rounds "$ROUNDS" --thresholds "$THRESHOLDS" "${SCEN[@]}"
+  echo "$RES: $(( $(date +%s) - start )) s wall clock" >> "$OUT/gpu.txt"
+  rm -rf "$OUT/$RES"/images
+  { echo "# GPU noise experiment ${RES}x${RES}, $(sed -n 2p "$OUT/gpu.txt" | cut -d, -f2), $(date -u +%Y-%m-%d)"; echo
+    cat "$OUT/$RES/table.md"; } > "$OUT/README-$RES.md"
+done
+echo "wrote $OUT"

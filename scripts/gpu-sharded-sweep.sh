@@ -12,7 +12,8 @@
 # torchrun: two background processes, each pinned with CUDA_VISIBLE_DEVICES and --fbcache-shard R/2.
 # Run from the repository root; fbcache need not be installed (conftest.py registers the plugin).
 # Results go to $OUT (default ./gpu-sharded-out): gpu.txt, and per resolution R run-R.log,
-# summary-R.md and history-R.tgz (histories, results tables, compare JSON).
+# summary-R.md and history-R.tgz (histories, results tables, compare JSON). When the sharded sweep of
+# resolution R ends, .gpu-sharded/sharded-R.done appears: from then on only GPU 0 is used.
 set -uo pipefail
 OUT=${OUT:-gpu-sharded-out}
 mkdir -p "$OUT"
@@ -38,7 +39,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 for RES in "${RESOLUTIONS[@]}"; do
   STORAGE=$PWD/$WORK/history-$RES
   LOG=$OUT/run-$RES.log
-  rm -rf "$STORAGE" "$WORK/images-$RES-"*
+  rm -rf "$STORAGE" "$WORK/images-$RES-"* "$WORK/sharded-$RES.done"
   COMMON=(benchmarks -p no:cacheprovider --fbcache-model "$MODEL" --fbcache-device "$DEVICE" --fbcache-steps "$STEPS"
           --fbcache-bounds none
           --fbcache-prompts default --fbcache-resolution "$RES" --fbcache-thresholds "$THRESHOLDS"
@@ -65,6 +66,7 @@ for RES in "${RESOLUTIONS[@]}"; do
   sharded_s=$(since "$start")
   echo "== $RES: 2-GPU wall clock ${sharded_s} s (exit $sharded_rc)" | tee -a "$LOG"
 
+  touch "$WORK/sharded-$RES.done"  # GPU 1 is free from here: the 1-GPU sweep below uses GPU 0 only
   echo "== $RES: merge" | tee -a "$LOG"
   python3 -m fbcache merge "$STORAGE/shards/0-of-2" "$STORAGE/shards/1-of-2" --out "$STORAGE" --name merged-2gpu >> "$LOG" 2>&1
   merge_rc=$?

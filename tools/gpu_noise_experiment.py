@@ -84,23 +84,15 @@ def summarize(result: dict) -> dict[str, str]:
             "uncached time": cell("uncached", "time"), f"{cached} speedup": cell(cached, "speedup")}
 
 
-def run(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(command: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     print("+ " + " ".join(command), flush=True)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run(command, env={**os.environ, "PYTHONPATH": path, **(env or {})}, cwd=cwd,
                           capture_output=True, text=True, check=False)
 
 
-def compare(storage: Path, out_json: Path) -> dict:
-    done = run([sys.executable, "-m", "fbcache", "compare", "--storage", str(storage), "--json", str(out_json)])
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"fbcache compare failed ({done.returncode}):\n{done.stderr}")
-    return json.loads(out_json.read_text())
-
-
 def latest_run(storage: Path) -> dict:
-    files = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))
-    return json.loads(files[-1].read_text())
+    return json.loads(run_files(storage)[-1].read_text())
 
 
 def table(rows: list[dict[str, str]]) -> str:
@@ -115,17 +107,52 @@ def table(rows: list[dict[str, str]]) -> str:
 def sweep_and_judge(label: str, storage: Path, out: Path, args: argparse.Namespace, index: int,
                     env: dict[str, str] | None = None) -> dict[str, str] | None:
     before = len(list(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json")))
-    done = run(sweep_command(storage, out / "images", args), env, cwd=out)
+    done = run_cli(sweep_command(storage, out / "images", args), env, cwd=out)
     (out / "logs").mkdir(exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9.+]+", "-", label).strip("-") + f"-{index}"
     (out / "logs" / f"{stem}.log").write_text(done.stdout + done.stderr)
     saved = len(list(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))) > before
     if done.returncode not in (0, 1) or not saved:
         raise SystemExit(f"sweep {label} {index} failed ({done.returncode}); see {out}/logs/{stem}.log")
-    result = compare(storage, out / "logs" / f"{stem}.json")
+    result = judge_prefix(storage, run_files(storage)[-1], out / "logs" / f"{stem}.json")
     if result["baseline"].startswith("nothing"):
         return None
     return {"run": f"{label} #{index}", **summarize(result)}
+
+
+def run_files(storage: Path) -> list[Path]:
+    return sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))
+
+
+def judge_prefix(storage: Path, run: Path, out_json: Path) -> dict:
+    """``fbcache compare`` of one saved run against the runs before it (later runs play no part)."""
+    done = run_cli([sys.executable, "-m", "fbcache", "compare", "--storage", str(storage),
+                    "--latest", run.stem, "--json", str(out_json)])
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"fbcache compare failed ({done.returncode}):\n{done.stderr}")
+    return json.loads(out_json.read_text())
+
+
+def rejudge(out: Path) -> list[dict[str, str]]:
+    """Judge again every run an earlier experiment saved in ``out``, with today's verdict code.
+
+    The GPU time is spent once; the histories keep the measurements, so a change of the judge can
+    be checked against real GPU noise and real injected slowdowns on any machine.
+    """
+    rows: list[dict[str, str]] = []
+    good = run_files(out / "good" / "history")
+    scratch = out / "rejudge"
+    scratch.mkdir(exist_ok=True)
+    for index, run in enumerate(good[1:], start=2):
+        result = judge_prefix(out / "good" / "history", run, scratch / f"aa-{index}.json")
+        if not result["baseline"].startswith("nothing"):
+            rows.append({"run": f"A/A #{index}", **summarize(result)})
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and (p / "history").is_dir() and p.name != "good"):
+        scenario = Scenario.parse(folder.name.replace("-", ":", 1))
+        for index, run in enumerate(run_files(folder / "history")[len(good):], start=1):
+            result = judge_prefix(folder / "history", run, scratch / f"{folder.name}-{index}.json")
+            rows.append({"run": f"{scenario.mode} +{scenario.fraction:.0%} #{index}", **summarize(result)})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--thresholds", default="0 0.5 0.8")
     parser.add_argument("--pytest-args", nargs="*", default=[])
+    parser.add_argument("--rejudge", action="store_true",
+                        help="run nothing: judge the histories already in --out again and rewrite its table")
     args = parser.parse_args(argv)
-    args.pytest_args = [*args.pytest_args, "--fbcache-steps", str(args.steps)]
     out = args.out.resolve()
+    if args.rejudge:
+        head = (out / "table.md").read_text().split("\n\n")[0] if (out / "table.md").exists() else str(out.name)
+        text = head + "\n\n" + table(rejudge(out)) + "\n"
+        (out / "table.md").write_text(text)
+        print(text)
+        return 0
+    args.pytest_args = [*args.pytest_args, "--fbcache-steps", str(args.steps)]
     out.mkdir(parents=True, exist_ok=True)
     good = out / "good"
     rows = [row for i in range(args.good)
