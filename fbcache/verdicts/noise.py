@@ -15,11 +15,17 @@ Two sources, two estimates, one model:
 With 3 earlier runs a benchmark's own run-to-run estimate has 2 degrees of freedom, so on its own
 it would need a gate of 40 standard deviations to keep false alarms rare. Its estimate is therefore
 *moderated* (as limma moderates gene-wise variances): combined with a prior built from all
-benchmarks of the compare, worth ``PRIOR_DF`` degrees of freedom. The prior is robust (medians over
-benchmarks, so one wild benchmark does not widen everybody's gate) and is applied two ways, the
-larger winning: as a ratio to the benchmark's own within-run noise (noise that scales), and as an
-excess added to it (noise the machine adds to all). A benchmark noisier than the others soon
-outweighs the prior with its own residuals; a quiet one is not judged on 2 degrees of freedom.
+benchmarks of the compare, worth ``PRIOR_DF`` degrees of freedom. The prior is scale-free: the
+typical ratio of run-to-run variance to what within-run noise predicts (a median over benchmarks,
+so one wild benchmark does not widen everybody's gate), times the benchmark's *own* within-run
+noise. A benchmark noisier than the others soon outweighs the prior with its own residuals; a
+quiet one is not judged on 2 degrees of freedom.
+
+Why a ratio and not an absolute excess: on the H200 runs of 2026-11-28 (docs/results/h200-2026-11-28/
+noise) the GPU-bound uncached row moved 0.13% from run to run while the launch-bound 0.8 row moved
+4% (the other GPU's jobs competed for the host). An excess pooled in absolute terms carried the 4%
+into the uncached row's prior (MDE 5.6%, a real +1.3% slowdown missed twice); as a ratio of each
+row's own within-run noise the uncached MDE is 1.0% and the slowdown is flagged on both bad runs.
 """
 
 from __future__ import annotations
@@ -111,37 +117,35 @@ class PooledNoise:
 
     #: typical run-to-run variance over what within-run noise predicts (>= 1)
     ratio: float
-    #: typical run-to-run variance beyond the within-run prediction (log^2)
-    excess: float
     #: degrees of freedom the prior is worth (0: no run-to-run evidence yet)
     prior_df: int
 
     def prior(self, median_var: float) -> float:
-        return max(self.ratio * median_var, median_var + self.excess)
+        return self.ratio * median_var
 
     def moderated(self, item: SeriesNoise) -> tuple[float, int]:
         """This benchmark's run-to-run standard deviation of log medians, and its degrees of freedom."""
-        df = self.prior_df + item.residuals.df
+        # without within-run noise (one round a run) the ratio has nothing to scale: own residuals only
+        prior_df = self.prior_df if item.median_variance > 0 else 0
+        df = prior_df + item.residuals.df
         if df == 0:
             return math.sqrt(item.median_variance), 0
-        variance = (self.prior_df * self.prior(item.median_variance) + item.residuals.ss) / df
+        variance = (prior_df * self.prior(item.median_variance) + item.residuals.ss) / df
         return math.sqrt(max(variance, item.median_variance)), df
 
 
 def pool(series: Iterable[SeriesNoise], prior_df: int = PRIOR_DF) -> PooledNoise:
     """A robust prior from every benchmark with run-to-run residuals (see the module docstring)."""
-    ratios, excesses, dfs = [], [], []
+    ratios, dfs = [], []
     for item in series:
         variance = item.residuals.variance
         if variance is None:
             continue
         dfs.append(item.residuals.df)
-        excesses.append(variance - item.median_variance)
         if item.median_variance > 0:
             ratios.append(variance / item.median_variance)
     if not dfs:
-        return PooledNoise(1.0, 0.0, 0)
+        return PooledNoise(1.0, 0)
     correction = _median_chi2_factor(statistics.median(dfs))
     ratio = max(1.0, statistics.median(ratios) / correction) if ratios else 1.0
-    excess = max(0.0, statistics.median(excesses) / correction)
-    return PooledNoise(ratio, excess, min(prior_df, sum(dfs)))
+    return PooledNoise(ratio, min(prior_df, sum(dfs)))
