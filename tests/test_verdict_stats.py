@@ -7,8 +7,8 @@ full table that the README quotes.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 import random
+from pathlib import Path
 
 import pytest
 
