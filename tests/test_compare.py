@@ -1,6 +1,6 @@
 """`fbcache compare` on real runs: unchanged code compares clean; injected regressions are flagged.
 
-Six real sweeps of the tiny model (default settings: interleaved rounds, one torch thread) make an
+Six real sweeps of the tiny model (default settings, thresholds 0.1 0.2 0.8: interleaved rounds, one torch thread) make an
 A/A history on this noisy 2-core machine. Injected regressions are copies of the newest real run
 with one thing changed. Time injections use the real H100 history in docs/results, and a CPU run
 edited to +20% judged with --judge-cpu-timing against three real earlier runs.
@@ -22,8 +22,11 @@ from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.compare import CompareSettings
 from fbcache.verdicts.judge import judge_latest
 
-pytestmark = pytest.mark.integration
+# one worker builds the A/A history once and runs every test that reads it (xdist --dist loadgroup)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("aa-history")]
 AA_RUNS = 6
+#: the rows the tests read (0.1: SSIM, 0.2: hits) and the most-cached one; fewer rows, a faster history
+AA_THRESHOLDS = "0.1 0.2 0.8"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,8 @@ def aa_history(tmp_path_factory) -> Path:
     """Six sweeps of unchanged code, default settings (8 steps to stay quick), one storage."""
     base = tmp_path_factory.mktemp("aa")
     for _ in range(AA_RUNS):
-        sweep = run_sweep(base, "--benchmark-autosave", "--fbcache-steps", "8", "--fbcache-rounds", "3")
+        sweep = run_sweep(base, "--benchmark-autosave", "--fbcache-steps", "8", "--fbcache-rounds", "3",
+                          "--fbcache-thresholds", AA_THRESHOLDS)
         assert sweep.returncode == 0, sweep.output
     storage = base / "history"
     assert len(run_files(storage)) == AA_RUNS

@@ -42,8 +42,8 @@ def test_per_step_time_and_summary_cells():
 @pytest.mark.integration
 def test_driver_runs_end_to_end_on_cpu_and_the_cached_slowdown_is_real(tmp_path):
     out = tmp_path / "exp"
-    main(["--out", str(out), "--model", "tiny", "--device", "cpu", "--resolution", "64", "--steps", "8",
-          "--rounds", "3", "--good", "2", "--bad", "1", "--thresholds", "0 0.8", "--scenario", "cached:0.5"])
+    main(["--out", str(out), "--model", "tiny", "--device", "cpu", "--resolution", "64", "--steps", "4",
+          "--rounds", "2", "--good", "2", "--bad", "1", "--thresholds", "0.8", "--scenario", "cached:0.5"])
     text = (out / "table.md").read_text()
     assert "| A/A #2 |" in text and "| cached +50% #1 |" in text
     runs = sorted((out / "cached-0.5" / "history").glob("*/[0-9][0-9][0-9][0-9]_*.json"))

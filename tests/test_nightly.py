@@ -64,3 +64,14 @@ def test_a_broken_bound_is_saved_and_alerts_as_regression(tmp_path):
     assert len(run_files(tmp_path / "history")) == 1, "a run that breaks a bound is a real measurement"
     [body] = received.bodies
     assert body["text"].startswith("fbcache REGRESSION") and "0.5 bounds regression" in body["text"]
+
+
+def test_a_misconfigured_sweep_is_a_usage_error_not_a_broken_sweep(tmp_path):
+    with webhook_server(200) as (url, received):
+        done = nightly(tmp_path, url, "--pytest-args", "--fbcache-steps abc")
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "fbcache nightly: error: the sweep did not start: pytest exit code 4" in done.stderr
+    assert "--fbcache-steps" in done.stderr
+    assert run_files(tmp_path / "history") == [], "nothing saved"
+    [body] = received.bodies
+    assert "--fbcache-steps" in body["text"], "the job's owner still hears that the nightly did not run"

@@ -124,10 +124,12 @@ def run_nightly(settings: NightlySettings) -> int:
     before = set(run_files(settings.storage))
     code, output = sweep(settings)
     new_runs = [p for p in run_files(settings.storage) if p not in before]
-    if code in (4, 5):  # usage error, or nothing collected: the job itself is misconfigured
+    misconfigured = code in (4, 5)
+    if misconfigured:  # usage error, or nothing collected: the job itself is misconfigured, not the sweep
         message = next((line.strip() for line in output.splitlines() if line.startswith("ERROR:")), "")
-        finding = Finding(broken=f"pytest exit code {code} (usage error or no benchmarks collected) {message}".strip(),
-                          context=settings.context)
+        problem = f"pytest exit code {code} (usage error or no benchmarks collected) {message}".strip()
+        print(f"fbcache nightly: error: the sweep did not start: {problem}", file=sys.stderr)
+        finding = Finding(broken=problem, context=settings.context)
     elif not new_runs:
         tail = "\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:])
         reason = next((line.strip() for line in reversed(output.splitlines()) if "NOT saved" in line),
@@ -143,5 +145,5 @@ def run_nightly(settings: NightlySettings) -> int:
             finding = Finding(result=result, context=settings.context)
         except BrokenSweep as exc:
             finding = Finding(broken=str(exc), context=settings.context)
-    code = alert(finding, settings.sinks)
-    return code if code >= 0 else EXIT_USAGE
+    code = alert(finding, settings.sinks)  # a nightly that cannot start is still announced
+    return EXIT_USAGE if misconfigured or code < 0 else code
