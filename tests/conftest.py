@@ -16,6 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,11 +38,23 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         option.dist = "loadgroup"
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Tell each xdist worker that the run groups tests: a worker parses the original command line,
+    not the options set above, and without ``loadgroup`` it never tags grouped tests, so every worker
+    would build every shared sweep again."""
+    node.workerinput["fbcache_loadgroup"] = node.config.option.dist == "loadgroup"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """One torch thread per worker: in-process generations of two workers share two cores. And no
     xdist worker variables for child processes: pytest-benchmark in a child sweep would see them and
     disable itself (nothing saved)."""
     import torch
+
+    workerinput = getattr(config, "workerinput", {})
+    if workerinput.get("fbcache_loadgroup"):
+        config.option.loadgroup = True
 
     torch.set_num_threads(1)
     if hasattr(config, "workerinput"):

@@ -34,7 +34,7 @@ def aa_history(tmp_path_factory) -> Path:
     """Six sweeps of unchanged code, default settings (8 steps to stay quick), one storage."""
     base = tmp_path_factory.mktemp("aa")
     for _ in range(AA_RUNS):
-        sweep = run_sweep(base, "--benchmark-autosave", "--fbcache-steps", "8", "--fbcache-rounds", "3",
+        sweep = run_sweep(base, "--benchmark-autosave", "--fbcache-steps", "4", "--fbcache-rounds", "3",
                           "--fbcache-thresholds", AA_THRESHOLDS)
         assert sweep.returncode == 0, sweep.output
     storage = base / "history"

@@ -15,9 +15,10 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fbcache.config.harness import HarnessConfig
+if TYPE_CHECKING:  # the history verbs read fingerprints without building a harness (no torch import)
+    from fbcache.config.harness import HarnessConfig
 
 FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
 #: fields that only some runs have (a backend with settings); absent ones do not change the id
