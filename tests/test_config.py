@@ -165,3 +165,18 @@ def test_a_missing_nunchaku_transformer_is_said_in_words(tmp_path):
         config(tmp_path, cuda=ONE_GPU, model="org/flux", quant="nunchaku")
     assert str(error.value).startswith("--fbcache-nunchaku-transformer is missing (")
     assert "None" not in str(error.value)
+
+
+def test_clock_defaults_to_cpu_time_for_cpu_runs_and_refuses_it_on_a_gpu():
+    from fbcache.config.harness import resolve_clock
+    from fbcache.errors import ConfigError
+
+    assert resolve_clock("--fbcache-clock", "auto", "cpu", 1) == "cpu"
+    assert resolve_clock("--fbcache-clock", "auto", "cpu", None) == "wall", "torch's own threads: wall time"
+    assert resolve_clock("--fbcache-clock", "auto", "cuda", None) == "wall"
+    assert resolve_clock("--fbcache-clock", "WALL", "cpu", 1) == "wall"
+    with pytest.raises(ConfigError, match="--fbcache-clock") as refused:
+        resolve_clock("--fbcache-clock", "cpu", "cuda:0", None)
+    assert "auto, wall" in str(refused.value)
+    with pytest.raises(ConfigError, match="auto, wall, cpu"):
+        resolve_clock("--fbcache-clock", "gpu", "cpu", 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=8)
     args = parser.parse_args(argv)
     out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
     storage = out / "history"
     alarms = {"default": 0, "--judge-cpu-timing": 0}
     judged = ordered = 0
@@ -69,7 +71,35 @@ def main(argv: list[str] | None = None) -> int:
         print(" | ".join(line), flush=True)
     print(f"\n{judged} A/A compares: false alarms default {alarms['default']}, "
           f"--judge-cpu-timing {alarms['--judge-cpu-timing']}; speedups ordered as hits in {ordered} of {args.runs}")
+    if args.runs >= 3:
+        verdict = plus_20_percent(storage, out / "edited")
+        print(f"three real runs, then the third edited to +20% (every time), --judge-cpu-timing: {verdict}")
     return 0
+
+
+def plus_20_percent(storage: Path, edited: Path) -> str:
+    """Runs 1-3 of ``storage`` and a copy of run 3 with every time x 1.2, judged with --judge-cpu-timing."""
+    runs = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))[:3]
+    target = edited / runs[0].parent.name
+    shutil.rmtree(edited, ignore_errors=True)
+    target.mkdir(parents=True)
+    for path in runs:
+        shutil.copy(path, target / path.name)
+    data = json.loads(runs[-1].read_text())
+    for bench in data["benchmarks"]:
+        stats, info = bench["stats"], bench["extra_info"]
+        stats["data"] = [x * 1.2 for x in stats.get("data", [])]
+        for key in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "total", "ld15iqr", "hd15iqr"):
+            if isinstance(stats.get(key), (int, float)):
+                stats[key] *= 1.2
+        for key in ("rounds_s", "paired_uncached_s"):
+            if info.get(key):
+                info[key] = [x * 1.2 for x in info[key]]
+    (target / "0004_plus-20-percent.json").write_text(json.dumps(data))
+    result = subprocess.run([sys.executable, "-m", "fbcache", "compare", "--storage", str(edited),
+                             "--judge-cpu-timing"], cwd=ROOT, capture_output=True, text=True, check=False)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| uncached") or line.startswith("| all")]
+    return ("REGRESSION" if result.returncode == 1 else f"exit {result.returncode}") + "; " + " ".join(rows)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ class HarnessConfig:
     interleave: bool = True
     #: torch threads for CPU runs; None leaves torch's default (GPU runs are never changed)
     threads: int | None = int(_table("threads"))
+    #: "wall" (time.perf_counter) or "cpu" (time.process_time); resolved from "auto" by build_config
+    clock: str = "wall"
 
     @property
     def cases(self) -> tuple[PromptCase, ...]:
@@ -195,6 +197,7 @@ def build_config(
         raise ConfigError(cli("device"), device, f"cuda:0..cuda:{probe[1]() - 1}",
                           f"shard {shard.rank if shard else 0}: LOCAL_RANK names a GPU this process cannot see")
 
+    threads = parse_threads(cli("threads"), str(get("threads")))
     config = HarnessConfig(
         model=model,
         quant=quant,
@@ -220,7 +223,8 @@ def build_config(
         force_compare=parse_bool(cli("force_compare"), get("force_compare")),
         selfcheck=parse_bool(cli("selfcheck"), get("selfcheck")),
         interleave=parse_bool(cli("interleave"), get("interleave")),
-        threads=parse_threads(cli("threads"), str(get("threads"))),
+        threads=threads,
+        clock=resolve_clock(cli("clock"), str(get("clock")), device, threads),
         prompt_set=prompt_set,
         shard=shard,
     )
@@ -229,6 +233,19 @@ def build_config(
     check_quant_device(config)
     check_compile(config)
     return config
+
+
+def resolve_clock(option: str, raw: str, device: str, threads: int | None) -> str:
+    """auto: the process's CPU time for a CPU run with a fixed thread count, whose wall time other jobs on
+    the same cores stretch (a 2-core VM: generations of 0.36-47 s); wall time on a GPU, whose work is not
+    the process's CPU time."""
+    value = parse_choice(option, raw, ("auto", "wall", "cpu"))
+    on_cpu = device.startswith("cpu")
+    if value == "cpu" and not on_cpu:
+        raise ConfigError(option, raw, "auto, wall", f"the device is {device}: its work is not this process's CPU time")
+    if value == "auto":
+        return "cpu" if on_cpu and threads is not None else "wall"
+    return value
 
 
 def check_quant_device(config: HarnessConfig) -> None:

@@ -115,8 +115,9 @@ def procedure_key(config: HarnessConfig) -> str:
     thresholds = " ".join(f"{t:g}" for t in config.thresholds)
     threads = "default" if config.threads is None or not config.device.startswith("cpu") else str(config.threads)
     schedule = "interleaved" if config.interleaved else "sequential"
+    clock = ", CPU clock" if config.clock == "cpu" else ""  # wall-clock runs keep the ids they had
     return (f"{config.rounds} rounds + {config.warmup_rounds} warm-up, {schedule}, thresholds {thresholds}, "
-            f"threads {threads}")
+            f"threads {threads}{clock}")
 
 
 def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
@@ -143,7 +144,8 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
         "timing_only": config.timing_only,
         "procedure": {"rounds": config.rounds, "warmup_rounds": config.warmup_rounds,
                       "thresholds": list(config.thresholds), "interleave": config.interleaved,
-                      "threads": config.threads if config.device.startswith("cpu") else None},
+                      "threads": config.threads if config.device.startswith("cpu") else None,
+                      "clock": config.clock},
     }
     if config.prompt_set is not None:
         info["workload"]["prompt_set"] = config.prompt_set.describe()

@@ -276,6 +276,7 @@ def _write_results(write: Any, fb: FBCacheSession) -> None:
           f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up, "
           f"{'interleaved' if c.interleaved else 'sequential'})"
           + (f" | torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else "")
+          + (" | CPU clock (process time)" if c.clock == "cpu" else "")
           + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else ""))
     if c.prompt_set is not None:
         write(f"prompt set {c.prompt_set.name} ({len(c.cases)} prompts, digest {c.prompt_set.digest})"

@@ -104,8 +104,15 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
     def teardown(generator: torch.Generator, pair: timing.EventPair) -> None:
         rounds.decisions.append(log.finish_generation())
 
-    benchmark.pedantic(generate, setup=setup, teardown=teardown, rounds=config.rounds,
-                       warmup_rounds=config.warmup_rounds, iterations=1)
+    original = getattr(benchmark, "_timer", None)
+    if config.clock == "cpu" and original is not None:
+        benchmark._timer = timing.clock(config.clock)
+    try:
+        benchmark.pedantic(generate, setup=setup, teardown=teardown, rounds=config.rounds,
+                           warmup_rounds=config.warmup_rounds, iterations=1)
+    finally:
+        if original is not None:
+            benchmark._timer = original
     if len(rounds.decisions) < len(rounds.images):  # --benchmark-disable: one call, no teardown
         rounds.decisions.append(log.finish_generation())
     return rounds
@@ -151,12 +158,13 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog, into:
         timing.synchronize(config.device)
         log.start_generation()
         pair = timing.EventPair(config.device)
-        started = time.perf_counter()
+        now = timing.clock(config.clock)
+        started = now()
         pair.record_start()
         images = _generate_once(session, generator, prompt_index)
         pair.record_end()
         timing.synchronize(config.device)
-        seconds = time.perf_counter() - started
+        seconds = now() - started
         decisions = log.finish_generation()
     finally:
         if threshold is not None:
@@ -215,11 +223,12 @@ class ReplayClock:
 
     pedantic reads its timer before and after each call of its target; this clock advances by the
     next recorded duration between the two readings, so pytest-benchmark computes its statistics,
-    mode and JSON exactly as for rounds it timed itself (the times were taken by the same
-    ``perf_counter``, in the interleaved schedule).
+    mode and JSON exactly as for rounds it timed itself (the times were taken with the run's clock,
+    ``perf_counter`` or, for CPU runs, ``process_time``, in the interleaved schedule).
     """
 
-    def __init__(self, seconds: list[float]) -> None:
+    def __init__(self, seconds: list[float], source: str = "time.perf_counter") -> None:
+        self._source = source
         self._durations = iter(seconds)
         self._now = 0.0
         self._inside = False
@@ -231,16 +240,16 @@ class ReplayClock:
         return self._now
 
     def __repr__(self) -> str:
-        return "fbcache.ReplayClock(interleaved rounds, timed with time.perf_counter)"
+        return f"fbcache.ReplayClock(interleaved rounds, timed with {self._source})"
 
 
-def _replay(benchmark: Any, seconds: list[float]) -> None:
+def _replay(benchmark: Any, seconds: list[float], source: str) -> None:
     """Give ``benchmark`` its own recorded rounds: ``pedantic`` with a timer that replays them."""
     if not hasattr(benchmark, "_timer"):
         raise BrokenRunError("this pytest-benchmark has no timer fbcache can replay interleaved rounds "
                              "through; run with --fbcache-interleave=false")
     original = benchmark._timer
-    benchmark._timer = ReplayClock(seconds)
+    benchmark._timer = ReplayClock(seconds, source)
     try:
         benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1, warmup_rounds=0)
     finally:
@@ -254,7 +263,7 @@ def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: flo
     if key not in results:
         raise BrokenRunError(f"{label_of(threshold, prompt_index)} was not among the interleaved benchmarks")
     mine = results[key]
-    _replay(benchmark, mine.seconds)
+    _replay(benchmark, mine.seconds, f"time.{timing.clock(session.config.clock).__name__}")
     record = _build_record(benchmark, session, threshold, mine.rounds, prompt_index, mine.seconds)
     record.schedule = "interleaved"
     record.machine_state = mine.rounds.machine_state

@@ -7,9 +7,17 @@ the launch. CUDA events around the same call give an independent device-side mea
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+
+def clock(name: str) -> Callable[[], float]:
+    """The clock of the timed region (``HarnessConfig.clock``): wall time, or the process's CPU time,
+    which other jobs sharing the cores of a CPU run do not stretch."""
+    return time.process_time if name == "cpu" else time.perf_counter
 
 
 def is_cuda(device: str) -> bool:
