@@ -1,7 +1,7 @@
 """The GPU noise experiment's CPU-side logic: scenarios, the injected slowdown, the table.
 
 The experiment itself runs on a GPU (scripts/gpu-noise-experiment.sh); here the same driver runs
-on the tiny model on the CPU, where the slowdown plugin sleeps on the host instead of the GPU.
+on the tiny model on the CPU, where the slowdown plugin spends CPU time on the host instead of sleeping on the GPU.
 """
 
 from __future__ import annotations
@@ -53,5 +53,5 @@ def test_driver_runs_end_to_end_on_cpu_and_the_cached_slowdown_is_real(tmp_path)
         info = next(b["extra_info"] for b in run["benchmarks"] if b["extra_info"]["threshold"] == 0.8)
         return statistics.median(u / c for u, c in zip(info["paired_uncached_s"], info["rounds_s"]))
 
-    # the sleep is in cached forwards only: the paired speedup (same-round partners) must fall
+    # the delay is in cached forwards only: the paired speedup (same-round partners) must fall
     assert paired_speedup(bad) < 0.85 * paired_speedup(good), (paired_speedup(good), paired_speedup(bad))

@@ -4,7 +4,8 @@ For the GPU noise experiment (tools/gpu_noise_experiment.py), never for real run
 ``FBCACHE_SLOWDOWN=MODE:MS``: MODE ``all`` slows every forward of every benchmark; ``cached`` only
 forwards while a cache is enabled (the threshold rows, never the uncached baseline). On CUDA the
 delay is ``torch.cuda._sleep`` (the GPU spins, the host does not wait), calibrated to milliseconds
-once; on a CPU it is ``time.sleep`` (for testing the plumbing).
+once; on a CPU it is a busy loop of that much CPU time (for testing the plumbing; a sleep would not
+show in a CPU-clock run).
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def _delay(ms: float, on_cuda: bool) -> None:
         if cycles_per_ms is None:
             cycles_per_ms = _state["cycles_per_ms"] = _calibrate_cuda()
         torch.cuda._sleep(cycles_for(ms, float(cycles_per_ms)))
-    else:
-        time.sleep(ms / 1000)
+    else:  # CPU work, not a sleep: CPU runs may be timed with the process's CPU time (--fbcache-clock)
+        end = time.process_time() + ms / 1000
+        while time.process_time() < end:
+            pass
 
 
 def install(mode: str, ms: float) -> None:
