@@ -78,7 +78,7 @@ def test_resolve_auto_none_name_path(tmp_path: Path):
 
 def test_calibration_is_measured_minus_margin_and_round_trips(tmp_path: Path):
     text = calibrate([record(None), record(0.1, speedup=2.0, ssim=0.95), record(0.5, speedup=4.0, ssim=0.8)],
-                     speedup_margin=0.15, ssim_margin=0.02, name="cal", match={"model": "tiny"},
+                     speedup_margin=0.15, metric_margins={"ssim": 0.02}, name="cal", match={"model": "tiny"},
                      enforce_speedup=False, measured_on="cpu: test")
     assert "min_speedup = measured speedup x (1 - 0.15)" in text
     data = tomllib.loads(text)

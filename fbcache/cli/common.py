@@ -78,7 +78,8 @@ def write_file(path: Path, text: str, option: str) -> None:
 
 def compare_settings(args: argparse.Namespace) -> CompareSettings:
     return CompareSettings(alpha=args.alpha, min_effect=args.min_effect, max_mde=args.max_mde, history=args.history,
-                           min_history=args.min_history, ssim_tolerance=args.ssim_tolerance,
+                           min_history=args.min_history,
+                           tolerances={} if args.ssim_tolerance is None else {"ssim": args.ssim_tolerance},
                            judge_cpu_timing=args.judge_cpu_timing)
 
 
@@ -97,8 +98,8 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
                         help="most recent runs of a segment that set its level (20)")
     parser.add_argument("--min-history", type=int, default=defaults.min_history,
                         help="earlier runs needed before time and speedup are judged (3)")
-    parser.add_argument("--ssim-tolerance", type=float, default=defaults.ssim_tolerance,
-                        help="largest SSIM drop that is not a regression (0.01)")
+    parser.add_argument("--ssim-tolerance", type=float, default=None,
+                        help="largest SSIM drop that is not a regression (default: the SSIM metric's own, 0.01)")
     parser.add_argument("--judge-cpu-timing", action="store_true",
                         help="alert on time/speedup of CPU runs too (default: advisory, CPU timing is noisy)")
 

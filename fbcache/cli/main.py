@@ -130,7 +130,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     accelerator = str(fp.get("accelerator", ""))
     on_cpu = accelerator.startswith("cpu")
     match = match_facts(run.machine_info.get("fbcache", {}))
-    text = calibrate(run.records.values(), args.speedup_margin, args.ssim_margin, name=args.name or Path(args.out).stem,
+    text = calibrate(run.records.values(), args.speedup_margin, {"ssim": args.ssim_margin}, name=args.name or Path(args.out).stem,
                      match=match, enforce_speedup=not on_cpu,
                      measured_on=f"{accelerator}, run {run.name} ({run.datetime[:10]})")
     write_file(out, text, "--out")

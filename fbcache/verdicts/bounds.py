@@ -306,7 +306,7 @@ def check_set(profile: BoundsProfile, summary: ThresholdSummary) -> list[Violati
 def calibrate(
     records: Iterable[BenchRecord],
     speedup_margin: float,
-    ssim_margin: float,
+    metric_margins: Mapping[str, float],
     name: str,
     match: Mapping[str, str],
     enforce_speedup: bool,
@@ -314,9 +314,9 @@ def calibrate(
 ) -> str:
     """A TOML profile: each floor is the measured value minus the stated margin.
 
-    ``ssim_margin`` is the user's SSIM margin; every other metric uses its own ``calibrate_margin``.
+    ``metric_margins`` replaces a metric's own ``calibrate_margin`` (e.g. the user's SSIM margin).
     """
-    margins = {m.name: ssim_margin if m.name == "ssim" else m.calibrate_margin for m in all_metrics()}
+    margins = {m.name: metric_margins.get(m.name, m.calibrate_margin) for m in all_metrics()}
     lines = [
         f"# Calibrated by fbcache from a measured run on {measured_on}, {date.today().isoformat()}.",
         f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); image metrics: measured value minus "

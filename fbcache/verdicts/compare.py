@@ -37,7 +37,8 @@ class CompareSettings:
     history: int = 20
     #: earlier runs of a benchmark before its time and speedup are judged
     min_history: int = 3
-    ssim_tolerance: float = 0.01
+    #: per image metric, a tolerance that replaces the metric's own (``metrics/<name>.py``); e.g. {"ssim": 0.02}
+    tolerances: dict[str, float] = field(default_factory=dict)
     #: judge time and speedup of CPU runs too (by default they are advisory)
     judge_cpu_timing: bool = False
 

@@ -172,7 +172,7 @@ class HistoryJudge:
             if record.threshold is not None:
                 for image_metric in all_metrics():
                     name = image_metric.name
-                    tolerance = self.settings.ssim_tolerance if name == "ssim" else image_metric.tolerance
+                    tolerance = self.settings.tolerances.get(name, image_metric.tolerance)
                     tracker = self.image_metrics.setdefault((name, record.label), MetricTracker(image_metric, tolerance))
                     judged = tracker.judge(index, record.metrics.get(name), accepted is not None)
                     verdicts.append(self._exact_verdict(name, judged))
