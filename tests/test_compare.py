@@ -22,6 +22,7 @@ from fbcache.history.acceptance import load_acceptances
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.compare import CompareSettings
 from fbcache.verdicts.judge import judge_latest
+from tools.cpu_aa_check import scale_times
 
 # one worker builds the A/A history once and runs every test that reads it (xdist --dist loadgroup)
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("aa-history")]
@@ -78,18 +79,8 @@ def inject(storage: Path, change) -> Path:
 
 
 def slower(factor: float):
-    def change(bench: dict) -> None:
-        stats, info = bench["stats"], bench["extra_info"]
-        if "data" in stats:
-            stats["data"] = [x * factor for x in stats["data"]]
-        for key in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "total", "ld15iqr", "hd15iqr"):
-            if isinstance(stats.get(key), (int, float)):
-                stats[key] *= factor
-        info["rounds_s"] = [x * factor for x in info["rounds_s"]]
-        for key in ("first_s", "second_s", "median_s"):
-            if info.get(key) is not None:
-                info[key] *= factor
-    return change
+    """Every time of a benchmark x ``factor``, its paired uncached partners unchanged."""
+    return lambda bench: scale_times(bench, factor, paired=False)
 
 
 def at(label: float, change):

@@ -49,7 +49,13 @@ class Scenario:
 
     @property
     def name(self) -> str:
+        """The scenario's folder: ``all-0.02``."""
         return f"{self.mode}-{self.fraction:g}"
+
+    @property
+    def label(self) -> str:
+        """The scenario in the table: ``all +2%``."""
+        return f"{self.mode} +{self.fraction:.0%}"
 
 
 def sweep_command(storage: Path, images: Path, args: argparse.Namespace) -> list[str]:
@@ -151,7 +157,7 @@ def rejudge(out: Path) -> list[dict[str, str]]:
         scenario = Scenario.parse(folder.name.replace("-", ":", 1))
         for index, run in enumerate(run_files(folder / "history")[len(good):], start=1):
             result = judge_prefix(folder / "history", run, scratch / f"{folder.name}-{index}.json")
-            rows.append({"run": f"{scenario.mode} +{scenario.fraction:.0%} #{index}", **summarize(result)})
+            rows.append({"run": f"{scenario.label} #{index}", **summarize(result)})
     return rows
 
 
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {"FBCACHE_SLOWDOWN": f"{scenario.mode}:{scenario.fraction * step_ms:.4f}"}
         args.pytest_args = [*args.pytest_args, "-p", "tools.slowdown_plugin"]
         for i in range(args.bad):
-            row = sweep_and_judge(f"{scenario.mode} +{scenario.fraction:.0%}", storage, out, args, i + 1, env)
+            row = sweep_and_judge(scenario.label, storage, out, args, i + 1, env)
             if row is not None:
                 rows.append(row)
         args.pytest_args = args.pytest_args[:-2]

@@ -22,9 +22,11 @@ images to the host, NaN checks, SSIM/PSNR, PNG files - happens outside it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,15 +106,11 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
     def teardown(generator: torch.Generator, pair: timing.EventPair) -> None:
         rounds.decisions.append(log.finish_generation())
 
-    original = getattr(benchmark, "_timer", None)
-    if config.clock == "cpu" and original is not None:
-        benchmark._timer = timing.clock(config.clock)
-    try:
+    clock = (_timer(benchmark, timing.clock(config.clock), "time rounds with the process's CPU time through; "
+                    "run with --fbcache-clock wall") if config.clock == "cpu" else contextlib.nullcontext())
+    with clock:
         benchmark.pedantic(generate, setup=setup, teardown=teardown, rounds=config.rounds,
                            warmup_rounds=config.warmup_rounds, iterations=1)
-    finally:
-        if original is not None:
-            benchmark._timer = original
     if len(rounds.decisions) < len(rounds.images):  # --benchmark-disable: one call, no teardown
         rounds.decisions.append(log.finish_generation())
     return rounds
@@ -243,17 +241,24 @@ class ReplayClock:
         return f"fbcache.ReplayClock(interleaved rounds, timed with {self._source})"
 
 
-def _replay(benchmark: Any, seconds: list[float], source: str) -> None:
-    """Give ``benchmark`` its own recorded rounds: ``pedantic`` with a timer that replays them."""
+@contextlib.contextmanager
+def _timer(benchmark: Any, timer: Callable[[], float], purpose: str) -> Iterator[None]:
+    """pytest-benchmark reads its clock from the private ``_timer``: swap it for the calls inside."""
     if not hasattr(benchmark, "_timer"):
-        raise BrokenRunError("this pytest-benchmark has no timer fbcache can replay interleaved rounds "
-                             "through; run with --fbcache-interleave=false")
+        raise BrokenRunError(f"this pytest-benchmark has no timer fbcache can {purpose}")
     original = benchmark._timer
-    benchmark._timer = ReplayClock(seconds, source)
+    benchmark._timer = timer
     try:
-        benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1, warmup_rounds=0)
+        yield
     finally:
         benchmark._timer = original
+
+
+def _replay(benchmark: Any, seconds: list[float], source: str) -> None:
+    """Give ``benchmark`` its own recorded rounds: ``pedantic`` with a timer that replays them."""
+    with _timer(benchmark, ReplayClock(seconds, source),
+                "replay interleaved rounds through; run with --fbcache-interleave=false"):
+        benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1, warmup_rounds=0)
 
 
 def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: float | None,
