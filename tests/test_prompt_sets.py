@@ -134,7 +134,7 @@ def test_bounds_on_the_mean_and_on_the_worst_prompt():
 
 def test_calibrating_a_set_floors_the_mean_and_the_worst():
     records = [record(None, 0, 1.0), record(None, 1, 3.0), record(0.5, 0, 0.5, 6, 0.9), record(0.5, 1, 1.5, 4, 0.7)]
-    text = calibrate(records, 0.15, 0.02, name="x", match={}, enforce_speedup=False, measured_on="test")
+    text = calibrate(records, 0.15, {"ssim": 0.02}, name="x", match={}, enforce_speedup=False, measured_on="test")
     profile = parse_profile(__import__("tomllib").loads(text), "x.toml")
     bound = profile.bound_for(0.5)
     assert bound.image["ssim"] == pytest.approx(0.78) and bound.worst["ssim"] == pytest.approx(0.68)
