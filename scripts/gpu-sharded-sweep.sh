@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The 8-prompt default set on flux-random (TIMING ONLY: random weights), thresholds "0 0.5 0.8",
-# 2 timed rounds, sharded over 2 GPUs of one host and then on 1 GPU; wall clocks of both, the shards
+# ROUNDS timed rounds (default 3, the harness default), sharded over 2 GPUs of one host and then on 1 GPU; wall clocks of both, the shards
 # merged into one run, and `fbcache compare` of the merged run against the 1-GPU run (hits must be
 # identical: they are deterministic for a fixed seed and stack).
 #
@@ -11,6 +11,8 @@
 # each reads RANK/WORLD_SIZE/LOCAL_RANK and takes prompts i % 2 == RANK on cuda:LOCAL_RANK. Without
 # torchrun: two background processes, each pinned with CUDA_VISIBLE_DEVICES and --fbcache-shard R/2.
 # Run from the repository root; fbcache need not be installed (conftest.py registers the plugin).
+# Each pytest process is wrapped so that the log has its start and end on the host's clock
+# ("== timeline"): with the sessions' own durations they show what launching costs.
 # Results go to $OUT (default ./gpu-sharded-out): gpu.txt, and per resolution R run-R.log,
 # summary-R.md and history-R.tgz (histories, results tables, compare JSON). When the sharded sweep of
 # resolution R ends, .gpu-sharded/sharded-R.done appears: from then on only GPU 0 is used.
@@ -26,6 +28,7 @@ THRESHOLDS="0 0.5 0.8"
 MODEL=${MODEL:-flux-random}
 DEVICE=${DEVICE:-cuda}
 STEPS=${STEPS:-28}
+ROUNDS=${ROUNDS:-3}
 
 {
   nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv
@@ -34,6 +37,15 @@ STEPS=${STEPS:-28}
 } > "$OUT/gpu.txt" 2>&1
 
 now() { date +%s.%N; }
+# stamped CMD...: runs CMD, writing "== timeline <who> start|end <epoch>" around it (who: torchrun's RANK or "1gpu")
+stamped() {
+  echo "== timeline ${RANK:-${WHO:-?}} start $(now)"
+  "$@"
+  local rc=$?
+  echo "== timeline ${RANK:-${WHO:-?}} end $(now) rc=$rc"
+  return $rc
+}
+export -f now stamped
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 for RES in "${RESOLUTIONS[@]}"; do
@@ -43,19 +55,20 @@ for RES in "${RESOLUTIONS[@]}"; do
   COMMON=(benchmarks -p no:cacheprovider --fbcache-model "$MODEL" --fbcache-device "$DEVICE" --fbcache-steps "$STEPS"
           --fbcache-bounds none
           --fbcache-prompts default --fbcache-resolution "$RES" --fbcache-thresholds "$THRESHOLDS"
-          --fbcache-rounds 2 --benchmark-save-data "--benchmark-storage=file://$STORAGE")
+          --fbcache-rounds "$ROUNDS" --benchmark-save-data "--benchmark-storage=file://$STORAGE")
   : > "$LOG"
 
   echo "== $RES: sharded over 2 GPUs" | tee -a "$LOG"
   start=$(now)
+  echo "== timeline launch start $start" >> "$LOG"
   if python3 -c "import torch.distributed.run" 2>/dev/null; then
     python3 -m torch.distributed.run --standalone --nproc-per-node 2 --no-python \
-      python3 -m pytest "${COMMON[@]}" --benchmark-autosave --fbcache-output-dir "$WORK/images-$RES-2gpu" >> "$LOG" 2>&1
+      bash -c 'stamped "$@"' stamped python3 -m pytest "${COMMON[@]}" --benchmark-autosave --fbcache-output-dir "$WORK/images-$RES-2gpu" >> "$LOG" 2>&1
     sharded_rc=$?
   else
     pids=()
     for rank in 0 1; do
-      CUDA_VISIBLE_DEVICES=$rank python3 -m pytest "${COMMON[@]}" --benchmark-autosave --fbcache-shard "$rank/2" \
+      CUDA_VISIBLE_DEVICES=$rank WHO=$rank stamped python3 -m pytest "${COMMON[@]}" --benchmark-autosave --fbcache-shard "$rank/2" \
         --fbcache-output-dir "$WORK/images-$RES-2gpu" > "$WORK/shard-$RES-$rank.log" 2>&1 &
       pids+=($!)
     done
@@ -70,7 +83,8 @@ for RES in "${RESOLUTIONS[@]}"; do
 
   echo "== $RES: 1 GPU" | tee -a "$LOG"
   start=$(now)
-  CUDA_VISIBLE_DEVICES=0 python3 -m pytest "${COMMON[@]}" --fbcache-shard off --benchmark-save=single-1gpu \
+  echo "== timeline launch start $start" >> "$LOG"
+  CUDA_VISIBLE_DEVICES=0 WHO=1gpu stamped python3 -m pytest "${COMMON[@]}" --fbcache-shard off --benchmark-save=single-1gpu \
     --fbcache-output-dir "$WORK/images-$RES-1gpu" >> "$LOG" 2>&1
   single_rc=$?
   single_s=$(since "$start")
@@ -102,7 +116,7 @@ print(f"{len(hits) - len(bad)} of {len(hits)} benchmarks with identical hits" + 
 EOF
 )
   {
-    echo "# $MODEL ${RES}x${RES}, $STEPS steps, default 8-prompt set, thresholds $THRESHOLDS, 2 rounds: 2 GPUs vs 1 GPU"
+    echo "# $MODEL ${RES}x${RES}, $STEPS steps, default 8-prompt set, thresholds $THRESHOLDS, $ROUNDS rounds: 2 GPUs vs 1 GPU"
     echo
     echo "$(date -u +%F) on $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | sort | uniq -c | tr -s ' ' | paste -sd ';' || echo "$DEVICE")"
     echo
