@@ -268,6 +268,9 @@ def check_compile(config: HarnessConfig) -> None:
     if config.quant == "nunchaku":
         raise ConfigError(option, config.compile, "none",
                           "nunchaku's SVDQuant transformer runs its own CUDA kernels, not torch.compile'd code")
+    note = quantization.mode(config.quant).cuda_compile_note
+    if note and config.device.startswith("cuda"):
+        raise ConfigError(option, config.compile, "none", f"with --fbcache-quant {config.quant}: {note}")
 
 
 def check_compile_selection(config: HarnessConfig, cached_benchmarks: int) -> None:

@@ -64,11 +64,16 @@ class QuantMode:
     min_capability: tuple[int, int] | None = None
     #: why, in the refusal message
     hardware_note: str = ""
+    #: non-empty: refused with ``--fbcache-compile`` other than none on a CUDA GPU, and why (measured)
+    cuda_compile_note: str = ""
 
 
 MODES: tuple[QuantMode, ...] = (
     QuantMode("none", "no quantization (bf16 on a GPU, the model's dtype on a CPU)"),
-    QuantMode("torchao-int8wo", "torchao int8 weight-only, per-row scales", _int8wo),
+    QuantMode("torchao-int8wo", "torchao int8 weight-only, per-row scales", _int8wo,
+              cuda_compile_note="compiled int8 weight-only FLUX blocks never finished a generation on a GPU: on an "
+              "H200 (torch 2.11, torchao 0.18, 2026-11-28) the regional compile took 50 s, then the first 1024x1024 "
+              "generation ran for 14 minutes without finishing (eager: 6.7 s); run it eager"),
     QuantMode("torchao-int4wo", "torchao int4 weight-only, group size 128, tile_packed_to_4d packing "
               "(tinygemm; CUDA sm_80+)", _int4wo, cuda_only=True, min_capability=(8, 0),
               hardware_note="int4 tile_packed_to_4d (tinygemm) kernels need a CUDA GPU of sm_80 or newer"),
