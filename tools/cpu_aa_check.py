@@ -2,8 +2,8 @@
 
     OMP_NUM_THREADS=1 python -m tools.cpu_aa_check --out DIR --runs 8
 
-Runs ``--runs`` unchanged sweeps (default settings, ``--fbcache-steps 8 --fbcache-rounds 3``) into
-one history, judges each with ``fbcache compare`` (default settings, and with
+Runs ``--runs`` unchanged sweeps (the harness's default settings: 28 steps, 3 rounds; ``--steps N``
+for shorter ones, as the first runs of this tool used: 8) into one history, judges each with ``fbcache compare`` (default settings, and with
 ``--judge-cpu-timing``), and checks in every sweep that the paired speedups are ordered as the hit
 counts are (thresholds with equal hits within 3% of each other).
 """
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=None, help="--fbcache-steps (default: the harness default)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -47,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     for index in range(args.runs):
         done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q",
                                f"--benchmark-storage=file://{storage}", "--benchmark-autosave",
-                               "--fbcache-output-dir", str(out / "images"), "--fbcache-steps", "8",
-                               "--fbcache-rounds", "3"], cwd=out, capture_output=True, text=True, check=False)
+                               "--fbcache-output-dir", str(out / "images"),
+                               *(["--fbcache-steps", str(args.steps)] if args.steps else [])], cwd=out, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:])
             return 2
