@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from fbcache.history.storage import run_files
+
 ROOT = Path(__file__).resolve().parent.parent
 #: few steps and rounds keep each subprocess sweep to seconds on a 2-core CPU
 STEPS = 4
@@ -80,7 +82,7 @@ class Sweep:
     output_dir: Path
 
     def saved_runs(self) -> list[Path]:
-        return sorted(self.storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))
+        return run_files(self.storage)
 
     def last_run(self) -> dict:
         runs = self.saved_runs()

@@ -12,6 +12,7 @@ import statistics
 
 import pytest
 
+from fbcache.history.storage import run_files
 from tools.gpu_noise_experiment import Scenario, main, per_step_ms, summarize, table
 from tools.slowdown_plugin import cycles_for, parse
 
@@ -46,7 +47,7 @@ def test_driver_runs_end_to_end_on_cpu_and_the_cached_slowdown_is_real(tmp_path)
           "--rounds", "2", "--good", "2", "--bad", "1", "--thresholds", "0.8", "--scenario", "cached:0.5"])
     text = (out / "table.md").read_text()
     assert "| A/A #2 |" in text and "| cached +50% #1 |" in text
-    runs = sorted((out / "cached-0.5" / "history").glob("*/[0-9][0-9][0-9][0-9]_*.json"))
+    runs = run_files(out / "cached-0.5" / "history")
     good, bad = (json.loads(p.read_text()) for p in runs[-2:])
 
     def paired_speedup(run: dict) -> float:

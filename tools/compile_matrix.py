@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.history.storage import run_files
 
 QUANTS = ("bf16", "int8wo", "int4wo", "fp8")
 COMPILES = ("eager", "regional")
@@ -50,7 +51,7 @@ def config_names() -> list[str]:
 
 
 def latest_run(storage: Path) -> Path | None:
-    runs = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))
+    runs = run_files(storage)
     return runs[-1] if runs else None
 
 

@@ -3,8 +3,8 @@
     OMP_NUM_THREADS=1 python -m tools.cpu_aa_check --out DIR --runs 8
 
 Runs ``--runs`` unchanged sweeps (the harness's default settings: 28 steps, 3 rounds; ``--steps N``
-for shorter ones, as the first runs of this tool used: 8) into one history, judges each with ``fbcache compare`` (default settings, and with
-``--judge-cpu-timing``), and checks in every sweep that the paired speedups are ordered as the hit
+for shorter ones, as the first runs of this tool used: 8) into one history, judges each with
+``fbcache compare`` (default settings, and with ``--judge-cpu-timing``), and checks in every sweep that the paired speedups are ordered as the hit
 counts are (thresholds with equal hits within 3% of each other).
 """
 
@@ -17,6 +17,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from fbcache.history.storage import run_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,11 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         done = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-p", "no:cacheprovider", "-q",
                                f"--benchmark-storage=file://{storage}", "--benchmark-autosave",
                                "--fbcache-output-dir", str(out / "images"),
-                               *(["--fbcache-steps", str(args.steps)] if args.steps else [])], cwd=out, capture_output=True, text=True, check=False)
+                               *(["--fbcache-steps", str(args.steps)] if args.steps else [])],
+                              cwd=out, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             print(done.stdout[-3000:], done.stderr[-3000:])
             return 2
-        latest = json.loads(max(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json")).read_text())
+        latest = json.loads(run_files(storage)[-1].read_text())
         records = [b["extra_info"] for b in latest["benchmarks"] if b["extra_info"]["threshold"] is not None]
         problems = ordered_as_hits(records)
         ordered += not problems
@@ -97,7 +100,7 @@ def scale_times(bench: dict, factor: float, paired: bool = True) -> None:
 
 def plus_20_percent(storage: Path, edited: Path) -> str:
     """Runs 1-3 of ``storage`` and a copy of run 3 with every time x 1.2, judged with --judge-cpu-timing."""
-    runs = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))[:3]
+    runs = run_files(storage)[:3]
     target = edited / runs[0].parent.name
     shutil.rmtree(edited, ignore_errors=True)
     target.mkdir(parents=True)

@@ -60,17 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fbcache.config.harness import build_config
-    from fbcache.models import load_model
+    from fbcache.plugin.measure import generate_once
+    from fbcache.plugin.session import FBCacheSession
 
     config = build_config({"model": "tiny", "device": "cpu", "output_dir": str(Path.cwd() / "fbcache-results")})
-    torch.set_num_threads(config.threads or 1)
-    model = load_model(config)
+    session = FBCacheSession(config, profile=None)  # loads the model as a sweep does (1 torch thread)
 
     def generate() -> float:
         generator = torch.Generator("cpu").manual_seed(config.seed)
         started = time.process_time()
-        model.pipe(height=config.height, width=config.width, num_inference_steps=config.steps,
-                   generator=generator, output_type="pt", **model.kwargs_for(None))
+        generate_once(session, generator)
         return time.process_time() - started
 
     generate()  # warm-up

@@ -26,6 +26,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fbcache.history.storage import run_files
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -112,22 +114,18 @@ def table(rows: list[dict[str, str]]) -> str:
 
 def sweep_and_judge(label: str, storage: Path, out: Path, args: argparse.Namespace, index: int,
                     env: dict[str, str] | None = None) -> dict[str, str] | None:
-    before = len(list(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json")))
+    before = len(run_files(storage))
     done = run_cli(sweep_command(storage, out / "images", args), env, cwd=out)
     (out / "logs").mkdir(exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9.+]+", "-", label).strip("-") + f"-{index}"
     (out / "logs" / f"{stem}.log").write_text(done.stdout + done.stderr)
-    saved = len(list(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))) > before
+    saved = len(run_files(storage)) > before
     if done.returncode not in (0, 1) or not saved:
         raise SystemExit(f"sweep {label} {index} failed ({done.returncode}); see {out}/logs/{stem}.log")
     result = judge_prefix(storage, run_files(storage)[-1], out / "logs" / f"{stem}.json")
     if result["baseline"].startswith("nothing"):
         return None
     return {"run": f"{label} #{index}", **summarize(result)}
-
-
-def run_files(storage: Path) -> list[Path]:
-    return sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"))
 
 
 def judge_prefix(storage: Path, run: Path, out_json: Path) -> dict:

@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
-from fbcache import backends
 from fbcache.config.harness import build_config
-from fbcache.models import load_model
 from fbcache.models.compile import repeated_blocks
 from fbcache.plugin import timing
 from fbcache.plugin.decisions import DecisionLog
+from fbcache.plugin.measure import generate_once
+from fbcache.plugin.session import FBCacheSession
 
 #: the parts of a generation, in the order the tables list them
 PARTS = ("generation", "step (computed)", "step (hit)", "first block", "other blocks", "vae decode")
@@ -175,37 +175,30 @@ def main(argv: list[str] | None = None) -> int:
         raw[name.replace("-", "_")] = value
     config = build_config(raw)
     args.out.mkdir(parents=True, exist_ok=True)
-    if config.device.startswith("cpu") and config.threads is not None:
-        torch.set_num_threads(config.threads)
-    model = load_model(config)
-    pipe, transformer = model.pipe, model.pipe.transformer
-    backend = backends.get(config.cache_backend).create(pipe, config)
+    session = FBCacheSession(config, profile=None)  # loads the model as a sweep does (threads, quant, compile)
+    pipe = session.model.pipe
     log = DecisionLog()
 
     def generate() -> Any:
-        generator = torch.Generator("cpu").manual_seed(config.seed)
-        return pipe(height=config.height, width=config.width, num_inference_steps=config.steps, generator=generator,
-                    output_type="pt", **model.kwargs_for(None)).images
+        return generate_once(session, torch.Generator("cpu").manual_seed(config.seed))
 
-    def cached(run: Callable[[], Any]) -> Callable[[], Any]:
-        def inner() -> Any:
-            backend.enable(args.threshold, log)
-            try:
-                return run()
-            finally:
-                backend.disable()
-        return inner
+    def cached() -> Any:
+        session.backend.enable(args.threshold, log)
+        try:
+            return generate()
+        finally:
+            session.backend.disable()
 
+    states = (("uncached", generate), (f"threshold {args.threshold:g}", cached))
     warmup_s = {}
-    for state, run in (("uncached", generate), (f"threshold {args.threshold:g}", cached(generate))):
-        log.start_generation()
+    for state, run in states:  # untimed: compiles what each cache state needs
         started = time.perf_counter()
         run()
         timing.synchronize(config.device)
         warmup_s[state] = round(time.perf_counter() - started, 3)
-        log.finish_generation()
 
     ranges = _Ranges()
+    transformer = pipe.transformer
     blocks = repeated_blocks(transformer)
     # a step's name ("hit"/"computed") is known only after its first block decided: every step opens a
     # plain "step" range, and _summarize names them from the decisions, in call order
@@ -216,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles, tables = [], {}
     try:
         with _wrapped_decode(pipe.vae):
-            for state, run in (("uncached", generate), (f"threshold {args.threshold:g}", cached(generate))):
+            for state, run in states:
                 profile, tables[state] = profile_generation(run, config.device, log, state)
                 profiles.append(profile)
     finally:

@@ -63,7 +63,7 @@ def image_name(label: str, which: str, stem: str = "flux", prompt_index: int | N
     return f"{name}_{which}.png"
 
 
-def _generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
+def generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
     config, model = session.config, session.model
     prompt = None if prompt_index is None else config.case(prompt_index).text
     return model.pipe(
@@ -74,7 +74,7 @@ def _generate_once(session: FBCacheSession, generator: torch.Generator, prompt_i
 
 def _untimed_uncached_image(session: FBCacheSession, prompt_index: int | None = None) -> np.ndarray:
     seed = session.config.case(prompt_index).seed
-    images = _generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index)
+    images = generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index)
     if not pixels.all_finite(images):
         raise NaNImageError("the uncached reference image has NaN/Inf pixels")
     return pixels.to_uint8_images(images)[0]
@@ -97,7 +97,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
 
     def generate(generator: torch.Generator, pair: timing.EventPair) -> torch.Tensor:
         pair.record_start()
-        images = _generate_once(session, generator, prompt_index)
+        images = generate_once(session, generator, prompt_index)
         pair.record_end()
         timing.synchronize(device)
         rounds.images.append(images)
@@ -123,7 +123,7 @@ def bare_loop(session: FBCacheSession, rounds: int, prompt_index: int | None = N
         generator = torch.Generator("cpu").manual_seed(session.config.case(prompt_index).seed)
         timing.synchronize(session.config.device)
         started = time.perf_counter()
-        _generate_once(session, generator, prompt_index)
+        generate_once(session, generator, prompt_index)
         timing.synchronize(session.config.device)
         seconds.append(time.perf_counter() - started)
     return seconds
@@ -159,7 +159,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog, into:
         now = timing.clock(config.clock)
         started = now()
         pair.record_start()
-        images = _generate_once(session, generator, prompt_index)
+        images = generate_once(session, generator, prompt_index)
         pair.record_end()
         timing.synchronize(config.device)
         seconds = now() - started
@@ -301,7 +301,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
     try:
         if threshold is not None:
             backend.enable(threshold, log)
-        warmup = recompile.compile_warmup(config.compile, config.device, log, lambda: _generate_once(
+        warmup = recompile.compile_warmup(config.compile, config.device, log, lambda: generate_once(
             session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index))
         with recompile.no_recompile(config.compile, UNCACHED if threshold is None else f"threshold {threshold:g}"):
             rounds = _time_generations(benchmark, session, log, prompt_index)

@@ -20,13 +20,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from fbcache.plugin import measure, session
 
     if FAULT == "nan":
-        original = measure._generate_once
+        original = measure.generate_once
 
         def nan_images(fb_session, generator, *args):
             images = original(fb_session, generator, *args)
             return images * float("nan")
 
-        measure._generate_once = nan_images
+        measure.generate_once = nan_images
     elif FAULT == "no-model":
         def refuse(config):
             raise RuntimeError("MODEL WAS BUILT")
