@@ -1,7 +1,7 @@
 """The statistics behind verdicts, on seeded synthetic histories built from measured noise (issue 11).
 
 Deterministic (seeded) and fast: the whole file runs in seconds. tools/verdict_rates.py prints the
-full table that the README quotes.
+full table that docs/verdicts.md quotes.
 """
 
 from __future__ import annotations
