@@ -14,10 +14,9 @@ import pytest
 
 from fbcache.history.storage import load_runs
 from fbcache.verdicts.compare import RUN_LABEL, TOO_NOISY, CompareSettings
-from fbcache.verdicts.gates import GateSettings, gate
+from fbcache.verdicts.gates import GateSettings, gate, t_quantile
 from fbcache.verdicts.noise import Dispersion, SeriesNoise, dispersion, pool
 from fbcache.verdicts.paired import median_interval, paired_ratios
-from fbcache.verdicts.tdist import t_quantile, t_tail
 from tools.verdict_rates import REGIMES, _factor, aa_rate, judge, simulate, step_rate
 
 GPU_1024, GPU_512, GPU_SHARED, CPU = REGIMES
@@ -31,7 +30,6 @@ JUDGE_ALL = CompareSettings(judge_cpu_timing=True)
                                                 (30, 0.005, 2.749996), (5, 0.001, 5.893430)])
 def test_t_quantiles_match_tables(df, tail, expected):
     assert t_quantile(tail, df) == pytest.approx(expected, rel=1e-5)
-    assert t_tail(expected, df) == pytest.approx(tail, rel=1e-4)
 
 
 def test_gate_has_a_floor_a_noise_term_and_a_too_noisy_limit():

@@ -1,4 +1,4 @@
-"""The one Markdown renderer: tables and code blocks, used by every verb and by the plugin."""
+"""The one Markdown renderer: tables, used by every verb and by the plugin."""
 
 from __future__ import annotations
 
@@ -15,6 +15,3 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
-
-def code_block(text: str) -> str:
-    return f"```\n{text}\n```"

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scipy.stats import t as student_t
+
 from fbcache.verdicts.noise import MEDIAN_VARIANCE_FACTOR
-from fbcache.verdicts.tdist import t_quantile
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class Gate:
 
 def per_test_alpha(alpha: float, tests: int) -> float:
     return alpha / max(1, tests)
+
+
+def t_quantile(tail: float, df: int) -> float:
+    """The one-sided Student-t critical value: P(T > t) = ``tail`` with ``df`` degrees of freedom."""
+    return float(student_t.isf(tail, df))
 
 
 def gate(sigma: float, df: int, baseline_runs: int, tests: int, settings: GateSettings) -> Gate:

@@ -81,11 +81,6 @@ def dispersion(groups: Iterable[Sequence[float]]) -> Dispersion:
     return Dispersion(ss, df)
 
 
-def within_run(rounds_per_run: Iterable[Sequence[float]]) -> Dispersion:
-    """Within-run dispersion of log round times (or log paired ratios), pooled over runs."""
-    return dispersion([logs(rounds) for rounds in rounds_per_run])
-
-
 def median_variance(within: Dispersion, rounds: int) -> float:
     """How much a run's median of ``rounds`` rounds varies by within-run noise alone (log scale)."""
     variance = within.variance
