@@ -37,7 +37,7 @@ from fbcache.cli.common import (
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
 from fbcache.history.acceptance import write_acceptance
-from fbcache.history.fingerprint import match_facts
+from fbcache.history.fingerprint import fingerprint_changes, match_facts
 from fbcache.history.selection import find_run
 from fbcache.history.storage import Run
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
@@ -47,10 +47,14 @@ from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 
 def cmd_history(args: argparse.Namespace) -> int:
     runs = read_history(args.storage)
-    for run in runs:
+    for previous, run in zip([None, *runs], runs):
         fp = run.fingerprint
         print(f"{run.name}  {run.datetime[:19]}  [{run.fingerprint_id}] {fp.get('accelerator')} | {fp.get('model')} | "
               f"{fp.get('quantization')} | {fp.get('cache_backend')} | {fp.get('workload')} | {bounds_state(run)}")
+        # the line shows a few fields; a new fingerprint says which of all its fields changed
+        if previous is not None and previous.fingerprint_id != run.fingerprint_id:
+            changes = fingerprint_changes(previous.machine_info, run.machine_info)
+            print(f"    fingerprint differs from {previous.name}: {'; '.join(changes)}")
     return EXIT_CLEAN
 
 
