@@ -24,6 +24,7 @@ from pathlib import Path
 from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     DEFAULT_STORAGE,
+    PlainHelpFormatter,
     add_compare_options,
     compare_settings,
     judge_storage,
@@ -193,11 +194,11 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fbcache", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(prog="fbcache", description=__doc__, formatter_class=PlainHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub = verbs.add_parser(name, help=help_text, description=help_text, formatter_class=PlainHelpFormatter)
         sub.add_argument("--storage", default=DEFAULT_STORAGE, help="pytest-benchmark storage (default .benchmarks)")
         return sub
 
@@ -237,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=cmd_calibrate)
 
     xreport = verbs.add_parser("xreport", help="cross-hardware report: every GPU's newest run side by side",
-                               description="cross-hardware report: every GPU's newest run side by side")
+                               description="cross-hardware report: every GPU's newest run side by side",
+                               formatter_class=PlainHelpFormatter)
     xreport.add_argument("--storage", action="append",
                          help="a history directory, searched recursively (repeat for several runners; "
                               "default .benchmarks)")
@@ -247,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     xreport.set_defaults(func=cmd_xreport)
 
     merge = verbs.add_parser("merge", help="merge the shards of a sharded sweep into one run file",
+                             formatter_class=PlainHelpFormatter,
                              description="merge the shards of a sharded sweep (torchrun or --fbcache-shard) into "
                                          "one pytest-benchmark run file")
     merge.add_argument("shards", nargs="+", help="shard run files, or shard directories (their newest run), "
@@ -264,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     agree = verbs.add_parser("agree", help="run one workload through every installed cache backend and compare "
                              "their hit maps; exit 0 agree, 1 disagree, 2 error",
-                             description=agree_verb.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                             description=agree_verb.__doc__, formatter_class=PlainHelpFormatter)
     agree_verb.add_agree_options(agree)
     agree.set_defaults(func=agree_verb.cmd_agree)
     return parser

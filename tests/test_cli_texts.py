@@ -1,4 +1,5 @@
-"""``fbcache history``: runs of different fingerprints say which fields differ, not just a different hash."""
+"""What the ``fbcache`` verbs print about themselves and the history: ``--help`` in plain text, and
+``fbcache history`` naming what differs between fingerprints, not just a different hash."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import copy
 import json
 from pathlib import Path
 
-from fbcache.cli.main import main
+import pytest
+
+from fbcache.cli.main import build_parser, main
 from fbcache.history.fingerprint import fingerprint_changes
 
 SAVED = json.loads((Path(__file__).parent / "data" / "run.json").read_text())
@@ -44,3 +47,15 @@ def test_history_lists_what_differs_between_neighbouring_fingerprints(tmp_path, 
         "fingerprint differs from 0001_run: procedure: (none) -> 3 rounds + 1 warm-up, interleaved, thresholds "
         "0.1 0.5, threads 1, CPU clock",
         "fingerprint differs from 0003_run: procedure: rounds 3 -> 5"]
+
+
+def _verbs() -> dict:
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if a.dest == "verb")
+    return {"fbcache": parser, **verbs.choices}
+
+
+@pytest.mark.parametrize("verb", list(_verbs()))
+def test_help_is_plain_text_without_docstring_markup(verb):
+    text = _verbs()[verb].format_help()
+    assert "`" not in text and ":mod:" not in text
