@@ -134,7 +134,7 @@ class Tracker:
             if earlier >= min_history:
                 return Judgement("not judged", f"{effect:+.1%}; no degrees of freedom to measure noise with",
                                  effect, reference_centre=centre)
-            return Judgement("not judged", f"{effect:+.1%}; {earlier} earlier run(s) of the {min_history} that "
+            return Judgement("not judged", f"{effect:+.1%}; {earlier} earlier runs of the {min_history} that "
                              f"measure run-to-run noise: judged after {needed} more run(s)", effect,
                              reference_centre=centre, runs_needed=needed)
         g = gate(sigma, df, len(values), tests, self.settings)
