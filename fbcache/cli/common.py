@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,23 @@ from fbcache.verdicts.compare import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest
 
 DEFAULT_STORAGE = ".benchmarks"
+
+
+def plain(text: str) -> str:
+    """Docstring markup (``code``, `code`, :mod:`x`) as the plain text a terminal shows."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``|`([^`]+)`", lambda m: m.group(1) or m.group(2), text)
+
+
+class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` in plain text: descriptions keep their layout (they are docstrings), markup is dropped."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(plain(text), width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = super()._get_help_string(action)
+        return None if help_text is None else plain(help_text)
 
 
 def storage_path(raw: str) -> Path:

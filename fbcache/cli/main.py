@@ -24,6 +24,7 @@ from pathlib import Path
 from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     DEFAULT_STORAGE,
+    PlainHelpFormatter,
     add_compare_options,
     compare_settings,
     judge_storage,
@@ -37,7 +38,7 @@ from fbcache.cli.common import (
 from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
 from fbcache.history.acceptance import write_acceptance
-from fbcache.history.fingerprint import match_facts
+from fbcache.history.fingerprint import fingerprint_changes, match_facts
 from fbcache.history.selection import find_run
 from fbcache.history.storage import Run
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
@@ -47,10 +48,14 @@ from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 
 def cmd_history(args: argparse.Namespace) -> int:
     runs = read_history(args.storage)
-    for run in runs:
+    for previous, run in zip([None, *runs], runs):
         fp = run.fingerprint
         print(f"{run.name}  {run.datetime[:19]}  [{run.fingerprint_id}] {fp.get('accelerator')} | {fp.get('model')} | "
               f"{fp.get('quantization')} | {fp.get('cache_backend')} | {fp.get('workload')} | {bounds_state(run)}")
+        # the line shows a few fields; a new fingerprint says which of all its fields changed
+        if previous is not None and previous.fingerprint_id != run.fingerprint_id:
+            changes = fingerprint_changes(previous.machine_info, run.machine_info)
+            print(f"    fingerprint differs from {previous.name}: {'; '.join(changes)}")
     return EXIT_CLEAN
 
 
@@ -189,11 +194,11 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fbcache", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(prog="fbcache", description=__doc__, formatter_class=PlainHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def verb(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub = verbs.add_parser(name, help=help_text, description=help_text, formatter_class=PlainHelpFormatter)
         sub.add_argument("--storage", default=DEFAULT_STORAGE, help="pytest-benchmark storage (default .benchmarks)")
         return sub
 
@@ -233,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=cmd_calibrate)
 
     xreport = verbs.add_parser("xreport", help="cross-hardware report: every GPU's newest run side by side",
-                               description="cross-hardware report: every GPU's newest run side by side")
+                               description="cross-hardware report: every GPU's newest run side by side",
+                               formatter_class=PlainHelpFormatter)
     xreport.add_argument("--storage", action="append",
                          help="a history directory, searched recursively (repeat for several runners; "
                               "default .benchmarks)")
@@ -243,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     xreport.set_defaults(func=cmd_xreport)
 
     merge = verbs.add_parser("merge", help="merge the shards of a sharded sweep into one run file",
+                             formatter_class=PlainHelpFormatter,
                              description="merge the shards of a sharded sweep (torchrun or --fbcache-shard) into "
                                          "one pytest-benchmark run file")
     merge.add_argument("shards", nargs="+", help="shard run files, or shard directories (their newest run), "
@@ -260,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     agree = verbs.add_parser("agree", help="run one workload through every installed cache backend and compare "
                              "their hit maps; exit 0 agree, 1 disagree, 2 error",
-                             description=agree_verb.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                             description=agree_verb.__doc__, formatter_class=PlainHelpFormatter)
     agree_verb.add_agree_options(agree)
     agree.set_defaults(func=agree_verb.cmd_agree)
     return parser

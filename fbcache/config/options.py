@@ -51,6 +51,8 @@ class OptionSpec:
     flag: bool = False
     #: ``fbcache nightly --<name>`` passes it on to the sweep
     nightly: bool = False
+    #: what ``--help`` names as the default when ``default`` is "" (derived, or nothing)
+    default_help: str = "none"
 
     @property
     def cli(self) -> str:
@@ -85,25 +87,25 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("nunchaku_precision", "auto (as nunchaku's get_precision: fp4 on sm_120, else int4), int4, fp4",
                "auto", "PRECISION"),
     OptionSpec("thresholds", "residual_diff_threshold values to sweep", SEED_THRESHOLDS_TEXT, "LIST", nightly=True),
-    OptionSpec("steps", "denoising steps (default: the model's, 28)", "", "N", nightly=True),
-    OptionSpec("resolution", "N or WxH, multiples of 16 (default: the model's, 64 for tiny models, 1024 otherwise)",
-               "", "RES", nightly=True),
+    OptionSpec("steps", "denoising steps", "", "N", nightly=True, default_help="the model's, 28"),
+    OptionSpec("resolution", "N or WxH, multiples of 16", "", "RES", nightly=True,
+               default_help="the model's, 64 for tiny models, 1024 otherwise"),
     OptionSpec("prompt", "the prompt (when no --fbcache-prompts set is given)", DEFAULT_PROMPT, "TEXT"),
     OptionSpec("prompts", "a prompt set: default (8 shipped prompts), a shipped set name, or a .txt (one prompt "
                "per line), .toml or .json file (prompts with optional seeds); one benchmark per threshold and prompt",
-               "", "FILE", nightly=True),
+               "", "FILE", nightly=True, default_help="none: the one --fbcache-prompt"),
     OptionSpec("shard", "run one shard of the prompt set: auto (torchrun's RANK/WORLD_SIZE/LOCAL_RANK when set), "
-               "off, or R/N (shard R of N, 0-based); merge the shards' runs with `fbcache merge`", "auto", "SHARD"),
+               "off, or R/N (shard R of N, 0-based); merge the shards' runs with fbcache merge", "auto", "SHARD"),
     OptionSpec("seed", "generator seed", "0", "N"),
     OptionSpec("rounds", "timed generations per threshold", "3", "N", nightly=True),
     OptionSpec("warmup_rounds", "untimed generations per threshold before the timed ones", "1", "N"),
     OptionSpec("output_dir", "where images and the results table go", "fbcache-results", "DIR"),
     OptionSpec("bounds", "bounds profile: auto (the shipped profile that matches this run, if any), none, "
                "a profile name in the bounds directory, or a TOML path", "auto", "PROFILE", nightly=True),
-    OptionSpec("bounds_dir", "where profile names are looked up (default: benchmarks/bounds under the rootdir)",
-               "", "DIR"),
+    OptionSpec("bounds_dir", "where profile names are looked up", "", "DIR",
+               default_help="benchmarks/bounds under the rootdir"),
     OptionSpec("calibrate", "write a bounds profile from this run to PATH (measured value minus the margins)",
-               "", "PATH"),
+               "", "PATH", default_help="none, no profile written"),
     OptionSpec("calibrate_speedup_margin", "relative margin below the measured speedup for --fbcache-calibrate",
                "0.15", "FRACTION"),
     OptionSpec("calibrate_ssim_margin", "absolute margin below the measured SSIM for --fbcache-calibrate "
@@ -134,10 +136,10 @@ def add_options(parser: Any) -> None:
         text = spec.help_text()
         if spec.flag:
             group.addoption(spec.cli, action="store_const", const="true", default=None, dest=spec.dest,
-                            help=f"{text} (env {spec.env}, ini {spec.ini})")
+                            help=f"{text} (default: off; env {spec.env}, ini {spec.ini})")
         else:
             group.addoption(spec.cli, action="store", default=None, dest=spec.dest, metavar=spec.metavar,
-                            help=f"{text} (default: {spec.default or 'see above'}; env {spec.env}, "
+                            help=f"{text} (default: {spec.default or spec.default_help}; env {spec.env}, "
                                  f"ini {spec.ini})")
         parser.addini(spec.ini, help=text, default=None)
 

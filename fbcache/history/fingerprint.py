@@ -211,3 +211,35 @@ def fingerprint_differences(current: Mapping[str, str] | None, other: Mapping[st
         return ["fingerprint: missing (a run that fbcache did not write)"]
     return [f"{key}: {other.get(key)!r} (saved) vs {current.get(key)!r} (now)"
             for key in FINGERPRINT_FIELDS + OPTIONAL_FIELDS if current.get(key) != other.get(key)]
+
+
+#: fingerprint fields whose ``machine_info["fbcache"]`` entry is a table of settings: a change names the setting
+DETAILED_FIELDS = ("workload", "procedure", "cache_settings")
+
+
+def _shown(value: Any, limit: int = 48) -> str:
+    text = "(none)" if value is None else json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fingerprint_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """What changed from one run's fingerprint to another's, as ``field: old -> new``, from their machine_info.
+
+    For workload, procedure and cache settings the settings that changed are named (``procedure: rounds 2 -> 3``),
+    not the two summary strings the fingerprint hashes.
+    """
+    old, new = fingerprint_of(before) or {}, fingerprint_of(after) or {}
+    old_info, new_info = before.get("fbcache") or {}, after.get("fbcache") or {}
+    changes = []
+    for key in FINGERPRINT_FIELDS + OPTIONAL_FIELDS:
+        if old.get(key) == new.get(key):
+            continue
+        old_detail, new_detail = old_info.get(key), new_info.get(key)
+        settings = []
+        if key in DETAILED_FIELDS and isinstance(old_detail, Mapping) and isinstance(new_detail, Mapping):
+            settings = [f"{name} {_shown(old_detail.get(name))} -> {_shown(new_detail.get(name))}"
+                        for name in sorted(set(old_detail) | set(new_detail))
+                        if old_detail.get(name) != new_detail.get(name)]
+        changes.append(f"{key}: " + (", ".join(settings) if settings
+                                     else f"{_shown(old.get(key), 80)} -> {_shown(new.get(key), 80)}"))
+    return changes

@@ -48,6 +48,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def timing_header(c: HarnessConfig) -> str:
+    """How fbcache really times its benchmarks; pytest-benchmark's header shows its own defaults, which it does not use."""
+    clock = "time.process_time (the process's CPU time)" if c.clock == "cpu" else "time.perf_counter (wall time)"
+    schedule = ("interleaved (round 1 of every benchmark, then round 2, ...)" if c.interleaved
+                else "sequential (each benchmark's rounds back to back)")
+    threads = f", torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else ""
+    return (f"fbcache: timer={clock}, rounds={c.rounds} (+{c.warmup_rounds} untimed warm-up) per benchmark, "
+            f"{schedule}{threads}; pytest-benchmark's defaults above (timer, min_rounds, warmup) do not apply "
+            "to fbcache benchmarks (see --fbcache-clock, --fbcache-rounds, --fbcache-interleave)")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = config.stash.get(SESSION_KEY, None)
+    return [] if session is None else [timing_header(session.config)]
+
+
 def bounds_dir(config: pytest.Config, harness: HarnessConfig) -> Path:
     """``--fbcache-bounds-dir``, else ``benchmarks/bounds`` under the rootdir."""
     return harness.bounds_dir or Path(config.rootpath) / "benchmarks" / "bounds"
@@ -103,7 +119,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         check_compile_selection(session.config, cached)
     except ConfigError as exc:
         raise pytest.UsageError(f"fbcache: {exc}") from None
-    session.health.expected = {item.nodeid for item in fbcache_items}
+    if not config.option.collectonly:  # --co runs nothing: no sweep, so no "history: NOT saved" either
+        session.health.expected = {item.nodeid for item in fbcache_items}
     planned = {item.callspec.params["fbcache_threshold"] for item in fbcache_items
                if hasattr(item, "callspec") and "fbcache_threshold" in item.callspec.params}
     session.planned_thresholds = tuple(sorted(planned))

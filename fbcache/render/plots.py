@@ -9,6 +9,7 @@ libraries, the same runs give byte-identical PNGs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ COMPUTED_COLOUR, SKIPPED_COLOUR = "#26415e", "#9fd3a8"
 ALERT_COLOUR = "#d62728"
 #: one shape per threshold, so points that overlap in colour still differ in shape
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h", "<", ">")
+#: cycled over a trend's lines with the markers, so lines on top of each other still differ
+LINESTYLES = ("-", "--", "-.", ":")
+TITLE_SIZE = 10
+#: width of an average title character in font sizes (DejaVu Sans digits are 0.64; a little over, to be safe)
+TITLE_CHAR_WIDTH = 0.66
 
 
 def require_matplotlib() -> None:
@@ -48,6 +54,26 @@ def _new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def wrap_title(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after spaces and underscores (run names
+    are ``0001_<commit>_<date>``); a piece longer than a line is cut."""
+    pieces = [chunk for piece in re.split(r"(?<=[ _])", text) if piece
+              for chunk in (piece[i:i + width] for i in range(0, len(piece), width))]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1] + piece.rstrip()) > width:
+            lines[-1] = lines[-1].rstrip()
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _title(figure: Figure, title: str) -> None:
+    """The figure's title, centred on the figure and wrapped to its width: a long run name is never clipped."""
+    width = int(figure.get_figwidth() * 72 / (TITLE_SIZE * TITLE_CHAR_WIDTH))
+    figure.suptitle(wrap_title(title, width), fontsize=TITLE_SIZE)
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -77,7 +103,13 @@ def _hex(rgb: Sequence[float]) -> str:
 
 
 def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
-    """Speedup against SSIM, one point per threshold; None when no threshold has both values.
+    """Speedup against SSIM, one point per threshold; None when no threshold has both values."""
+    figure = tradeoff_figure(records, title)
+    return None if figure is None else _save(figure, path)
+
+
+def tradeoff_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
+    """The trade-off chart (see :func:`tradeoff_plot`).
 
     Points are named in a legend rather than beside them: on random weights most thresholds sit on
     the same spot, and labels printed there would overwrite each other.
@@ -97,10 +129,10 @@ def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Pat
     ax.margins(0.08)
     ax.set_xlabel("speedup over uncached (x)")
     ax.set_ylabel("SSIM against uncached")
-    ax.set_title(title, fontsize=10)
+    _title(figure, title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="threshold", title_fontsize=8)
-    return _save(figure, path)
+    return figure
 
 
 # ------------------------------------------------------------------------------ hit map
@@ -108,6 +140,12 @@ def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Pat
 
 def hitmap_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
     """Denoising step by threshold, computed or skipped; None when no threshold has a hit trace."""
+    figure = hitmap_figure(records, title)
+    return None if figure is None else _save(figure, path)
+
+
+def hitmap_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
+    """The hit map (see :func:`hitmap_plot`)."""
     rows = [r for r in ordered(records) if r.threshold is not None and r.hit_trace]
     if not rows:
         return None
@@ -139,8 +177,8 @@ def hitmap_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path 
     figure.legend(handles=[Patch(color=COMPUTED_COLOUR, label="computed"),
                            Patch(color=SKIPPED_COLOUR, label="skipped (cache hit)")],
                   loc="outside lower center", ncol=2, frameon=False)
-    ax.set_title(title, fontsize=10)
-    return _save(figure, path)
+    _title(figure, title)
+    return figure
 
 
 # ------------------------------------------------------------------------------ trends
@@ -159,14 +197,36 @@ class TrendPoint:
 def trend_plot(run_names: Sequence[str], points: Sequence[TrendPoint], labels: Sequence[str], path: Path,
                title: str, ylabel: str) -> Path:
     """One line per threshold across runs (oldest left); alerting points ringed in red."""
+    return _save(trend_figure(run_names, points, labels, title, ylabel), path)
+
+
+def identical_series(points: Sequence[TrendPoint], labels: Sequence[str]) -> list[list[str]]:
+    """The labels with values, grouped where every run's value is the same (in ``labels`` order): each group is
+    one line, named by all its labels, so lines drawn exactly on top of each other are not lost."""
+    groups: dict[tuple[tuple[int, float], ...], list[str]] = {}
+    for label in labels:
+        series = tuple(sorted((p.run_index, p.value) for p in points if p.label == label))
+        if series:
+            groups.setdefault(series, []).append(label)
+    return list(groups.values())
+
+
+def trend_figure(run_names: Sequence[str], points: Sequence[TrendPoint], labels: Sequence[str], title: str,
+                 ylabel: str) -> Figure:
+    """The trend chart (see :func:`trend_plot`). Each threshold keeps its colour and its trade-off marker
+    (hollow, so a point under another still shows); line styles cycle; identical series are one line."""
     colours = palette(labels)
+    cached = [label for label in labels if label != UNCACHED]
     figure = _new_figure(max(6.5, 2.5 + len(run_names) * 0.9), 4.6)
     ax = figure.add_subplot()
-    for label in labels:
-        mine = sorted((p for p in points if p.label == label), key=lambda p: p.run_index)
-        if mine:
-            ax.plot([p.run_index for p in mine], [p.value for p in mine], marker="o", markersize=4,
-                    color=colours[label], label=label)
+    for index, group in enumerate(identical_series(points, labels)):
+        first = group[0]
+        mine = sorted((p for p in points if p.label == first), key=lambda p: p.run_index)
+        marker = "*" if first == UNCACHED else MARKERS[cached.index(first) % len(MARKERS)]
+        name = first if len(group) == 1 else f"{', '.join(group)} (identical)"
+        ax.plot([p.run_index for p in mine], [p.value for p in mine], marker=marker, markersize=7,
+                markerfacecolor="none", markeredgewidth=1.5, linestyle=LINESTYLES[index % len(LINESTYLES)],
+                color=colours[first], label=name)
     alerts = [p for p in points if p.alert]
     if alerts:
         ax.scatter([p.run_index for p in alerts], [p.value for p in alerts], s=180, facecolors="none",
@@ -176,11 +236,11 @@ def trend_plot(run_names: Sequence[str], points: Sequence[TrendPoint], labels: S
     ax.set_xticks(range(len(run_names)), run_names, rotation=30, ha="right", fontsize=8)
     ax.set_xlim(-0.5, len(run_names) - 0.5)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    _title(figure, title)
     ax.grid(True, alpha=0.3)
     if points:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="threshold", title_fontsize=8)
-    return _save(figure, path)
+    return figure
 
 
 # ------------------------------------------------------------------------------ image grid

@@ -12,6 +12,7 @@ the history, verdicts/judge.py), and the alerting points are marked.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,12 @@ class Report:
 
 
 # ------------------------------------------------------------------------------ content
+
+
+def display_name(run: Run) -> str:
+    """The run's name for headings and titles: pytest-benchmark's 40-character commit id in it cut to 12
+    (the Run table keeps the full name)."""
+    return re.sub(r"(?<![0-9a-f])([0-9a-f]{12})[0-9a-f]{28}(?![0-9a-f])", r"\1", run.name)
 
 
 def _short_date(run: Run) -> str:
@@ -272,7 +279,7 @@ def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool) ->
         written["image-grid.png"] = plots.image_grid(IMAGE_KINDS, _grid_rows(report.images, out_dir),
                                                      out_dir / "image-grid.png")
     fingerprint = report.run.fingerprint
-    title = f"{report.run.name} ({fingerprint.get('model', '?')}, {fingerprint.get('quantization', '?')})"
+    title = f"{display_name(report.run)} ({fingerprint.get('model', '?')}, {fingerprint.get('quantization', '?')})"
     title += " - timing only, random weights" if report.timing_only else ""
     for name, draw in (("tradeoff.png", plots.tradeoff_plot), ("hitmap.png", plots.hitmap_plot)):
         figure = draw(report.records, out_dir / name, title)
@@ -296,7 +303,7 @@ def _remove_stale(out_dir: Path, written: dict[str, Path]) -> None:
 
 def render_markdown(report: Report) -> str:
     """``report.md``: readable as text and rendered by any Markdown viewer next to its PNGs."""
-    lines = [f"# fbcache report: {report.run.name}", ""]
+    lines = [f"# fbcache report: {display_name(report.run)}", ""]
     lines += [f"> **{TIMING_ONLY_NOTE}**", ""] if report.timing_only else []
     lines += ["## Run", "", markdown.table(["field", "value"], report.metadata)]
     lines += ["", "## Results", "", markdown_table(report.records), ""]
@@ -354,7 +361,8 @@ def _img(src: str, alt: str) -> str:
 
 def render_html(report: Report) -> str:
     """``report.html``: one page with inline CSS and no script; it refers only to files beside it."""
-    parts = [f"<h1>fbcache report: {_esc(report.run.name)}</h1>"]
+    # a long run name may break after its underscores
+    parts = [f"<h1>fbcache report: {_esc(display_name(report.run)).replace('_', '_<wbr>')}</h1>"]
     parts += [f'<p class="note">{_esc(TIMING_ONLY_NOTE)}</p>'] if report.timing_only else []
     parts += ["<h2>Run</h2>", _html_table(["field", "value"], [[_esc(k), _esc(v)] for k, v in report.metadata])]
     header, rows = results(report.records)
@@ -383,7 +391,7 @@ def render_html(report: Report) -> str:
     if "image-grid.png" in report.figures:
         parts += ["<h3>All images in one picture</h3>", _img("image-grid.png", "image grid")]
     parts += _html_trend(report)
-    return html_page.page(f"fbcache report: {report.run.name}", parts)
+    return html_page.page(f"fbcache report: {display_name(report.run)}", parts)
 
 
 def _html_trend(report: Report) -> list[str]:

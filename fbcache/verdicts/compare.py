@@ -6,6 +6,8 @@ The judging itself is in judge.py (one walk over the history, shared by ``fbcach
 
 Verdicts: **regression** and **changed** (hits) alert; **advisory** (CPU timing, by default),
 **too noisy to judge**, **unstable**, **not judged**, **improvement**, **accepted** and **ok** do not.
+A row's verdict is its most severe judged one; a short history's "not judged yet" verdicts are
+summed up once, under the table, by :func:`coverage` (what was judged, and when the rest will be).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from fbcache.metrics import all_metrics
+from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.render import markdown as render_markdown
 
 #: verdicts that wake someone up
 ALERTING = ("regression", "changed")
 TOO_NOISY = "too noisy to judge"
-_SEVERITY = {"regression": 6, "changed": 6, "advisory": 5, TOO_NOISY: 4, "unstable": 3, "not judged": 2,
+NOT_JUDGED = "not judged"
+_SEVERITY = {"regression": 6, "changed": 6, "advisory": 5, TOO_NOISY: 4, "unstable": 3, NOT_JUDGED: 2,
              "improvement": 1, "accepted": 1, "ok": 0}
 RUN_LABEL = "all benchmarks"
 
@@ -58,10 +61,17 @@ class Verdict:
     since: str | None = None
     #: paired speedup: order-statistic interval of the median and its coverage
     interval: list[float] | None = None
+    #: "not judged" for want of history: how many more runs before it is judged
+    runs_needed: int | None = None
 
     @property
     def alerting(self) -> bool:
         return self.status in ALERTING
+
+    @property
+    def pending(self) -> bool:
+        """Not judged yet, only for want of earlier runs (it will be, after ``runs_needed`` more)."""
+        return self.status == NOT_JUDGED and self.runs_needed is not None
 
 
 @dataclass
@@ -71,7 +81,9 @@ class ThresholdResult:
 
     @property
     def status(self) -> str:
-        return max((v.status for v in self.verdicts), key=lambda s: _SEVERITY.get(s, 0), default="ok")
+        """The most severe verdict; one still waiting for history counts only when nothing else was judged."""
+        judged = [v.status for v in self.verdicts if not v.pending] or [v.status for v in self.verdicts]
+        return max(judged, key=lambda s: _SEVERITY.get(s, 0), default="ok")
 
     def verdict(self, metric: str) -> Verdict | None:
         return next((v for v in self.verdicts if v.metric == metric), None)
@@ -134,11 +146,22 @@ def _pair(verdict: Verdict | None, digits: int) -> str:
     return f"{_number(verdict.latest, digits)} / {_number(verdict.baseline, digits)}"
 
 
+def _metric_pair(verdict: Verdict | None, metric: ImageMetric) -> str:
+    """An image metric's "now / base" in the metric's own format (an identical image's PSNR is inf, stored as
+    null); "—" where there is no value: none recorded in this run, or no baseline yet."""
+    if verdict is None:
+        return "—"
+    missing = verdict.status == NOT_JUDGED and not verdict.pending
+    now = "—" if missing else metric.format(metric.from_json(verdict.latest))
+    no_base = verdict.pending or (missing and verdict.baseline is None)
+    return f"{now} / {'—' if no_base else metric.format(metric.from_json(verdict.baseline))}"
+
+
 def _change(verdict: Verdict | None) -> str:
     if verdict is None or verdict.effect is None:
         return "—"
     mde = f" (MDE {verdict.mde:.1%})" if verdict.mde is not None else ""
-    return f"{verdict.effect:+.1%}{mde}"
+    return f"{verdict.effect:+.1%}{mde}" + (" (not judged yet)" if verdict.pending else "")
 
 
 def _speedup(verdict: Verdict | None) -> str:
@@ -160,14 +183,57 @@ def markdown(result: CompareResult) -> str:
         hits_text = "—" if hits is None or hits.latest is None else f"{hits.latest:g} / {_number(hits.baseline, 0)}"
         rows.append([row.label, _pair(row.verdict("time"), 3), _change(row.verdict("time")),
                      _speedup(row.verdict("speedup")), _change(row.verdict("speedup")),
-                     *[_pair(row.verdict(m.name), m.decimals) for m in all_metrics()], hits_text,
+                     *[_metric_pair(row.verdict(m.name), m) for m in all_metrics()], hits_text,
                      row.status.upper() if row.status in ALERTING else row.status])
     lines = [f"**fbcache compare**: `{result.latest}` against {result.baseline}", "", render_markdown.table(header, rows)]
+    judged = coverage(result)
+    if judged:
+        lines += ["", *judged]
+    # what waits for history is said once, above, not once per benchmark
     details = [f"- {row.label} {v.metric}: **{v.status}**: {v.detail}" for row in result.rows for v in row.verdicts
-               if v.status != "ok"]
+               if v.status != "ok" and not v.pending]
     if details:
         lines += ["", *details]
     if result.notes:
         lines += ["", *[f"- note: {n}" for n in result.notes]]
     lines += ["", "Verdict: " + ("REGRESSION" if result.regression else "clean")]
     return "\n".join(lines)
+
+
+def _metric_titles() -> dict[str, str]:
+    """Display names, in the order coverage lists them."""
+    return {"bounds": "bounds", "hits": "hits", **{m.name: m.title for m in all_metrics()},
+            "time": "time", "speedup": "paired speedup"}
+
+
+def coverage(result: CompareResult) -> list[str]:
+    """On a history too short for some verdicts: what this compare judged, and when the rest will be.
+
+    Empty once every verdict has the history it needs.
+    """
+    titles = _metric_titles()
+    judged: dict[str, set[str]] = {}
+    pending: dict[str, dict[str, int]] = {}
+    for row in result.rows:
+        for verdict in row.verdicts:
+            if verdict.pending:
+                pending.setdefault(verdict.metric, {})[row.label] = verdict.runs_needed or 1
+            elif verdict.status != NOT_JUDGED:
+                judged.setdefault(verdict.metric, set()).add(row.label)
+    if not pending:
+        return []
+    order = [*titles, *sorted(set(judged) | set(pending))]
+    judged_text = ", ".join(titles.get(m, m) for m in dict.fromkeys(order) if m in judged) or "nothing yet"
+    waits: dict[int, list[str]] = {}
+    for metric in (m for m in dict.fromkeys(order) if m in pending):
+        labels = pending[metric]
+        name = titles.get(metric, metric)
+        if metric in judged:  # judged for some benchmarks; these are new
+            name += f" of {', '.join(labels)}"
+        waits.setdefault(max(labels.values()), []).append(name)
+    when = [f"{', '.join(names)} {'from the next run' if runs == 1 else f'after {runs} more runs'}"
+            for runs, names in sorted(waits.items())]
+    return [f"Judged on this run: {judged_text}.",
+            f"Not judged yet: {'; '.join(when)}. Hits and image metrics are exact (any change counts) and are "
+            f"judged from a benchmark's second run; time and speedup once {result.settings.min_history} earlier "
+            "runs measure their run-to-run noise."]

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from fbcache.history.record import BenchRecord
 from fbcache.metrics import ImageMetric
 
+#: exact values need no noise model: the next run is judged against this one
+FIRST_RUN = "the first run of this benchmark; exact, so judged from the next run on"
+
 
 @dataclass(frozen=True)
 class ExactJudgement:
@@ -22,6 +25,8 @@ class ExactJudgement:
     baseline: float | None
     detail: str
     since: int | None = None
+    #: "not judged" for want of history: how many more runs before it is judged
+    runs_needed: int | None = None
 
 
 @dataclass
@@ -37,11 +42,12 @@ class MetricTracker:
         metric, shown = self.metric, self.metric.to_json
         if value is None:
             return ExactJudgement("not judged", None, shown(self.reference), f"no {metric.title} in this run")
-        if accepted or self.reference is None:
+        if accepted:
             self.reference, self.since = value, None
-            status = "accepted" if accepted else "not judged"
-            return ExactJudgement(status, shown(value), shown(value),
-                                  "accepted" if accepted else "the first run of this benchmark")
+            return ExactJudgement("accepted", shown(value), shown(value), "accepted")
+        if self.reference is None:
+            self.reference, self.since = value, None
+            return ExactJudgement("not judged", shown(value), None, FIRST_RUN, runs_needed=1)
         before = self.reference
         worse = metric.worse_by(value, before)
         delta = f"{metric.format(before)} -> {metric.format(value)}" if worse else "unchanged"
@@ -69,12 +75,12 @@ class HitsTracker:
         if not record.hits_consistent:
             return ExactJudgement("unstable", record.hits, None if self.reference is None else self.reference.hits,
                                   f"hits varied between rounds of one run: {record.hits_per_round}")
-        if accepted or self.reference is None:
-            first = self.reference is None
+        if accepted:
             self.reference, self.since = record, None
-            status = "accepted" if accepted else "not judged"
-            return ExactJudgement(status, record.hits, record.hits, "the first run of this benchmark" if first
-                                  else "accepted")
+            return ExactJudgement("accepted", record.hits, record.hits, "accepted")
+        if self.reference is None:
+            self.reference, self.since = record, None
+            return ExactJudgement("not judged", record.hits, None, FIRST_RUN, runs_needed=1)
         before = self.reference
         if record.hits == before.hits and record.hit_trace == before.hit_trace:
             self.since = None

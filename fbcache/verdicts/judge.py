@@ -164,8 +164,7 @@ class HistoryJudge:
         noisy = self._noisy_judgements(index, accepted)
         rows: list[ThresholdResult] = []
         for record in _ordered(run.records):
-            violations = record.bounds.get("violations") or []
-            verdicts = [Verdict("bounds", "regression", None, None, "; ".join(violations))] if violations else []
+            verdicts = [_bounds_verdict(record)] if record.bounds.get("profile") or record.bounds.get("violations") else []
             for metric in (TIME, SPEEDUP):
                 if (metric, record.label) in noisy:
                     verdicts.append(self._noisy_verdict(index, metric, *noisy[(metric, record.label)]))
@@ -206,12 +205,14 @@ class HistoryJudge:
             detail += "; rounds paired by index (run not interleaved)"
         interval = None if obs.interval is None else [obs.interval.low, obs.interval.high, obs.interval.coverage]
         mde = None if judgement.gate is None else judgement.gate.mde
-        return Verdict(metric, judgement.status, latest, baseline, detail, judgement.effect, mde, since, interval)
+        return Verdict(metric, judgement.status, latest, baseline, detail, judgement.effect, mde, since, interval,
+                       judgement.runs_needed)
 
     def _exact_verdict(self, metric: str, judgement: ExactJudgement) -> Verdict:
         since = self._name(judgement.since)
         detail = judgement.detail if since is None or since == self._current else f"since run {since}: {judgement.detail}"
-        return Verdict(metric, judgement.status, judgement.latest, judgement.baseline, detail, since=since)
+        return Verdict(metric, judgement.status, judgement.latest, judgement.baseline, detail, since=since,
+                       runs_needed=judgement.runs_needed)
 
     def _notes(self, index: int) -> list[str]:
         run = self.runs[index]
@@ -240,6 +241,14 @@ class HistoryJudge:
         fingerprint = self.runs[index].fingerprint_id
         return (f"the baseline segments of {index} earlier run(s) with fingerprint {fingerprint} "
                 f"({self.runs[0].name} .. {self.runs[index - 1].name})")
+
+
+def _bounds_verdict(record: BenchRecord) -> Verdict:
+    """Bounds are absolute floors: judged on every run, the first included."""
+    violations = record.bounds.get("violations") or []
+    if violations:
+        return Verdict("bounds", "regression", None, None, "; ".join(violations))
+    return Verdict("bounds", "ok", None, None, f"within profile {record.bounds.get('profile')}")
 
 
 def _no_improvement_from_a_slower_baseline(rows: list[ThresholdResult], run: Run) -> None:

@@ -61,6 +61,8 @@ class Judgement:
     #: index of the first run of the open regression (or drift) this run belongs to
     since: int | None = None
     reference_centre: float | None = None
+    #: "not judged" for want of history: how many more runs before this series is judged
+    runs_needed: int | None = None
 
 
 @dataclass
@@ -118,17 +120,23 @@ class Tracker:
         if accepted is not None:
             self.restart(point)
             return Judgement("accepted", f"accepted: a new baseline segment starts here ({accepted})")
+        needed = max(1, min_history - earlier)
         if not self.reference:
             self.reference.append(point)
-            return Judgement("not judged", "the first run of this benchmark")
+            return Judgement("not judged", f"the first run of this benchmark; judged after {needed} more run(s), "
+                             f"once {min_history} earlier runs measure its run-to-run noise", runs_needed=needed)
         values = self.reference_values()
         centre = statistics.median(values)
         effect = math.expm1(point.value - centre)
         if earlier < min_history or df < 1:
             self._fold_pending()
             self.reference.append(point)
-            return Judgement("not judged", f"{effect:+.1%}; {earlier} earlier runs, verdicts need {min_history}",
-                             effect, reference_centre=centre)
+            if earlier >= min_history:
+                return Judgement("not judged", f"{effect:+.1%}; no degrees of freedom to measure noise with",
+                                 effect, reference_centre=centre)
+            return Judgement("not judged", f"{effect:+.1%}; {earlier} earlier runs of the {min_history} that "
+                             f"measure run-to-run noise: judged after {needed} more run(s)", effect,
+                             reference_centre=centre, runs_needed=needed)
         g = gate(sigma, df, len(values), tests, self.settings)
         if not g.usable:
             if self.episode:
