@@ -15,7 +15,7 @@ def issue_text(finding: Finding) -> tuple[str, str]:
     title = finding.headline()
     if len(title) > 120:
         title = title[:117] + "..."
-    body = finding.markdown() + "\n_Filed by `fbcache alert`. See README, \"Reading a regression alert\"._\n"
+    body = finding.markdown() + "\n_Filed by `fbcache alert`. See docs/verdicts.md, \"Reading verdicts\"._\n"
     return title, body
 
 

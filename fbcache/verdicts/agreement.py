@@ -181,7 +181,7 @@ def markdown(agreement: Agreement) -> str:
         verdict = "reference" if row.verdict is None else row.verdict.text
         lines.append(f"| {row.threshold} | {row.backend} | `{_hit_map(record)}` | {hits} | {speedup} | {ssim} | "
                      f"{gap} | {verdict} |")
-    lines += ["", "all backends agree" if agreement.ok else "DISAGREEMENT beyond the documented causes (README, "
+    lines += ["", "all backends agree" if agreement.ok else "DISAGREEMENT beyond the documented causes (docs/guide.md, "
               "\"Cache backends\")"]
     return "\n".join(lines)
 
