@@ -93,6 +93,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_alert(args: argparse.Namespace) -> int:
     if (args.result is None) == (args.broken is None):
         raise DataError("give a compare result (RESULT.json) or --broken REASON, not both or neither")
+    sinks = configured_sinks(args)  # every destination checked before anything is sent
     if args.broken is not None:
         finding = Finding(broken=args.broken, context=args.context)
     else:
@@ -101,7 +102,7 @@ def cmd_alert(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
             raise DataError(f"cannot read compare result {args.result}: {' '.join(str(reason).split())}") from None
-    return alert(finding, configured_sinks(args))
+    return alert(finding, sinks)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fbcache.alerts import Finding, Send, add_sink_options, alert, configured_sinks
+from fbcache.alerts import ConfiguredSink, Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     add_compare_options,
     baseline_start,
@@ -47,7 +47,7 @@ class NightlySettings:
     pytest_args: list[str] = field(default_factory=list)
     compare: CompareSettings = CompareSettings()
     baseline: str = "segment"
-    sinks: list[Send] = field(default_factory=list)
+    sinks: list[ConfiguredSink] = field(default_factory=list)
     context: str = ""
     benchmarks: str = "benchmarks"
 
