@@ -113,13 +113,17 @@ def read_acceptances(storage: Path) -> dict[str, Acceptance]:
     return found
 
 
+def check_baseline_spec(spec: str) -> None:
+    if spec == "previous" or spec.startswith("median:"):
+        raise SelectionError(f"--baseline {spec} is gone: one night as a baseline made persistent regressions "
+                             "vanish; use segment (default) or a run name/number where the baseline starts")
+
+
 def baseline_start(runs: list[Run], latest: Run, spec: str) -> Run | None:
     """``segment`` (None: the whole history, segmented) or the run where the baseline history starts."""
     if spec == "segment":
         return None
-    if spec == "previous" or spec.startswith("median:"):
-        raise SelectionError(f"--baseline {spec} is gone: one night as a baseline made persistent regressions "
-                             "vanish; use segment (default) or a run name/number where the baseline starts")
+    check_baseline_spec(spec)
     run = find_run(runs, spec)
     if run.fingerprint_id != latest.fingerprint_id:
         raise SelectionError(f"{run.name} has a different fingerprint than {latest.name}; runs are never mixed")

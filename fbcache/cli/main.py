@@ -34,7 +34,7 @@ from fbcache.cli.common import (
     storage_path,
     write_file,
 )
-from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
+from fbcache.cli.nightly import add_nightly_options, cmd_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
 from fbcache.history.acceptance import write_acceptance
 from fbcache.history.fingerprint import match_facts
@@ -180,10 +180,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
     print(markdown_table(run.records.values()))
     print(f"merged {shards['world_size']} shards ({', '.join(shards['runs'])}) into {path}")
     return EXIT_CLEAN
-
-
-def cmd_nightly(args: argparse.Namespace) -> int:
-    return run_nightly(NightlySettings.from_args(args))
 
 
 # ------------------------------------------------------------------------------------ parser
