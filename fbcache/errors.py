@@ -6,7 +6,8 @@ from __future__ import annotations
 #: 1 means a regression and nothing else: CI reads it as "performance got worse".
 EXIT_CLEAN = 0
 EXIT_REGRESSION = 1
-EXIT_USAGE = 2  # bad arguments, unreadable or unwritable files, missing history
+EXIT_USAGE = 2  # bad arguments or alert destinations, unreadable or unwritable files, missing history,
+#                a nightly sweep refused before it ran
 EXIT_BROKEN = 3  # the sweep broke: nothing was measured, nothing was saved
 
 

@@ -20,14 +20,15 @@ pytestmark = pytest.mark.integration
 QUICK = ["--steps", "4", "--rounds", "2", "--thresholds", "0.5"]
 
 
-def nightly(tmp_path: Path, url: str, *extra: str, fault: str = "") -> subprocess.CompletedProcess:
-    env = subprocess_env()
+def nightly(tmp_path: Path, url: str, *extra: str, fault: str = "", env: dict[str, str] | None = None,
+            quick: bool = True) -> subprocess.CompletedProcess:
+    env = subprocess_env(env)
     env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "summary.md")
     if fault:
         env["FBCACHE_TEST_FAULT"] = fault
     command = [sys.executable, "-m", "fbcache", "nightly", "--storage", str(tmp_path / "history"),
                "--report-dir", str(tmp_path / "report"), "--images", str(tmp_path / "images"),
-               "--webhook", url, "--webhook-attempts", "1", *QUICK, *extra]
+               "--webhook", url, "--webhook-attempts", "1", *(QUICK if quick else []), *extra]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -66,12 +67,64 @@ def test_a_broken_bound_is_saved_and_alerts_as_regression(tmp_path):
     assert body["text"].startswith("fbcache REGRESSION") and "0.5 bounds regression" in body["text"]
 
 
-def test_a_misconfigured_sweep_is_a_usage_error_not_a_broken_sweep(tmp_path):
+def test_a_sweep_pytest_refuses_is_a_usage_error_announced_as_not_started(tmp_path):
     with webhook_server(200) as (url, received):
-        done = nightly(tmp_path, url, "--pytest-args", "--fbcache-steps abc")
+        done = nightly(tmp_path, url, "--pytest-args=--no-such-pytest-option")
     assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
     assert "fbcache nightly: error: the sweep did not start: pytest exit code 4" in done.stderr
-    assert "--fbcache-steps" in done.stderr
     assert run_files(tmp_path / "history") == [], "nothing saved"
     [body] = received.bodies
-    assert "--fbcache-steps" in body["text"], "the job's owner still hears that the nightly did not run"
+    assert body["text"].startswith("fbcache nightly did NOT START"), "the job's owner still hears it did not run"
+    assert "BROKEN" not in body["text"], "a usage error, not a broken sweep (exit 3)"
+
+
+def sweep_started(done: subprocess.CompletedProcess) -> bool:
+    return "fbcache nightly: " + sys.executable in done.stdout
+
+
+@pytest.mark.parametrize("extra, env, named", [
+    (["--steps", "abc"], {}, "--steps (for --fbcache-steps)"),
+    ([], {"FBCACHE_THRESHOLDS": "abc"}, "FBCACHE_THRESHOLDS (for --fbcache-thresholds)"),
+    (["--pytest-args", "--fbcache-seed abc"], {}, "--fbcache-seed")], ids=["option", "env", "pytest-args"])
+def test_a_bad_sweep_option_is_a_usage_error_before_any_sweep(tmp_path, extra, env, named):
+    with webhook_server(200) as (url, received):
+        done = nightly(tmp_path, url, *extra, env=env, quick=False)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"fbcache nightly: error: {named}: invalid value 'abc' (not a"), line
+    assert "; accepted: " in line
+    assert not sweep_started(done) and not (tmp_path / "history").exists(), "no sweep ran"
+    [body] = received.bodies
+    assert body["text"].startswith("fbcache nightly did NOT START") and named in body["text"]
+
+
+@pytest.mark.parametrize("baseline, why", [("0099", "run '0099_' matches 0 runs"),
+                                           ("previous", "--baseline previous is gone")])
+def test_a_baseline_that_cannot_be_found_is_refused_before_the_sweep(tmp_path, baseline, why):
+    with webhook_server(200) as (url, received):
+        done = nightly(tmp_path, url, "--baseline", baseline)
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"fbcache nightly: error: --baseline: invalid value '{baseline}' ({why}"), line
+    assert not sweep_started(done) and not (tmp_path / "history").exists(), "hours of sweep not spent on a typo"
+    [body] = received.bodies
+    assert body["text"].startswith("fbcache nightly did NOT START")
+
+
+@pytest.mark.parametrize("source", ["option", "env"])
+def test_an_unparseable_webhook_url_is_a_usage_error_before_the_sweep(tmp_path, source):
+    command = [sys.executable, "-m", "fbcache", "nightly", "--storage", str(tmp_path / "history"),
+               "--images", str(tmp_path / "images"), "--report-dir", str(tmp_path / "report"), "--issue", *QUICK]
+    env = subprocess_env({"GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")})
+    if source == "option":
+        command += ["--webhook", "http://[::1"]
+    else:
+        env["FBCACHE_WEBHOOK_URL"] = "http://[::1"
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    named = "--webhook" if source == "option" else "FBCACHE_WEBHOOK_URL (for --webhook)"
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stderr.splitlines() == [f"fbcache nightly: error: {named}: invalid value 'http://[::1' (cannot be "
+                                        "parsed: Invalid IPv6 URL); accepted: an http:// or https:// URL with a host, "
+                                        "e.g. https://HOST/PATH"]
+    assert not sweep_started(done) and not (tmp_path / "history").exists(), "no sweep ran"
+    assert not (tmp_path / "summary.md").exists(), "nothing sent"

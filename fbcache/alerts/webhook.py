@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from fbcache.alerts.base import AlertSink, Outcome, Send
 from fbcache.alerts.finding import Finding
+from fbcache.errors import ConfigError
+
+ENV_URL = "FBCACHE_WEBHOOK_URL"
+URL_ACCEPTED = "an http:// or https:// URL with a host, e.g. https://HOST/PATH"
+#: what http.client refuses in a URL (control characters and spaces)
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,8 @@ def slack_payload(finding: Finding) -> dict:
         payload["fbcache"] = json.loads(finding.result.to_json())
     if finding.broken is not None:
         payload["fbcache"] = {"broken": finding.broken}
+    if finding.not_started is not None:
+        payload["fbcache"] = {"not_started": finding.not_started}
     return payload
 
 
@@ -67,15 +78,55 @@ def post_webhook(payload: dict, settings: WebhookSettings, sleep: Callable[[floa
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--webhook", help="URL to POST to on regression (default: $FBCACHE_WEBHOOK_URL)")
+    parser.add_argument("--webhook", help=f"http(s) URL to POST to on regression (default: ${ENV_URL})")
     parser.add_argument("--webhook-timeout", type=float, default=10.0, help="seconds per attempt (10)")
     parser.add_argument("--webhook-attempts", type=int, default=3, help="attempts in all (3)")
     parser.add_argument("--always", action="store_true", help="post to the webhook even when clean")
 
 
+def shown(url: str) -> str:
+    """The URL for an error message without its secret parts: a webhook's path or user info is its token."""
+    head, slashes, rest = url.partition("//")
+    if not slashes:
+        return url if len(url) <= 12 else url[:12] + "..."
+    authority, cut, _ = (re.split(r"([/?#])", rest, maxsplit=1) + ["", ""])[:3]
+    return f"{head}//{authority.rpartition('@')[2]}" + ("/..." if cut else "")
+
+
+def check_url(option: str, url: str) -> str:
+    """``url`` if a POST could reach it (http or https, a host, a valid port); else ConfigError naming ``option``."""
+    value = shown(url)
+    if _UNSENDABLE.search(url):
+        raise ConfigError(option, value, URL_ACCEPTED, "contains spaces or control characters")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check: "host:abc" raises here)
+    except ValueError as exc:
+        raise ConfigError(option, value, URL_ACCEPTED, f"cannot be parsed: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        why = f"scheme {parts.scheme!r} is not http or https" if "://" in url else "no http:// or https:// in front"
+        raise ConfigError(option, value, URL_ACCEPTED, why)
+    if not parts.hostname:
+        raise ConfigError(option, value, URL_ACCEPTED, "no host")
+    return url
+
+
 def settings_from(args: argparse.Namespace) -> WebhookSettings | None:
-    url = args.webhook or os.environ.get("FBCACHE_WEBHOOK_URL")
-    return WebhookSettings(url, timeout_s=args.webhook_timeout, attempts=args.webhook_attempts) if url else None
+    """The checked settings, or None without a URL; ConfigError names the option or env var the value came from."""
+    from_env = not args.webhook
+    url = args.webhook or os.environ.get(ENV_URL)
+    if not url:
+        return None
+    try:
+        check_url("--webhook", url)
+    except ConfigError as exc:
+        raise exc.from_source(ENV_URL) if from_env else exc from None
+    timeout = args.webhook_timeout
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError("--webhook-timeout", timeout, "seconds, a number > 0")
+    if args.webhook_attempts < 1:
+        raise ConfigError("--webhook-attempts", args.webhook_attempts, "a whole number >= 1")
+    return WebhookSettings(url, timeout_s=timeout, attempts=args.webhook_attempts)
 
 
 def send_webhook(finding: Finding, settings: WebhookSettings, post_when_clean: bool = False) -> Outcome:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from fbcache import backends
+from fbcache.cli.common import output_file, write_file
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.agreement import DEFAULT_NEAR, AgreementError, BackendRun, compare_backends, markdown, to_json
@@ -83,7 +84,7 @@ def sweep(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[int, s
     print(f"fbcache agree: {shlex.join(command)}", file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     output = done.stdout + done.stderr
-    (workdir / f"{backend}.log").write_text(output, encoding="utf-8")
+    write_file(workdir / f"{backend}.log", output, "--workdir")
     return done.returncode, output, storage
 
 
@@ -125,6 +126,9 @@ def collect(args: argparse.Namespace) -> tuple[list[BackendRun], list[str]]:
 
 
 def cmd_agree(args: argparse.Namespace) -> int:
+    # checked before any sweep, so a typo costs a one-line error, not the sweeps' results
+    markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
+    json_path = output_file(args.json, "--json") if args.json else None
     try:
         runs, skipped = collect(args)
         for line in skipped:
@@ -137,8 +141,8 @@ def cmd_agree(args: argparse.Namespace) -> int:
     if skipped:
         table += "\n\nnot compared: " + "; ".join(skipped)
     print(table)
-    if args.markdown:
-        Path(args.markdown).write_text(table + "\n", encoding="utf-8")
-    if args.json:
-        Path(args.json).write_text(json.dumps({**to_json(agreement), "skipped": skipped}, indent=2), encoding="utf-8")
+    if markdown_path is not None:
+        write_file(markdown_path, table + "\n", "--markdown")
+    if json_path is not None:
+        write_file(json_path, json.dumps({**to_json(agreement), "skipped": skipped}, indent=2), "--json")
     return EXIT_CLEAN if agreement.ok else EXIT_REGRESSION

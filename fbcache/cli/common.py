@@ -15,7 +15,7 @@ from pathlib import Path
 from fbcache.errors import DataError, SelectionError
 from fbcache.history.acceptance import Acceptance, load_acceptances
 from fbcache.history.selection import find_run
-from fbcache.history.storage import Run, load_runs
+from fbcache.history.storage import Run, load_runs, replace_file
 from fbcache.verdicts.compare import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest
 
@@ -88,10 +88,12 @@ def output_dir(raw: str, option: str) -> Path:
 
 
 def write_file(path: Path, text: str, option: str) -> None:
+    """Every file a verb writes on request, whole or not at all: a full disk leaves no partial file
+    (nor an earlier one half-overwritten), only a one-line error naming the option and the file (exit 2)."""
     try:
-        path.write_text(text, encoding="utf-8")
+        replace_file(path, text.encode("utf-8"))
     except OSError as exc:
-        raise DataError(f"{option} {path}: {exc.strerror or exc}") from None
+        raise DataError(f"{option} {path}: not written: {exc.strerror or exc}") from None
 
 
 def compare_settings(args: argparse.Namespace) -> CompareSettings:
@@ -129,13 +131,17 @@ def read_acceptances(storage: Path) -> dict[str, Acceptance]:
     return found
 
 
+def check_baseline_spec(spec: str) -> None:
+    if spec == "previous" or spec.startswith("median:"):
+        raise SelectionError(f"--baseline {spec} is gone: one night as a baseline made persistent regressions "
+                             "vanish; use segment (default) or a run name/number where the baseline starts")
+
+
 def baseline_start(runs: list[Run], latest: Run, spec: str) -> Run | None:
     """``segment`` (None: the whole history, segmented) or the run where the baseline history starts."""
     if spec == "segment":
         return None
-    if spec == "previous" or spec.startswith("median:"):
-        raise SelectionError(f"--baseline {spec} is gone: one night as a baseline made persistent regressions "
-                             "vanish; use segment (default) or a run name/number where the baseline starts")
+    check_baseline_spec(spec)
     run = find_run(runs, spec)
     if run.fingerprint_id != latest.fingerprint_id:
         raise SelectionError(f"{run.name} has a different fingerprint than {latest.name}; runs are never mixed")

@@ -35,7 +35,7 @@ from fbcache.cli.common import (
     storage_path,
     write_file,
 )
-from fbcache.cli.nightly import NightlySettings, add_nightly_options, run_nightly
+from fbcache.cli.nightly import add_nightly_options, cmd_nightly
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError
 from fbcache.history.acceptance import write_acceptance
 from fbcache.history.fingerprint import fingerprint_changes, match_facts
@@ -98,6 +98,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_alert(args: argparse.Namespace) -> int:
     if (args.result is None) == (args.broken is None):
         raise DataError("give a compare result (RESULT.json) or --broken REASON, not both or neither")
+    sinks = configured_sinks(args)  # every destination checked before anything is sent
     if args.broken is not None:
         finding = Finding(broken=args.broken, context=args.context)
     else:
@@ -106,7 +107,7 @@ def cmd_alert(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
             raise DataError(f"cannot read compare result {args.result}: {' '.join(str(reason).split())}") from None
-    return alert(finding, configured_sinks(args))
+    return alert(finding, sinks)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -184,10 +185,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
     print(markdown_table(run.records.values()))
     print(f"merged {shards['world_size']} shards ({', '.join(shards['runs'])}) into {path}")
     return EXIT_CLEAN
-
-
-def cmd_nightly(args: argparse.Namespace) -> int:
-    return run_nightly(NightlySettings.from_args(args))
 
 
 # ------------------------------------------------------------------------------------ parser

@@ -6,8 +6,11 @@
 3. report:  Markdown/HTML/PNG into the report directory;
 4. alert:   the step summary always; webhook and issue on regression or broken sweep.
 
-A sweep that saved no run is BROKEN (exit 3), reported as such, never as a regression. A run that
-broke a bound was saved, marked; it is judged like any other run and its broken bounds alert.
+Bad options (the sweep's, from the command line, FBCACHE_* variables or --pytest-args, a --baseline
+not in the history, and every alert sink's) are a usage error (exit 2) before the sweep starts. A sweep that pytest still refuses to start is announced
+as "did NOT START" (exit 2). A sweep that saved no run is BROKEN (exit 3), reported as such, never as
+a regression. A run that broke a bound was saved, marked; it is judged like any other run and its
+broken bounds alert.
 """
 
 from __future__ import annotations
@@ -20,23 +23,24 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fbcache.alerts import Finding, Send, add_sink_options, alert, configured_sinks
+from fbcache.alerts import ConfiguredSink, Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     add_compare_options,
     baseline_start,
+    check_baseline_spec,
     compare_settings,
     read_acceptances,
     storage_path,
 )
-from fbcache.config.options import OPTIONS
-from fbcache.errors import EXIT_USAGE, BrokenSweep, MissingDependencyError
+from fbcache.config.harness import build_config
+from fbcache.config.options import BY_NAME, OPTIONS, option_name
+from fbcache.errors import BrokenSweep, ConfigError, MissingDependencyError, SelectionError
+from fbcache.history.selection import find_run
 from fbcache.history.storage import Run, load_runs, run_files
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
 from fbcache.verdicts.judge import judge_latest
 
 LOG_TAIL_LINES = 40
-
-
 
 
 @dataclass(frozen=True)
@@ -47,17 +51,25 @@ class NightlySettings:
     pytest_args: list[str] = field(default_factory=list)
     compare: CompareSettings = CompareSettings()
     baseline: str = "segment"
-    sinks: list[Send] = field(default_factory=list)
+    sinks: list[ConfiguredSink] = field(default_factory=list)
     context: str = ""
     benchmarks: str = "benchmarks"
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> NightlySettings:
+    def from_args(cls, args: argparse.Namespace, sinks: list[ConfiguredSink] | None = None) -> NightlySettings:
         passthrough = [f"{spec.cli}={value}" for spec in OPTIONS
                        if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, "")]
         return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),
-                   pytest_args=passthrough + shlex.split(args.pytest_args or ""), compare=compare_settings(args),
-                   baseline=args.baseline, sinks=configured_sinks(args), context=args.context, benchmarks=args.benchmarks)
+                   pytest_args=passthrough + split_pytest_args(args.pytest_args), compare=compare_settings(args),
+                   baseline=args.baseline, sinks=configured_sinks(args) if sinks is None else sinks,
+                   context=args.context, benchmarks=args.benchmarks)
+
+
+def split_pytest_args(raw: str | None) -> list[str]:
+    try:
+        return shlex.split(raw or "")
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigError("--pytest-args", raw, "pytest arguments as one shell-quoted string", str(exc)) from None
 
 
 def add_nightly_options(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +84,54 @@ def add_nightly_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", default="", help="where this ran, e.g. the workflow run URL")
     add_compare_options(parser)
     add_sink_options(parser)
+
+
+def given_options(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    """Sweep options this job sets, by name: (value, where it was set), with the sweep's precedence:
+    FBCACHE_* variables, then ``--images`` and nightly's own flags, then ``--pytest-args`` (last wins)."""
+    given: dict[str, tuple[str, str]] = {}
+    for spec in OPTIONS:
+        if (value := os.environ.get(spec.env)) not in (None, ""):
+            given[spec.name] = (str(value), spec.env)
+    given["output_dir"] = (args.images, "--images")
+    for spec in OPTIONS:
+        if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, ""):
+            given[spec.name] = (value, "--" + spec.name.replace("_", "-"))
+    tokens = split_pytest_args(args.pytest_args)
+    for index, token in enumerate(tokens):
+        flag, equals, value = token.partition("=")
+        name = option_name(flag)
+        if name is None:
+            continue
+        if BY_NAME[name].flag:
+            value = "true"
+        elif not equals:
+            value = tokens[index + 1] if index + 1 < len(tokens) else ""
+        given[name] = (value, flag)
+    return given
+
+
+def check_sweep_options(args: argparse.Namespace) -> None:
+    """The sweep's options parsed as the sweep will parse them, and ``--baseline`` looked up, so a bad one
+    costs a one-line usage error (exit 2) instead of a sweep. Problems with options this job does not
+    set are left to the sweep, which also reads the ini file."""
+    given = given_options(args)
+    try:
+        build_config({name: value for name, (value, _) in given.items()})
+    except ConfigError as exc:
+        name = option_name(exc.option)
+        if name in given:
+            raise exc.from_source(given[name][1]) from None
+    except Exception as exc:  # the check itself could not run (torch unimportable): the sweep will say so, alerted
+        print(f"fbcache nightly: warning: sweep options not checked: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if args.baseline != "segment":
+        storage = storage_path(args.storage)
+        try:
+            check_baseline_spec(args.baseline)
+            find_run(load_runs(storage)[0] if storage.is_dir() else [], args.baseline)
+        except SelectionError as exc:
+            raise ConfigError("--baseline", args.baseline, "segment, or the name or number of a run in the history",
+                              str(exc)) from None
 
 
 def sweep(settings: NightlySettings) -> tuple[int, str]:
@@ -119,17 +179,30 @@ def write_report(settings: NightlySettings, runs: list[Run], latest: Run) -> Non
         print(f"fbcache nightly: report skipped: {exc}", file=sys.stderr)
 
 
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """Alert destinations are checked first: a bad one is a usage error and nothing is sent. Then the
+    sweep's options: a bad one is a usage error too, announced through the sinks, with no sweep run."""
+    sinks = configured_sinks(args)
+    try:
+        check_sweep_options(args)
+        settings = NightlySettings.from_args(args, sinks)
+    except ConfigError as exc:
+        problem = " ".join(str(exc).split())
+        print(f"fbcache nightly: error: {problem}", file=sys.stderr, flush=True)
+        return alert(Finding(not_started=problem, context=args.context), sinks)
+    return run_nightly(settings)
+
+
 def run_nightly(settings: NightlySettings) -> int:
     settings.storage.mkdir(parents=True, exist_ok=True)
     before = set(run_files(settings.storage))
     code, output = sweep(settings)
     new_runs = [p for p in run_files(settings.storage) if p not in before]
-    misconfigured = code in (4, 5)
-    if misconfigured:  # usage error, or nothing collected: the job itself is misconfigured, not the sweep
+    if code in (4, 5):  # usage error, or nothing collected: the job itself is misconfigured, not the sweep
         message = next((line.strip() for line in output.splitlines() if line.startswith("ERROR:")), "")
         problem = f"pytest exit code {code} (usage error or no benchmarks collected) {message}".strip()
         print(f"fbcache nightly: error: the sweep did not start: {problem}", file=sys.stderr)
-        finding = Finding(broken=problem, context=settings.context)
+        finding = Finding(not_started=problem, context=settings.context)
     elif not new_runs:
         tail = "\n".join(output.strip().splitlines()[-LOG_TAIL_LINES:])
         reason = next((line.strip() for line in reversed(output.splitlines()) if "NOT saved" in line),
@@ -145,5 +218,4 @@ def run_nightly(settings: NightlySettings) -> int:
             finding = Finding(result=result, context=settings.context)
         except BrokenSweep as exc:
             finding = Finding(broken=str(exc), context=settings.context)
-    code = alert(finding, settings.sinks)  # a nightly that cannot start is still announced
-    return EXIT_USAGE if misconfigured or code < 0 else code
+    return alert(finding, settings.sinks)  # a nightly that pytest refused to start is still announced

@@ -9,11 +9,11 @@ for a run. It is written whole or not at all (temporary file, then an atomic ren
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from fbcache.history.storage import RUN_FILE_MODE, replace_file
 
 PREFIX = "fbcache-accept-"
 
@@ -35,17 +35,7 @@ def write_acceptance(run_file: Path, fingerprint_id: str, reason: str) -> Path:
     record = Acceptance(run_file.stem, reason, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         fingerprint_id)
     target = acceptance_path(run_file)
-    descriptor, temporary = tempfile.mkstemp(dir=run_file.parent, prefix=".fbcache-", suffix=".partial")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(asdict(record), handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    replace_file(target, json.dumps(asdict(record), indent=2).encode(), RUN_FILE_MODE)
     return target
 
 

@@ -4,6 +4,8 @@ Writing. :class:`AtomicFileStorage` replaces pytest-benchmark's FileStorage for 
 JSON is byte-for-byte what pytest-benchmark would write, but a run reaches the history whole or
 not at all (temporary file, then a hard link that refuses to overwrite), two runs saving at once
 get different numbers (a lock around numbering), and a broken run can be refused outright.
+:func:`replace_file` is the same whole-or-nothing write for files that may be replaced (acceptances,
+the files the CLI writes on request).
 
 Reading. :func:`load_runs` reads every run of a storage directory, naming and skipping files that
 are corrupt, partial or not fbcache's, so one bad file never breaks a compare.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,28 +54,54 @@ def _directory_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _flushed_temporary(directory: Path, payload: bytes, mode: int) -> Iterator[str]:
+    """``payload`` whole on disk in a new temporary file in ``directory`` (so a rename of it is atomic);
+    the temporary file is gone afterwards, whether the caller renamed it or failed."""
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".fbcache-", suffix=".partial")
+    try:
+        # mkstemp makes 0600; the final file gets the mode an ordinary write would give it, less the umask
+        os.fchmod(descriptor, mode & ~_umask())
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        yield temporary
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
 def write_new_file(directory: Path, name_for: Any, payload: bytes) -> Path:
     """Write ``payload`` under the first free name ``name_for()`` gives, atomically, never overwriting."""
-    with _directory_lock(directory):
-        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".fbcache-", suffix=".partial")
-        try:
-            # mkstemp makes 0600; history is shared (runners read it as another user), as pytest-benchmark's
-            # own files are: 0644 less the umask
-            os.fchmod(descriptor, RUN_FILE_MODE & ~_umask())
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            for _ in range(10_000):
-                final = directory / name_for()
-                try:
-                    os.link(temporary, final)  # fails if the name exists: no overwrite, ever
-                except FileExistsError:
-                    continue
-                return final
-            raise FileExistsError(f"no free file name in {directory}")
-        finally:
-            os.unlink(temporary)
+    # history is shared (runners read it as another user), as pytest-benchmark's own files are: 0644
+    with _directory_lock(directory), _flushed_temporary(directory, payload, RUN_FILE_MODE) as temporary:
+        for _ in range(10_000):
+            final = directory / name_for()
+            try:
+                os.link(temporary, final)  # fails if the name exists: no overwrite, ever
+            except FileExistsError:
+                continue
+            return final
+        raise FileExistsError(f"no free file name in {directory}")
+
+
+def replace_file(target: Path, payload: bytes, mode: int = 0o666) -> None:
+    """Write ``payload`` to ``target`` whole or not at all: a temporary file in the same directory, then
+    an atomic rename over ``target``. On any failure (a full disk) ``target`` is as it was and no
+    temporary file is left. A symlink at ``target`` stays; the file it points to is replaced. A device
+    or pipe (``/dev/stdout``) cannot be renamed over: it is written to directly."""
+    try:
+        special = not stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        special = False
+    if special:
+        with open(target, "wb") as handle:
+            handle.write(payload)
+        return
+    final = Path(os.path.realpath(target))
+    with _flushed_temporary(final.parent, payload, mode) as temporary:
+        os.replace(temporary, final)
 
 
 class AtomicFileStorage(FileStorage):
