@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from fbcache.config.harness import SEED_THRESHOLDS, build_config
-from fbcache.config.options import OPTIONS, resolve_raw
-from fbcache.config.parsers import parse_resolution, parse_thresholds
+from fbcache import models
+from fbcache.config.harness import SEED_THRESHOLDS
+from fbcache.config.options import OPTIONS, parse_resolution, parse_thresholds
+from fbcache.configure import build_config, resolve_raw
 from fbcache.errors import ConfigError
 
 NO_CUDA = (lambda: False, lambda: 0)
@@ -76,7 +77,7 @@ def test_bad_values(tmp_path, option, value, fragment):
 
 
 def test_hub_ids_and_model_directories(tmp_path):
-    assert config(tmp_path, model="black-forest-labs/FLUX.1-dev").kind == "pretrained"
+    assert models.source_for(config(tmp_path, model="black-forest-labs/FLUX.1-dev").model).name == "pretrained"
     folder = tmp_path / "flux"
     folder.mkdir()
     with pytest.raises(ConfigError, match="no model_index.json"):
@@ -148,7 +149,7 @@ def test_an_empty_prompt_is_an_error(tmp_path):
 
 
 def test_an_error_names_where_the_value_came_from():
-    from fbcache.config.options import source_of
+    from fbcache.configure import source_of
 
     fake = FakeConfig(cli={"fbcache_seed": "1"}, ini={"fbcache_rounds": "x"})
     environ = {"FBCACHE_STEPS": "abc"}
@@ -168,7 +169,7 @@ def test_a_missing_nunchaku_transformer_is_said_in_words(tmp_path):
 
 
 def test_clock_defaults_to_cpu_time_for_cpu_runs_and_refuses_it_on_a_gpu():
-    from fbcache.config.harness import resolve_clock
+    from fbcache.config.options import resolve_clock
     from fbcache.errors import ConfigError
 
     assert resolve_clock("--fbcache-clock", "auto", "cpu", 1) == "cpu"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fbcache import backends, metrics
-from fbcache.backends.base import BackendSpec
+from fbcache.backends import BackendSpec
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.cli.main import main as fbcache_main
 from fbcache.metrics.base import ImageMetric

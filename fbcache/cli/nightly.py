@@ -28,7 +28,7 @@ from fbcache.cli.common import (
     read_acceptances,
     storage_path,
 )
-from fbcache.config.options import OPTIONS
+from fbcache.configure import options
 from fbcache.errors import EXIT_USAGE, BrokenSweep, MissingDependencyError
 from fbcache.history.storage import Run, load_runs, run_files
 from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
@@ -53,7 +53,7 @@ class NightlySettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> NightlySettings:
-        passthrough = [f"{spec.cli}={value}" for spec in OPTIONS
+        passthrough = [f"{spec.cli}={value}" for spec in options()
                        if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, "")]
         return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),
                    pytest_args=passthrough + shlex.split(args.pytest_args or ""), compare=compare_settings(args),
@@ -65,7 +65,7 @@ def add_nightly_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-dir", default="fbcache-report", help="where the report goes")
     parser.add_argument("--images", default="fbcache-results", help="--fbcache-output-dir of the sweep")
     parser.add_argument("--benchmarks", default="benchmarks", help="path of the benchmark suite")
-    for spec in OPTIONS:
+    for spec in options():
         if spec.nightly:
             parser.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name, help=f"passed on as {spec.cli}")
     parser.add_argument("--pytest-args", default="", help="more pytest arguments, one shell-quoted string")

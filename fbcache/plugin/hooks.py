@@ -13,14 +13,21 @@ from typing import Any
 
 import pytest
 
-from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
-from fbcache.config.options import add_options, option_name, resolve_raw, source_of
-from fbcache.config.parsers import check_writable_dir
-from fbcache.config.preflight import check_environment
-from fbcache.config.shard import Shard
+from fbcache.config.harness import HarnessConfig
+from fbcache.config.options import check_writable_dir
+from fbcache.config.prompts import Shard
+from fbcache.configure import (
+    add_options,
+    build_config,
+    check_compile_selection,
+    check_environment,
+    option_name,
+    resolve_raw,
+    source_of,
+)
 from fbcache.errors import BoundViolation, ConfigError
 from fbcache.history import provenance
-from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
+from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of, match_facts
 from fbcache.history.record import UNCACHED
 from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
 from fbcache.plugin.fixture import (  # noqa: F401 fixtures
@@ -30,6 +37,7 @@ from fbcache.plugin.fixture import (  # noqa: F401 fixtures
     fbcache_prompt,
     fbcache_session,
 )
+from fbcache.plugin.machine import fbcache_machine_info
 from fbcache.plugin.session import FBCacheSession
 from fbcache.render import table
 from fbcache.verdicts.bounds import calibrate, resolve_profile
@@ -93,7 +101,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fail fast on bad options; run the uncached baseline first (nunchaku's cache cannot be undone)."""
+    """Fail fast on bad options; run the uncached baseline first (some caches cannot be removed again)."""
     fbcache_items = [item for item in items if _is_fbcache_item(item)]
     if not fbcache_items:
         return
