@@ -97,6 +97,7 @@ def library_versions(config: HarnessConfig) -> dict[str, str | None]:
     """The stack's versions, plus whatever the chosen cache backend and quantization mode report."""
     import torch
 
+    # every run has recorded these five since the first; a key dropped would read as a version change
     versions: dict[str, str | None] = {
         "torch": torch.__version__,
         "diffusers": _version("diffusers"),

@@ -10,13 +10,11 @@ The config's ``repr`` - every field, defaults included - is the fingerprint's ``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fbcache.config.harness import HarnessConfig
 from fbcache.errors import MissingDependencyError
 from fbcache.quant import QuantMode
-
-if TYPE_CHECKING:
-    from fbcache.config.harness import HarnessConfig
 
 TORCHAO_HINT = "pip install 'fbcache[torchao]'"
 
