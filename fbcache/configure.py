@@ -83,10 +83,10 @@ def options() -> tuple[OptionSpec, ...]:
     return core + extension_options()
 
 
-def add_options(parser: Any) -> None:
-    """Register every option in a ``fbcache`` group of ``pytest --help`` and as an ini key."""
+def add_options(parser: Any, specs: tuple[OptionSpec, ...] | None = None) -> None:
+    """Register the options (default: all) in a ``fbcache`` group of ``pytest --help`` and as ini keys."""
     group = parser.getgroup("fbcache", "fbcache: First-Block Cache sweep (also settable as FBCACHE_* env vars)")
-    for spec in options():
+    for spec in options() if specs is None else specs:
         text = spec.help_text()
         if spec.flag:
             group.addoption(spec.cli, action="store_const", const="true", default=None, dest=spec.dest,

@@ -10,6 +10,9 @@ process too: the options must reach pytest, the environment and the config, and 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +174,17 @@ def test_a_load_time_mode_is_refused_with_a_source_that_builds_its_own_transform
                                           "loads its own transformer, and the tiny model source builds its own"):
         configure.build_config({"model": "tiny", "quant": "throwaway-rounded", "output_dir": str(tmp_path)},
                                cuda=NO_CUDA, environ={})
+
+
+def test_a_conftest_that_registers_an_extension_adds_its_options_to_the_command_line(tmp_path):
+    """The fbcache plugin loads (entry point) before any conftest.py: options of extensions registered
+    there are added when the conftest is registered, before pytest parses the command line."""
+    (tmp_path / "conftest.py").write_text(PLUGIN)
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--co", "-q",
+                           "--fbcache-throwaway-flavour", "plain", "test_nothing.py"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.integration

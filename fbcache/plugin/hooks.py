@@ -22,6 +22,7 @@ from fbcache.configure import (
     check_compile_selection,
     check_environment,
     option_name,
+    options,
     resolve_raw,
     source_of,
 )
@@ -52,8 +53,24 @@ def results_file(harness: HarnessConfig) -> str:
     return RESULTS_FILE if shard is None else f"results-shard{shard.rank}-of-{shard.world_size}.md"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+class LateOptions:
+    """Adds the options of extensions registered after this plugin loaded (in a ``conftest.py``, or a
+    plugin loaded later): pytest parses its command line only once the initial conftests are in."""
+
+    def __init__(self, parser: pytest.Parser) -> None:
+        self.parser = parser
+        self.added = {spec.name for spec in options()}
+
+    def pytest_plugin_registered(self) -> None:
+        new = tuple(spec for spec in options() if spec.name not in self.added)
+        if new:
+            add_options(self.parser, new)
+            self.added.update(spec.name for spec in new)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     add_options(parser)
+    pluginmanager.register(LateOptions(parser), "fbcache-late-options")
 
 
 def bounds_dir(config: pytest.Config, harness: HarnessConfig) -> Path:
