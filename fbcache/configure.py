@@ -242,9 +242,11 @@ def check_load_time_quant(config: HarnessConfig) -> None:
     """A mode that loads its own transformer needs a model source that builds its pipeline around one."""
     source = models.source_for(config.model)
     if quant.get(config.quant).load_transformer is not None and not source.takes_transformer:
+        # what a user types: a source's name, or what a catch-all matches (its summary)
+        takers = "; ".join(s.name if s.typed_by_name else s.summary for s in models.all_sources() if s.takes_transformer)
         raise ConfigError(BY_NAME["quant"].cli, config.quant, ", ".join(quant.runnable_on(config.device)),
                           f"{config.quant} loads its own transformer, and the {source.name} model source builds "
-                          "its own; use a source that takes one (a diffusers directory or hub id)")
+                          f"its own; sources that take one: {takers}")
 
 
 def check_quant_device(config: HarnessConfig) -> None:

@@ -2,7 +2,7 @@
 
 :func:`measure` switches the cache on for one threshold (or leaves it off for the uncached
 baseline), times whole generations and turns what came out into a
-:class:`~fbcache.record.BenchRecord`. Two schedules:
+:class:`~fbcache.history.record.BenchRecord`. Two schedules:
 
 - **interleaved** (default, as asv's ``--interleave-rounds``): the first fbcache benchmark of the
   session times every benchmark's rounds, round 1 of the uncached baseline and of each threshold,
