@@ -1,8 +1,10 @@
-"""One registry type for the extension points that are looked up by name: backends, metrics, alert sinks.
+"""One registry type for the extension points that are looked up by name: backends, quantization modes,
+metrics, alert sinks.
 
-Built-in entries live one per module and are imported on first use, so naming an option's choices
-never imports a library it does not need; :meth:`Registry.register` adds entries at run time (a
-plugin, a ``conftest.py``, a test). Model sources are matched in order instead; see fbcache.models.
+Built-in entries live in their own modules (one entry, or a tuple of a family's entries, per module)
+and are imported on first use, so naming an option's choices never imports a library it does not
+need; :meth:`Registry.register` adds entries at run time (a plugin, a ``conftest.py``, a test).
+Model sources are matched in order instead; see fbcache.models.
 """
 
 from __future__ import annotations
@@ -20,19 +22,24 @@ T = TypeVar("T", bound=Named)
 
 
 class Registry(Generic[T]):
-    def __init__(self, builtin: tuple[str, ...], attribute: str) -> None:
-        #: modules that each define ``attribute``, in the order they are listed to users
+    def __init__(self, builtin: tuple[str, ...], attribute: str, core: tuple[T, ...] = ()) -> None:
+        #: modules that each define ``attribute`` (an entry or a tuple of entries), in the order they are listed
         self.builtin = builtin
         self.attribute = attribute
+        #: entries of the registry's own module, listed first
+        self.core = core
         self._entries: dict[str, T] = {}
         self._loaded = False
 
     def _ensure_builtin(self) -> None:
         if not self._loaded:
             self._loaded = True
-            for module in self.builtin:
-                entry = getattr(importlib.import_module(module), self.attribute)
+            for entry in self.core:
                 self._entries.setdefault(entry.name, entry)
+            for module in self.builtin:
+                found = getattr(importlib.import_module(module), self.attribute)
+                for entry in found if isinstance(found, tuple) else (found,):
+                    self._entries.setdefault(entry.name, entry)
 
     def register(self, entry: T) -> T:
         """Add (or replace) an entry; returns it."""

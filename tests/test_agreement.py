@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from fbcache import backends
+from fbcache.backends import BackendSpec
+from fbcache.cli import agree
+from fbcache.cli.main import build_parser
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import Run
 from fbcache.verdicts.agreement import AgreementError, BackendRun, compare_backends, first_difference, markdown
@@ -73,6 +77,18 @@ def test_runs_of_different_workloads_are_not_compared():
                           run("cache-dit", [record(0.5, "#.")], workload="4 steps, 64x64, seed 0, prompt f0979f5e")])
     with pytest.raises(AgreementError, match="at least two"):
         compare_backends([run("diffusers", [record(0.5, "#.")])])
+
+
+def test_a_backend_that_declares_a_standin_gets_its_own_agree_flag():
+    """``--nunchaku-standin`` is not written anywhere: each backend that declares a stand-in gets one."""
+    backends.register(BackendSpec(name="mirror", summary="test-only", create=lambda pipe, config: None,
+                                  standin="a folder with a stand-in of the mirror library"))
+    try:
+        args = build_parser().parse_args(["agree", "--mirror-standin", "m", "--nunchaku-standin", "n"])
+        given = agree.standins(args)
+    finally:
+        backends.unregister("mirror")
+    assert given == {"mirror": Path("m"), "nunchaku": Path("n")}
 
 
 @pytest.mark.integration

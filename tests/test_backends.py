@@ -13,9 +13,9 @@ import torch
 from test_nunchaku_standins import STEPS, counting, fresh_pipe, generate, standin_package
 
 from fbcache import backends
-from fbcache.backends.nunchaku_engine import parse_release, unsupported_release
+from fbcache.backends import DecisionLog
+from fbcache.backends.nunchaku import parse_release, unsupported_release
 from fbcache.errors import BrokenRunError
-from fbcache.plugin.decisions import DecisionLog
 
 THRESHOLD = 0.5
 #: the stand-in tests' module fixtures: the tiny pipeline and its uncached latents

@@ -14,20 +14,17 @@ import pytest
 import torch
 
 from conftest import run_sweep
+from fbcache.backends import DecisionLog
 from fbcache.backends.diffusers import DiffusersFBCache
-from fbcache.config import preflight
-from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
+from fbcache.config.harness import HarnessConfig
+from fbcache.configure import build_config, check_compile_selection, check_environment
 from fbcache.errors import BrokenRunError, ConfigError
-from fbcache.history.fingerprint import (
-    fbcache_machine_info,
-    fingerprint_id,
-    match_facts,
-)
+from fbcache.history.fingerprint import fingerprint_id, match_facts
 from fbcache.history.record import BenchRecord
 from fbcache.models import compile as compile_modes
 from fbcache.models import load_model
 from fbcache.plugin import recompile
-from fbcache.plugin.decisions import DecisionLog
+from fbcache.plugin.machine import fbcache_machine_info
 from fbcache.verdicts.bounds import parse_profile
 
 NO_CUDA = (lambda: False, lambda: 0)
@@ -73,7 +70,7 @@ def test_quantization_needs_its_compute_capability_before_weights_load(quant, ca
     config = HarnessConfig(model="org/flux", quant=quant, device="cuda")
 
     def check() -> None:
-        preflight.check_environment(config, capability=lambda d: capability, has_module=lambda name: True)
+        check_environment(config, capability=lambda d: capability, has_module=lambda name: True)
 
     if not refused:
         check()

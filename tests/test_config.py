@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from fbcache.config.harness import SEED_THRESHOLDS, build_config
-from fbcache.config.options import OPTIONS, resolve_raw
-from fbcache.config.parsers import parse_resolution, parse_thresholds
+from fbcache import models
+from fbcache.config.harness import SEED_THRESHOLDS, HarnessConfig
+from fbcache.config.options import parse_resolution, parse_thresholds
+from fbcache.configure import build_config, options, resolve_raw
 from fbcache.errors import ConfigError
 
 NO_CUDA = (lambda: False, lambda: 0)
@@ -76,7 +78,7 @@ def test_bad_values(tmp_path, option, value, fragment):
 
 
 def test_hub_ids_and_model_directories(tmp_path):
-    assert config(tmp_path, model="black-forest-labs/FLUX.1-dev").kind == "pretrained"
+    assert models.source_for(config(tmp_path, model="black-forest-labs/FLUX.1-dev").model).name == "pretrained"
     folder = tmp_path / "flux"
     folder.mkdir()
     with pytest.raises(ConfigError, match="no model_index.json"):
@@ -129,7 +131,7 @@ def test_precedence_is_cli_then_env_then_ini():
 
 
 def test_every_option_has_the_three_spellings():
-    for spec in OPTIONS:
+    for spec in options():
         assert spec.cli == "--fbcache-" + spec.name.replace("_", "-")
         assert spec.env == "FBCACHE_" + spec.name.upper()
         assert spec.ini == "fbcache_" + spec.name
@@ -148,7 +150,7 @@ def test_an_empty_prompt_is_an_error(tmp_path):
 
 
 def test_an_error_names_where_the_value_came_from():
-    from fbcache.config.options import source_of
+    from fbcache.configure import source_of
 
     fake = FakeConfig(cli={"fbcache_seed": "1"}, ini={"fbcache_rounds": "x"})
     environ = {"FBCACHE_STEPS": "abc"}
@@ -168,7 +170,7 @@ def test_a_missing_nunchaku_transformer_is_said_in_words(tmp_path):
 
 
 def test_clock_defaults_to_cpu_time_for_cpu_runs_and_refuses_it_on_a_gpu():
-    from fbcache.config.harness import resolve_clock
+    from fbcache.config.options import resolve_clock
     from fbcache.errors import ConfigError
 
     assert resolve_clock("--fbcache-clock", "auto", "cpu", 1) == "cpu"
@@ -180,3 +182,25 @@ def test_clock_defaults_to_cpu_time_for_cpu_runs_and_refuses_it_on_a_gpu():
     assert "auto, wall" in str(refused.value)
     with pytest.raises(ConfigError, match="auto, wall, cpu"):
         resolve_clock("--fbcache-clock", "gpu", "cpu", 1)
+
+
+def test_the_schema_defaults_are_what_build_config_gives_without_options(tmp_path):
+    """HarnessConfig's literal defaults (the tiny model's 28 steps, 64x64) agree with the registries'."""
+    built = build_config({"output_dir": str(tmp_path)}, cuda=NO_CUDA, environ={})
+    assert replace(built, output_dir=HarnessConfig().output_dir, clock="wall", extra={}) == HarnessConfig()
+
+
+def test_the_nunchaku_options_keep_their_spellings_values_and_errors(tmp_path):
+    specs = {spec.name: spec for spec in options()}
+    assert [(specs[n].cli, specs[n].env, specs[n].ini, specs[n].nightly) for n in ("nunchaku_transformer",
+                                                                                   "nunchaku_precision")] == [
+        ("--fbcache-nunchaku-transformer", "FBCACHE_NUNCHAKU_TRANSFORMER", "fbcache_nunchaku_transformer", True),
+        ("--fbcache-nunchaku-precision", "FBCACHE_NUNCHAKU_PRECISION", "fbcache_nunchaku_precision", False)]
+    with pytest.raises(ConfigError, match="^--fbcache-nunchaku-precision: invalid value 'int8'; accepted: auto, int4, "
+                                          "fp4$"):
+        config(tmp_path, nunchaku_precision="int8")
+    raw = resolve_raw(FakeConfig(cli={}, ini={"fbcache_nunchaku_transformer": "svdq.safetensors"}),
+                      environ={"FBCACHE_NUNCHAKU_PRECISION": "FP4"})
+    built = config(tmp_path, cuda=ONE_GPU, **{**{k: v for k, v in raw.items() if v is not None}, "model": "org/flux",
+                                              "quant": "nunchaku"})
+    assert (built.extra["nunchaku_transformer"], built.extra["nunchaku_precision"]) == ("svdq.safetensors", "fp4")

@@ -7,9 +7,9 @@ import pickle
 import pytest
 import torch
 
+from fbcache.backends import DecisionLog, ThresholdProbe, summarize
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.models.tiny import build_tiny_pipeline
-from fbcache.plugin.decisions import DecisionLog, ThresholdProbe, summarize
 
 STEPS = 10
 

@@ -8,6 +8,7 @@ import importlib.util
 import pytest
 import torch
 
+from fbcache import models
 from fbcache.config.harness import HarnessConfig
 from fbcache.models import flux_random, load_model
 from fbcache.models.tiny import build_tiny_pipeline
@@ -43,7 +44,7 @@ def test_local_directory_loads_offline_and_matches_the_source(tmp_path, monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = HarnessConfig(model=str(tmp_path / "tiny-flux"), steps=3, device="cpu", prompt="a red circle")
     loaded = load_model(config)
-    assert config.kind == "pretrained" and not loaded.timing_only
+    assert models.source_for(config.model).name == "pretrained" and not loaded.timing_only
     assert all(not m.training for m in loaded.pipe.components.values() if isinstance(m, torch.nn.Module))
     expected = pipe("a red circle", height=64, width=64, num_inference_steps=3, output_type="pt",
                     generator=torch.Generator().manual_seed(0), guidance_scale=3.5).images

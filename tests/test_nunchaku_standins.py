@@ -313,7 +313,7 @@ def test_batches_of_two_are_never_cached_on_0_3_2_only(nunchaku, tiny):
 
 
 def test_standin_says_what_it_is(nunchaku):
-    from fbcache.backends.nunchaku_engine import detect
+    from fbcache.backends.nunchaku import detect
 
     assert nunchaku.__fbcache_standin__ is True
     assert nunchaku.__version__ in VERSIONS

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fbcache import configure
 from fbcache.backends import nunchaku as nunchaku_backend
-from fbcache.backends.nunchaku_engine import NunchakuEngine, detect, precision_for_capability
-from fbcache.config import preflight
+from fbcache.backends.nunchaku import NunchakuEngine, detect, precision_for_capability
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import ConfigError
 
@@ -20,7 +20,7 @@ REAL = NunchakuEngine("real", "1.0.0")
 
 @pytest.fixture
 def check_environment(monkeypatch):
-    """preflight.check_environment with the installed engine and the GPU's capability faked."""
+    """configure.check_environment with the installed engine and the GPU's capability faked."""
 
     def check(config, engine=None, capability=None, **kwargs):
         if engine is not None:
@@ -28,13 +28,13 @@ def check_environment(monkeypatch):
         if capability is not None:
             monkeypatch.setattr(nunchaku_backend, "_capability", capability)
             kwargs["capability"] = capability
-        preflight.check_environment(config, **kwargs)
+        configure.check_environment(config, **kwargs)
 
     return check
 
 
 def nunchaku_config(**changes) -> HarnessConfig:
-    base = dict(model="org/flux", quant="nunchaku", cache_backend="nunchaku", nunchaku_transformer="svdq.safetensors",
+    base = dict(model="org/flux", quant="nunchaku", cache_backend="nunchaku", extra={"nunchaku_transformer": "svdq.safetensors"},
                 device="cuda")
     return HarnessConfig(**{**base, **changes})
 
@@ -102,7 +102,7 @@ def test_wrong_or_missing_package_says_how_to_install(check_environment):
 
 def test_nunchaku_cache_needs_nunchaku_transformer_on_the_real_engine(check_environment):
     with pytest.raises(ConfigError, match="--fbcache-cache-backend.*add --fbcache-quant nunchaku"):
-        check_environment(nunchaku_config(quant="none", nunchaku_transformer=None), REAL, capability=lambda d: (8, 6))
+        check_environment(nunchaku_config(quant="none", extra={}), REAL, capability=lambda d: (8, 6))
 
 
 def test_standin_serves_the_cache_backend_but_never_quantizes(check_environment):

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from fbcache.config.harness import build_config
-from fbcache.config.prompts import load_prompt_set
-from fbcache.config.shard import parse_shard
+from fbcache.config.prompts import load_prompt_set, parse_shard
+from fbcache.configure import build_config
 from fbcache.errors import ConfigError
 from fbcache.history.fingerprint import workload_key
 from fbcache.history.record import BenchRecord

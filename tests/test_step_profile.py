@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from torch.autograd import DeviceType
 
-from fbcache.plugin.decisions import StepDecision
+from fbcache.backends import StepDecision
 from tools.step_profile import _summarize, main
 
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
+from fbcache.backends import DecisionLog, summarize
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.config.harness import DEFAULT_PROMPT, SEED_THRESHOLDS
 from fbcache.metrics.images import to_uint8_images
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
-from fbcache.plugin.decisions import DecisionLog, summarize
 from tools.train_tiny.train import flow_matching_loss
 
 REFERENCE = Path(__file__).parent / "data" / "tiny-reference.png"

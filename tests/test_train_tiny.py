@@ -8,8 +8,7 @@ import math
 import numpy as np
 import torch
 
-from fbcache.models.tiny import build_tiny_pipeline, read_weights
-from fbcache.models.tokenizers import WORDS
+from fbcache.models.tiny import WORDS, build_tiny_pipeline, read_weights
 from tools.train_tiny import procedural
 from tools.train_tiny import train as train_tiny
 

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from fbcache.config.harness import build_config
+    from fbcache.configure import build_config
     from fbcache.plugin.measure import generate_once
     from fbcache.plugin.session import FBCacheSession
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from fbcache.config.harness import build_config
+from fbcache.backends import DecisionLog
+from fbcache.configure import build_config
 from fbcache.models.compile import repeated_blocks
 from fbcache.plugin import timing
-from fbcache.plugin.decisions import DecisionLog
 from fbcache.plugin.measure import generate_once
 from fbcache.plugin.session import FBCacheSession
 

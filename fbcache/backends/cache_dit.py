@@ -18,14 +18,12 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fbcache.backends.base import BackendSpec
+from fbcache import backends
+from fbcache.backends import BackendSpec, DecisionLog
+from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError, ConfigError
-from fbcache.plugin.decisions import DecisionLog
-
-if TYPE_CHECKING:
-    from fbcache.config.harness import HarnessConfig
 
 #: cache-dit reads these at import; each changes how it caches FLUX, so the fingerprint records them
 ENVIRONMENT = {"CACHE_DIT_FLUX_ENABLE_DUMMY_BLOCKS": "1"}
@@ -109,7 +107,8 @@ class CacheDitFBCache:
 def preflight(config: HarnessConfig) -> None:
     for name, expected in ENVIRONMENT.items():
         if os.environ.get(name, expected) != expected:
-            raise ConfigError("--fbcache-cache-backend", config.cache_backend, "diffusers, nunchaku",
+            others = ", ".join(name for name in backends.names() if name != "cache-dit")
+            raise ConfigError("--fbcache-cache-backend", config.cache_backend, others,
                               f"{name}={os.environ[name]} makes cache-dit decide twice per FLUX step; "
                               f"unset it (fbcache compares F1B0 over all blocks)")
 
@@ -123,4 +122,6 @@ SPEC = BackendSpec(
     preflight=preflight,
     versions=lambda: {"cache-dit": importlib.metadata.version("cache-dit")},
     settings=settings,
+    # at a threshold of 1 or more cache-dit reuses every step after the first without comparing
+    reuses_every_step_from=1.0,
 )

@@ -2,7 +2,7 @@
 
 ``transformer.enable_cache(FirstBlockCacheConfig(threshold=t))`` / ``disable_cache()``. Hits are
 read from the head-block hook's own decision, ``_should_compute_remaining_blocks``, and the
-difference it compared from a :class:`~fbcache.plugin.decisions.ThresholdProbe`.
+difference it compared from a :class:`~fbcache.backends.ThresholdProbe`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,8 @@ import functools
 import importlib.metadata
 from typing import Any
 
-import torch
-
-from fbcache.backends.base import BackendSpec
+from fbcache.backends import BackendSpec, DecisionLog, ThresholdProbe
 from fbcache.errors import BrokenRunError
-from fbcache.plugin.decisions import DecisionLog, ThresholdProbe
 
 
 def _fbc_head_hook(transformer: Any) -> Any:
@@ -32,6 +29,8 @@ def _fbc_head_hook(transformer: Any) -> Any:
 
 def apply_decision_log_to_fbc_hook(hook: Any, log: DecisionLog) -> None:
     """Record every decision of a diffusers FBCHeadBlockHook in ``log``."""
+    import torch
+
     decide = hook._should_compute_remaining_blocks
     hook.threshold = ThresholdProbe(float(hook.threshold), log)
 

@@ -19,22 +19,130 @@ What changes between releases, and how this adapter follows it (read from nuncha
 - Applying patches the pipeline *class* (``__call__``) for good, on every release.
 
 Unsupported releases (0.2.x, 0.3.0-0.3.1) are refused before any model is built.
+
+**Which nunchaku** is installed, which release, and can this GPU run it? Answered without weights.
+
+Three different things answer to ``import nunchaku``:
+
+- the real engine (nunchaku-tech/nunchaku), installed from its GitHub release wheels;
+- an unrelated PyPI project of the same name (piece-wise linear segmentation), which
+  ``pip install nunchaku`` gives you;
+- fbcache's test stand-ins (``tests/standins/nunchaku-<version>``), which mirror one release's
+  caching layer on plain diffusers blocks so the adapter can be tested on a CPU. Never the engine.
+
+The engine's release is read from ``nunchaku/__version__.py`` (``nunchaku/__init__.py`` does not
+import it); the wheel's metadata says e.g. ``1.1.0+torch2.7``, and the unrelated PyPI package
+answers that query too, so it is only a fallback.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fbcache.backends.base import BackendSpec
-from fbcache.backends.nunchaku_engine import INSTALL_HINT, detect, precision_for_capability, unsupported_release
+from fbcache import backends
+from fbcache.backends import STANDIN_PREFIX, BackendSpec, DecisionLog
+from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError, ConfigError
-from fbcache.plugin.decisions import DecisionLog
 
-if TYPE_CHECKING:
-    from fbcache.config.harness import HarnessConfig
+INSTALL_HINT = (
+    "install the real engine from its release wheels (https://github.com/nunchaku-tech/nunchaku/releases), "
+    "choosing the wheel for your Python, torch and CUDA versions; `pip install nunchaku` installs an unrelated "
+    "package"
+)
+
+#: SVDQuant 4-bit kernels by GPU architecture (compute capability as "major minor")
+SUPPORTED_SM: dict[str, str] = {"75": "int4", "80": "int4", "86": "int4", "89": "int4", "120": "fp4", "121": "fp4"}
+
+#: the oldest release whose cache takes a new threshold on the same pipeline (nunchaku PR #577)
+MIN_SUPPORTED = (0, 3, 2)
+
+
+@dataclass(frozen=True)
+class NunchakuEngine:
+    status: str  # "real", "standin", "unrelated" or "absent"
+    version: str = ""
+
+    @property
+    def label(self) -> str:
+        """What the history records as the nunchaku version."""
+        return {
+            "real": self.version or "unknown",
+            "standin": f"{STANDIN_PREFIX}{self.version or 'an unknown release'} (tests only, not the real engine)",
+            "unrelated": f"unrelated PyPI package {self.version}".strip(),
+            "absent": "not installed",
+        }[self.status]
+
+    @property
+    def release(self) -> tuple[int, int, int] | None:
+        return parse_release(self.version)
+
+
+def parse_release(version: str) -> tuple[int, int, int] | None:
+    """``"1.1.0+torch2.7"`` -> (1, 1, 0); ``"1.2.0dev"`` -> (1, 2, 0); None when there is no X.Y.Z."""
+    match = re.match(r"\s*v?(\d+)\.(\d+)\.(\d+)", version or "")
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _declared_version() -> str:
+    """``nunchaku/__version__.py``'s ``__version__``, or "" when the package has none."""
+    try:
+        return str(importlib.import_module("nunchaku.__version__").__version__)
+    except (ImportError, AttributeError):
+        return ""
+
+
+def detect() -> NunchakuEngine:
+    """Classify ``nunchaku`` by its files, importing it only if it has the engine's layout."""
+    spec = importlib.util.find_spec("nunchaku")
+    if spec is None or not spec.submodule_search_locations:
+        return NunchakuEngine("absent")
+    package_dir = Path(list(spec.submodule_search_locations)[0])
+    try:
+        wheel_version = importlib.metadata.version("nunchaku")
+    except importlib.metadata.PackageNotFoundError:
+        wheel_version = ""
+    if not (package_dir / "caching").is_dir():
+        return NunchakuEngine("unrelated", wheel_version)
+    module = importlib.import_module("nunchaku")
+    declared = _declared_version()
+    if getattr(module, "__fbcache_standin__", False):
+        return NunchakuEngine("standin", declared)
+    return NunchakuEngine("real", declared or wheel_version)
+
+
+def unsupported_release(version: str) -> str | None:
+    """Why fbcache cannot sweep thresholds with this release's cache, or None when it can."""
+    release = parse_release(version)
+    if release is None:
+        return f"cannot read nunchaku's release from nunchaku/__version__.py (got {version!r})"
+    if release >= MIN_SUPPORTED:
+        return None
+    shown = ".".join(map(str, release))
+    if release < (0, 3, 0):
+        why = "re-applying its cache keeps the first threshold for every later one"
+    else:
+        why = "re-applying its cache for the next threshold crashes (nunchaku #437)"
+    return f"nunchaku {shown} is not supported: {why}; upgrade to nunchaku >= 0.3.2"
+
+
+def precision_for_capability(capability: tuple[int, int]) -> str:
+    """'int4' or 'fp4' for this GPU; raises ValueError where the engine has no 4-bit kernels."""
+    sm = f"{capability[0]}{capability[1]}"
+    if sm not in SUPPORTED_SM:
+        supported = ", ".join(f"sm_{k} ({v})" for k, v in SUPPORTED_SM.items())
+        raise ValueError(f"nunchaku has no kernels for sm_{sm}; it supports {supported}")
+    return SUPPORTED_SM[sm]
+
+
+# ------------------------------------------------------------------------------------ the cache
 
 #: nunchaku's own off switch: any negative threshold (0 still decides every step, and never hits)
 OFF = -1.0
@@ -146,27 +254,7 @@ class NunchakuFBCache:
         self.can_run_uncached = self.v2
 
 
-def check_engine(config: HarnessConfig, option: str, value: str) -> None:
-    """The installed ``nunchaku`` must be the real engine (or, for the cache alone, our stand-in)."""
-    engine = detect()
-    if engine.status == "absent":
-        raise ConfigError(option, value, "the alternatives without nunchaku", f"nunchaku is not installed: {INSTALL_HINT}")
-    if engine.status == "unrelated":
-        raise ConfigError(option, value, "the alternatives without nunchaku",
-                          f"the installed 'nunchaku' {engine.version} is an unrelated PyPI package; "
-                          f"pip uninstall nunchaku, then {INSTALL_HINT}")
-    if engine.status == "standin":
-        if config.quant == "nunchaku":
-            raise ConfigError(option, value, "none, torchao-int8wo, torchao-fp8",
-                              "only fbcache's test stand-in for nunchaku is installed; it cannot quantize")
-        return
-    if config.quant != "nunchaku":
-        raise ConfigError("--fbcache-cache-backend", config.cache_backend, "diffusers",
-                          "nunchaku's cache adapter needs nunchaku's transformer: add --fbcache-quant nunchaku")
-    try:
-        precision_for_capability(_capability(config.device))
-    except ValueError as exc:
-        raise ConfigError(option, value, "none, torchao-int8wo, torchao-fp8", str(exc)) from None
+# ------------------------------------------------------------------------------------ checks
 
 
 def _capability(device: str) -> tuple[int, int]:
@@ -176,16 +264,43 @@ def _capability(device: str) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
 
 
-def preflight(config: HarnessConfig) -> None:
-    """The engine (or a stand-in) is installed, and its release can sweep thresholds on one pipeline."""
-    check_engine(config, "--fbcache-cache-backend", config.cache_backend)
+def check_engine(option: str, value: str, accepted: str, to_quantize: bool) -> NunchakuEngine:
+    """The installed ``nunchaku`` is the real engine, or (for the cache alone) fbcache's stand-in."""
     engine = detect()
+    if engine.status == "absent":
+        raise ConfigError(option, value, accepted, f"nunchaku is not installed: {INSTALL_HINT}")
+    if engine.status == "unrelated":
+        raise ConfigError(option, value, accepted,
+                          f"the installed 'nunchaku' {engine.version} is an unrelated PyPI package; "
+                          f"pip uninstall nunchaku, then {INSTALL_HINT}")
+    if engine.status == "standin" and to_quantize:
+        raise ConfigError(option, value, accepted,
+                          "only fbcache's test stand-in for nunchaku is installed; it cannot quantize")
+    return engine
+
+
+def check_kernels(option: str, value: str, accepted: str, device: str) -> None:
+    """The engine has 4-bit kernels for this GPU."""
+    try:
+        precision_for_capability(_capability(device))
+    except ValueError as exc:
+        raise ConfigError(option, value, accepted, str(exc)) from None
+
+
+def preflight(config: HarnessConfig) -> None:
+    """The engine (or a stand-in) is installed, serves this run, and its release can sweep thresholds on
+    one pipeline."""
+    option, value = "--fbcache-cache-backend", config.cache_backend
+    others = ", ".join(name for name in backends.names() if name != "nunchaku")
+    engine = check_engine(option, value, others, to_quantize=False)
+    if engine.status == "real":
+        if config.quant != "nunchaku":
+            raise ConfigError(option, value, others,
+                              "nunchaku's cache adapter needs nunchaku's transformer: add --fbcache-quant nunchaku")
+        check_kernels(option, value, others, config.device)
     why = unsupported_release(engine.version)
     if why is not None:
-        from fbcache import backends
-
-        others = ", ".join(name for name in backends.names() if name != "nunchaku")
-        raise ConfigError("--fbcache-cache-backend", config.cache_backend, f"{others}, or nunchaku >= 0.3.2", why)
+        raise ConfigError(option, value, f"{others}, or nunchaku >= 0.3.2", why)
 
 
 SPEC = BackendSpec(
@@ -198,4 +313,7 @@ SPEC = BackendSpec(
     settings=lambda config: {"use_double_fb_cache": False},
     compile_note="nunchaku's engine runs its own CUDA kernels and its cache patches the pipeline class; "
                  "it is not run under torch.compile",
+    available=lambda: detect().status in ("real", "standin"),
+    standin="a folder with fbcache's nunchaku STAND-IN (tests/standins/nunchaku-1.1.0): put on PYTHONPATH for "
+            "the nunchaku sweep only; the table says it is a stand-in",
 )

@@ -10,7 +10,6 @@ only for a documented cause), 1 on a disagreement, 2 when the runs cannot be com
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shlex
@@ -31,9 +30,10 @@ PASSED = ("model", "thresholds", "steps", "resolution", "seed", "rounds", "warmu
 def add_agree_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="+", help="backends to run, the first is the reference "
                         "(default: every installed one, diffusers first)")
-    parser.add_argument("--nunchaku-standin", metavar="DIR",
-                        help="a folder with fbcache's nunchaku STAND-IN (tests/standins/nunchaku-1.1.0): put on "
-                             "PYTHONPATH for the nunchaku sweep only; the table says it is a stand-in")
+    for spec in backends.all_backends():
+        if spec.standin:  # declared by the backend: --<name>-standin DIR
+            parser.add_argument(f"--{spec.name}-standin", metavar="DIR", dest=_standin_dest(spec.name),
+                                help=spec.standin)
     parser.add_argument("--saved", nargs="+", metavar="BACKEND=STORAGE", default=[],
                         help="compare the newest run in each storage instead of running sweeps")
     parser.add_argument("--workdir", default="fbcache-agree", help="per-backend storage, images and logs")
@@ -47,23 +47,19 @@ def add_agree_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the verdict here")
 
 
-def _standin_on_path() -> bool:
-    from fbcache.backends.nunchaku_engine import detect
-
-    return detect().status in ("real", "standin")
+def _standin_dest(backend: str) -> str:
+    return "standin_" + backend.replace("-", "_")
 
 
-def installed_backends(standin: str | None) -> list[str]:
-    """Registered backends whose library is importable here (nunchaku: the engine or a stand-in)."""
-    chosen = []
-    for name in backends.names():
-        spec = backends.get(name)
-        if name == "nunchaku":
-            if standin or _standin_on_path():
-                chosen.append(name)
-        elif all(importlib.util.find_spec(module) is not None for module in spec.requires):
-            chosen.append(name)
-    return chosen
+def standins(args: argparse.Namespace) -> dict[str, Path]:
+    """Backend -> the stand-in folder given for it (``--<backend>-standin DIR``)."""
+    return {spec.name: Path(folder) for spec in backends.all_backends()
+            if spec.standin and (folder := getattr(args, _standin_dest(spec.name), None))}
+
+
+def installed_backends(given: dict[str, Path]) -> list[str]:
+    """Registered backends whose library can run here, or that were given a stand-in."""
+    return [spec.name for spec in backends.all_backends() if spec.name in given or spec.installed()]
 
 
 def sweep(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[int, str, Path]:
@@ -78,9 +74,9 @@ def sweep(backend: str, args: argparse.Namespace, workdir: Path) -> tuple[int, s
                 if (value := getattr(args, name)) not in (None, "")]
     command += shlex.split(args.pytest_args or "")
     env = dict(os.environ)
-    if backend == "nunchaku" and args.nunchaku_standin:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(args.nunchaku_standin).resolve()),
-                                                        env.get("PYTHONPATH", "")) if p)
+    standin = standins(args).get(backend)
+    if standin is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(standin.resolve()), env.get("PYTHONPATH", "")) if p)
     print(f"fbcache agree: {shlex.join(command)}", file=sys.stderr, flush=True)
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     output = done.stdout + done.stderr
@@ -104,7 +100,7 @@ def collect(args: argparse.Namespace) -> tuple[list[BackendRun], list[str]]:
         if any(len(pair) != 2 for pair in pairs):
             raise AgreementError("--saved takes BACKEND=STORAGE")
         return [_newest(Path(storage), backend) for backend, storage in pairs], []
-    chosen = args.backends or installed_backends(args.nunchaku_standin)
+    chosen = args.backends or installed_backends(standins(args))
     unknown = [name for name in chosen if name not in backends.names()]
     if unknown:
         raise AgreementError(f"unknown backend(s) {', '.join(unknown)}; registered: {', '.join(backends.names())}")

@@ -32,8 +32,7 @@ from fbcache.cli.common import (
     read_acceptances,
     storage_path,
 )
-from fbcache.config.harness import build_config
-from fbcache.config.options import BY_NAME, OPTIONS, option_name
+from fbcache.configure import build_config, option_name, options
 from fbcache.errors import BrokenSweep, ConfigError, MissingDependencyError, SelectionError
 from fbcache.history.selection import find_run
 from fbcache.history.storage import Run, load_runs, run_files
@@ -57,7 +56,7 @@ class NightlySettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, sinks: list[ConfiguredSink] | None = None) -> NightlySettings:
-        passthrough = [f"{spec.cli}={value}" for spec in OPTIONS
+        passthrough = [f"{spec.cli}={value}" for spec in options()
                        if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, "")]
         return cls(storage=storage_path(args.storage), report_dir=Path(args.report_dir), images_dir=Path(args.images),
                    pytest_args=passthrough + split_pytest_args(args.pytest_args), compare=compare_settings(args),
@@ -77,7 +76,7 @@ def add_nightly_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-dir", default="fbcache-report", help="where the report goes")
     parser.add_argument("--images", default="fbcache-results", help="--fbcache-output-dir of the sweep")
     parser.add_argument("--benchmarks", default="benchmarks", help="path of the benchmark suite")
-    for spec in OPTIONS:
+    for spec in options():
         if spec.nightly:
             parser.add_argument("--" + spec.name.replace("_", "-"), dest=spec.name, help=f"passed on as {spec.cli}")
     parser.add_argument("--pytest-args", default="", help="more pytest arguments, one shell-quoted string")
@@ -90,11 +89,12 @@ def given_options(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
     """Sweep options this job sets, by name: (value, where it was set), with the sweep's precedence:
     FBCACHE_* variables, then ``--images`` and nightly's own flags, then ``--pytest-args`` (last wins)."""
     given: dict[str, tuple[str, str]] = {}
-    for spec in OPTIONS:
+    by_name = {spec.name: spec for spec in options()}
+    for spec in options():
         if (value := os.environ.get(spec.env)) not in (None, ""):
             given[spec.name] = (str(value), spec.env)
     given["output_dir"] = (args.images, "--images")
-    for spec in OPTIONS:
+    for spec in options():
         if spec.nightly and (value := getattr(args, spec.name, None)) not in (None, ""):
             given[spec.name] = (value, "--" + spec.name.replace("_", "-"))
     tokens = split_pytest_args(args.pytest_args)
@@ -103,7 +103,7 @@ def given_options(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
         name = option_name(flag)
         if name is None:
             continue
-        if BY_NAME[name].flag:
+        if by_name[name].flag:
             value = "true"
         elif not equals:
             value = tokens[index + 1] if index + 1 < len(tokens) else ""

@@ -1,44 +1,34 @@
-"""The fbcache options: ONE table, read by pytest, the environment, the ini file, the config and nightly.
+"""The fbcache options: ONE table of the core options, and the parsers of single option values.
 
 Every option ``name`` is available as ``--fbcache-<name>`` on the command line, as
 ``FBCACHE_<NAME>`` in the environment and as ``fbcache_<name>`` under ``[tool.pytest.ini_options]``
-(command line > environment > ini > the table's default). :class:`~fbcache.config.harness.HarnessConfig`
-takes its defaults from this table, and ``fbcache nightly`` passes on the options marked ``nightly``.
-Choices that come from a registry (models, cache backends) are listed from the registry itself.
+(command line > environment > ini > the table's default). ``fbcache nightly`` passes on the options
+marked ``nightly``. Cache backends, quantization modes and model sources declare their own options
+with the same :class:`OptionSpec`; :mod:`fbcache.configure` joins them to this table and lists the
+registries' choices in the help of ``model``, ``quant`` and ``cache_backend``.
+
+Every parser takes the option's name first, so its error names exactly what the user typed
+(``--fbcache-steps`` or ``FBCACHE_STEPS``) and the values it accepts.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from fbcache.models import compile as compile_modes
-from fbcache.models import quantization
+from fbcache.errors import ConfigError
 
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
 SEED_THRESHOLDS_TEXT = "0 0.01 0.05 0.1 0.2 0.5 0.8"
-QUANTIZATIONS = quantization.NAMES
-COMPILE_MODES = compile_modes.MODES
-NUNCHAKU_PRECISIONS = ("auto", "int4", "fp4")
-
-
-def _model_help() -> str:
-    from fbcache import models
-
-    named = ", ".join(f"{s.name} ({s.summary})" for s in models.all_sources() if s.typed_by_name)
-    return f"{named}; or a local diffusers FLUX directory, or a hub id"
-
-
-def _quant_help() -> str:
-    return "; ".join(f"{mode.name}: {mode.summary}" for mode in quantization.MODES)
-
-
-def _backend_help() -> str:
-    from fbcache import backends
-
-    return "; ".join(f"{name}: {backends.get(name).summary}" for name in backends.names())
+#: ``--fbcache-compile`` values (what each does: fbcache.models.compile)
+COMPILE_MODES = ("none", "regional", "full")
+#: the help of an option whose choices a registry lists (fbcache.configure fills it in)
+REGISTRY_HELP = "one of the registered choices"
 
 
 @dataclass(frozen=True)
@@ -53,6 +43,9 @@ class OptionSpec:
     nightly: bool = False
     #: what ``--help`` names as the default when ``default`` is "" (derived, or nothing)
     default_help: str = "none"
+    #: an extension's option: ``parse(option, raw)`` -> the value ``HarnessConfig.option`` gives (raise
+    #: ConfigError naming ``option``); None: the text itself. An empty value is None, unparsed.
+    parse: Callable[[str, str], Any] | None = None
 
     @property
     def cli(self) -> str:
@@ -73,19 +66,22 @@ class OptionSpec:
     def help_text(self) -> str:
         return self.help() if callable(self.help) else self.help
 
+    def value(self, raw: str | bool | None) -> Any:
+        """The parsed value of a raw string (None or "": the default)."""
+        text = self.default if raw is None or raw == "" else raw
+        if text == "":
+            return None
+        return self.parse(self.cli, str(text)) if self.parse is not None else str(text)
+
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("model", _model_help, "tiny", "MODEL", nightly=True),
-    OptionSpec("quant", _quant_help, "none", "QUANT", nightly=True),
+    OptionSpec("model", REGISTRY_HELP, "tiny", "MODEL", nightly=True),
+    OptionSpec("quant", REGISTRY_HELP, "none", "QUANT", nightly=True),
     OptionSpec("compile", "torch.compile the transformer once per session, outside the timed rounds: none; "
                "regional (each repeated block's forward, fullgraph, before the cache hooks; works with the "
                "cache); full (the whole transformer forward; uncached benchmarks only). Timed rounds that "
                "recompile fail their benchmark", "none", "MODE", nightly=True),
-    OptionSpec("cache_backend", _backend_help, "diffusers", "BACKEND", nightly=True),
-    OptionSpec("nunchaku_transformer", "svdq-int4/fp4 transformer: a local .safetensors file or hub path", "",
-               "PATH", nightly=True),
-    OptionSpec("nunchaku_precision", "auto (as nunchaku's get_precision: fp4 on sm_120, else int4), int4, fp4",
-               "auto", "PRECISION"),
+    OptionSpec("cache_backend", REGISTRY_HELP, "diffusers", "BACKEND", nightly=True),
     OptionSpec("thresholds", "residual_diff_threshold values to sweep", SEED_THRESHOLDS_TEXT, "LIST", nightly=True),
     OptionSpec("steps", "denoising steps", "", "N", nightly=True, default_help="the model's, 28"),
     OptionSpec("resolution", "N or WxH, multiples of 16", "", "RES", nightly=True,
@@ -129,49 +125,134 @@ OPTIONS: tuple[OptionSpec, ...] = (
 BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
 
-def add_options(parser: Any) -> None:
-    """Register every option in a ``fbcache`` group of ``pytest --help`` and as an ini key."""
-    group = parser.getgroup("fbcache", "fbcache: First-Block Cache sweep (also settable as FBCACHE_* env vars)")
-    for spec in OPTIONS:
-        text = spec.help_text()
-        if spec.flag:
-            group.addoption(spec.cli, action="store_const", const="true", default=None, dest=spec.dest,
-                            help=f"{text} (default: off; env {spec.env}, ini {spec.ini})")
-        else:
-            group.addoption(spec.cli, action="store", default=None, dest=spec.dest, metavar=spec.metavar,
-                            help=f"{text} (default: {spec.default or spec.default_help}; env {spec.env}, "
-                                 f"ini {spec.ini})")
-        parser.addini(spec.ini, help=text, default=None)
+# ------------------------------------------------------------------------------------ parsers
 
 
-def resolve_raw(config: Any, environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
-    """Raw option strings by precedence: command line, then environment, then ini, else None."""
-    environ = os.environ if environ is None else environ
-    raw: dict[str, str | None] = {}
-    for spec in OPTIONS:
-        value = config.getoption(spec.dest, default=None)
-        if value is None:
-            value = environ.get(spec.env)
-        if value is None:
-            ini_value = config.getini(spec.ini)
-            value = ini_value if ini_value not in (None, "", []) else None
-        raw[spec.name] = value
-    return raw
+def parse_thresholds(option: str, raw: str) -> tuple[float, ...]:
+    """'0 0.05,0.1' -> (0.0, 0.05, 0.1): sorted, de-duplicated, finite and >= 0."""
+    accepted = "numbers >= 0, separated by spaces or commas, e.g. '0 0.05 0.1'"
+    tokens = [t for t in re.split(r"[,\s]+", raw.strip()) if t]
+    if not tokens:
+        raise ConfigError(option, raw, accepted, "no thresholds given")
+    values = []
+    for token in tokens:
+        try:
+            value = float(token)
+        except ValueError:
+            raise ConfigError(option, token, accepted, "not a number") from None
+        if math.isnan(value) or math.isinf(value):
+            raise ConfigError(option, token, accepted, "not finite")
+        if value < 0:
+            raise ConfigError(option, token, accepted, "negative")
+        values.append(value)
+    return tuple(sorted(set(values)))
 
 
-def source_of(config: Any, name: str, environ: Mapping[str, str] | None = None) -> str:
-    """Where option ``name``'s value came from, spelled as the user wrote it: the flag, the
-    environment variable, or the ini key. Error messages name this, not always the flag."""
-    environ = os.environ if environ is None else environ
-    spec = next(s for s in OPTIONS if s.name == name)
-    if config.getoption(spec.dest, default=None) is not None:
-        return spec.cli
-    if environ.get(spec.env) is not None:
-        return spec.env
-    ini_value = config.getini(spec.ini)
-    return f"{spec.ini} (ini)" if ini_value not in (None, "", []) else spec.cli
+def parse_int(option: str, raw: str, minimum: int) -> int:
+    accepted = f"a whole number >= {minimum}"
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(option, raw, accepted, "not a whole number") from None
+    if value < minimum:
+        raise ConfigError(option, raw, accepted, f"less than {minimum}")
+    return value
 
 
-def option_name(cli: str) -> str | None:
-    """``--fbcache-steps`` -> ``steps``; None for anything that is not one of these options."""
-    return next((s.name for s in OPTIONS if s.cli == cli), None)
+def parse_resolution(option: str, raw: str) -> tuple[int, int]:
+    """'1024' or '1024x768' (width x height), each a positive multiple of 16."""
+    accepted = "N or WxH, each a positive multiple of 16 (FLUX: VAE factor 8 x 2x2 patches), e.g. 1024 or 1024x768"
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*", str(raw))
+    if not match:
+        raise ConfigError(option, raw, accepted, "not N or WxH")
+    width = int(match.group(1))
+    height = int(match.group(2) or match.group(1))
+    for value in (width, height):
+        if value <= 0 or value % 16:
+            raise ConfigError(option, raw, accepted, f"{value} is not a positive multiple of 16")
+    return width, height
+
+
+def parse_margin(option: str, raw: str, upper: float) -> float:
+    accepted = f"a number in [0, {upper})"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(option, raw, accepted, "not a number") from None
+    if not 0 <= value < upper:
+        raise ConfigError(option, raw, accepted, "out of range")
+    return value
+
+
+def parse_choice(option: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = str(raw).strip().lower()
+    if value not in choices:
+        raise ConfigError(option, raw, ", ".join(choices))
+    return value
+
+
+def parse_device(option: str, raw: str, cuda_available: Callable[[], bool], cuda_count: Callable[[], int]) -> str:
+    accepted = "auto, cpu, cuda, cuda:N"
+    value = str(raw).strip().lower()
+    if value == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if value == "cpu":
+        return value
+    match = re.fullmatch(r"cuda(?::(\d+))?", value)
+    if not match:
+        raise ConfigError(option, raw, accepted)
+    if not cuda_available():
+        raise ConfigError(option, raw, "auto, cpu", "CUDA was requested but torch sees no CUDA device")
+    if match.group(1) is not None and int(match.group(1)) >= cuda_count():
+        raise ConfigError(option, raw, f"cuda:0..cuda:{cuda_count() - 1}", "no such CUDA device")
+    return value
+
+
+def check_writable_dir(option: str, raw: str) -> Path:
+    """The directory, resolved, if it exists writable or could be created; no side effects."""
+    accepted = "a directory that exists and is writable, or can be created"
+    path = Path(raw).expanduser().resolve()
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(option, raw, accepted, f"{probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(option, raw, accepted, f"{probe} is not writable")
+    return path
+
+
+def parse_threads(option: str, raw: str) -> int | None:
+    """'auto' (torch's default: None) or a whole number >= 1."""
+    if str(raw).strip().lower() == "auto":
+        return None
+    try:
+        return parse_int(option, raw, 1)
+    except ConfigError:
+        raise ConfigError(option, raw, "auto or a whole number >= 1", "not a thread count") from None
+
+
+def parse_bool(option: str, raw: str | bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(option, raw, "true/false, yes/no, 1/0, on/off")
+
+
+def resolve_clock(option: str, raw: str, device: str, threads: int | None) -> str:
+    """auto: the process's CPU time for a CPU run with a fixed thread count, whose wall time other jobs on
+    the same cores stretch (a 2-core VM: generations of 0.36-47 s); wall time on a GPU, whose work is not
+    the process's CPU time."""
+    value = parse_choice(option, raw, ("auto", "wall", "cpu"))
+    on_cpu = device.startswith("cpu")
+    if value == "cpu" and not on_cpu:
+        raise ConfigError(option, raw, "auto, wall", f"the device is {device}: its work is not this process's CPU time")
+    if value == "auto":
+        return "cpu" if on_cpu and threads is not None else "wall"
+    return value

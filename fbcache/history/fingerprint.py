@@ -1,94 +1,24 @@
-"""What the history must know about a run: accelerator, library versions, model and fingerprint.
+"""What makes two runs comparable: the ``machine_info["fbcache"]`` entry of a run and its fingerprint.
 
-The ``fbcache`` entry that :func:`fbcache_machine_info` returns is stored in pytest-benchmark's
-``machine_info``. Its ``fingerprint`` names what makes two runs comparable at all: runs with
-different fingerprints are never compared (unless forced) and never mixed in a history.
+The entry (stored in pytest-benchmark's ``machine_info``) is computed here from what it is given:
+the configuration, and what :mod:`fbcache.plugin.machine` found out about the machine and the
+registries (accelerator, versions, settings). Its ``fingerprint`` names what makes two runs
+comparable at all: runs with different fingerprints are never compared (unless forced) and never
+mixed in a history.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
-import platform
-import shutil
-import subprocess
 from collections.abc import Mapping
-from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # the history verbs read fingerprints without building a harness (no torch import)
-    from fbcache.config.harness import HarnessConfig
+from fbcache.config.harness import HarnessConfig
 
 FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
 #: fields that only some runs have (a backend with settings); absent ones do not change the id
 OPTIONAL_FIELDS = ("cache_settings", "quant_config", "compile", "procedure")
-
-
-@cache
-def _nvidia_driver() -> str | None:
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.strip().splitlines()[0] if out.strip() else None
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def accelerator_info(device: str) -> dict[str, Any]:
-    import torch
-
-    if device.startswith("cuda"):
-        index = int(device.split(":")[1]) if ":" in device else 0
-        major, minor = torch.cuda.get_device_capability(index)
-        return {
-            "name": torch.cuda.get_device_name(index),
-            "capability": f"sm_{major}{minor}",
-            "driver": _nvidia_driver(),
-            "cuda": torch.version.cuda,
-        }
-    return {"name": f"cpu: {_cpu_name()}", "capability": None, "driver": None, "cuda": None}
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def library_versions(config: HarnessConfig) -> dict[str, str | None]:
-    """The stack's versions, plus whatever the chosen cache backend reports about itself."""
-    import torch
-
-    from fbcache import backends
-
-    versions: dict[str, str | None] = {
-        "torch": torch.__version__,
-        "diffusers": _version("diffusers"),
-        "transformers": _version("transformers"),
-        "torchao": _version("torchao"),
-        "fbcache": _version("fbcache"),
-    }
-    versions.update(backends.get(config.cache_backend).versions())
-    if config.quant == "nunchaku":
-        from fbcache.backends.nunchaku_engine import detect
-
-        versions["nunchaku"] = detect().label
-    return versions
 
 
 def workload_key(config: HarnessConfig) -> str:
@@ -120,28 +50,28 @@ def procedure_key(config: HarnessConfig) -> str:
             f"threads {threads}{clock}")
 
 
-def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
-    """The ``machine_info["fbcache"]`` entry of a run, fingerprint included."""
-    from fbcache import backends
-    from fbcache.models import compile as compile_modes
-    from fbcache.models.quantization import config_repr
+def machine_entry(config: HarnessConfig, *, accelerator: Mapping[str, Any], versions: Mapping[str, str | None],
+                  quant_config: str | None, compile: Mapping[str, Any], cache_settings: Mapping[str, Any],
+                  timing_only: bool) -> dict[str, Any]:
+    """The ``machine_info["fbcache"]`` entry of a run, fingerprint included.
 
-    accelerator = accelerator_info(config.device)
-    quant_config = config_repr(config.quant)
+    ``accelerator``: its ``name`` (and capability, driver, CUDA); ``quant_config``: every setting of the
+    quantization applied (None: none recorded); ``compile``: mode, torch.compile backend and recipe;
+    ``cache_settings``: every setting that changes the cache's behaviour.
+    """
     info: dict[str, Any] = {
-        "accelerator": accelerator,
-        "versions": library_versions(config),
+        "accelerator": dict(accelerator),
+        "versions": dict(versions),
         "model": config.model,
         "quantization": config.quant,
-        #: repr of the torchao config applied, every field included (None: no torchao quantization)
+        #: repr of the quantization config applied, every field included (None: nothing recorded)
         "quant_config": quant_config,
-        "compile": {"mode": config.compile, "backend": compile_modes.BACKEND,
-                    "recipe": compile_modes.describe(config.compile)},
+        "compile": dict(compile),
         "cache_backend": config.cache_backend,
-        "cache_settings": backends.get(config.cache_backend).settings(config),
+        "cache_settings": dict(cache_settings),
         "workload": {"steps": config.steps, "resolution": config.resolution, "seed": config.seed,
                      "prompt": config.prompt},
-        "timing_only": config.timing_only,
+        "timing_only": timing_only,
         "procedure": {"rounds": config.rounds, "warmup_rounds": config.warmup_rounds,
                       "thresholds": list(config.thresholds), "interleave": config.interleaved,
                       "threads": config.threads if config.device.startswith("cpu") else None,
@@ -165,7 +95,7 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
     if quant_config is not None:
         info["fingerprint"]["quant_config"] = quant_config
     if config.compile != "none":
-        info["fingerprint"]["compile"] = f"{config.compile} ({compile_modes.BACKEND})"
+        info["fingerprint"]["compile"] = f"{config.compile} ({compile['backend']})"
     return info
 
 

@@ -1,7 +1,7 @@
 """``fbcache merge``: the shards of one sharded sweep become ONE pytest-benchmark run file.
 
 A sweep sharded over N processes (``torchrun --nproc-per-node N --no-python pytest benchmarks ...``,
-see :mod:`fbcache.config.shard`) leaves N run files, one per shard, each under the storage's
+see :mod:`fbcache.config.prompts`) leaves N run files, one per shard, each under the storage's
 ``shards/R-of-N`` folder. The merged file is what an unsharded run of the same sweep would have
 saved: the same machine_info (and so the same fingerprint), minus the shard's own entry, and the
 union of the shards' benchmarks. Which GPU ran a benchmark stays in its ``extra_info["shard"]``

@@ -1,25 +1,104 @@
-"""The model-source registry: one file per source, one line per source in ``BUILTIN``.
+"""Model sources: what one is, what it builds, and the registry (one file per source).
 
-A source module defines ``SOURCES`` (a tuple of :class:`~fbcache.models.base.ModelSource`). The
-first source whose ``matches`` accepts ``--fbcache-model`` wins, so the catch-all ``pretrained``
-(a directory or hub id) comes last. Tests and third parties may :func:`register` more in front.
+A source module defines ``SOURCES`` (a tuple of :class:`ModelSource`); a new source is one new file
+plus one line in ``BUILTIN``, or a :func:`register` call (registered sources come first). The first
+source whose ``matches`` accepts ``--fbcache-model`` wins, so the catch-all ``pretrained`` (a
+directory or hub id) comes last. Modules listed here import no heavy library at import time.
+
+Sources know no particular quantization mode: a mode that applies after load quantizes whatever
+the source built (:func:`load_model`); a mode that loads its own transformer hands it to a source
+that ``takes_transformer`` (:func:`fbcache.quant.transformer_for`), and any other source is
+refused before a model is built.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from fbcache.models.base import LoadedModel, ModelSource
-
-if TYPE_CHECKING:
-    from fbcache.config.harness import HarnessConfig
+from fbcache import quant
+from fbcache.config.harness import HarnessConfig
+from fbcache.config.options import OptionSpec
+from fbcache.models.compile import compile_transformer
 
 BUILTIN = (
     "fbcache.models.tiny",
     "fbcache.models.flux_random",
     "fbcache.models.pretrained",
 )
+
+
+@dataclass
+class LoadedModel:
+    """A FluxPipeline ready to call, plus what the history needs to know about it."""
+
+    pipe: Any
+    name: str
+    #: keyword arguments that, with height/width/steps/generator, make one generation
+    call_kwargs: dict[str, Any]
+    #: short hash of the weights or of the construction recipe; changes when the model changes
+    digest: str
+    timing_only: bool = False
+    notes: list[str] = field(default_factory=list)
+    #: per-prompt call arguments for a model without a text encoder (flux-random's random embeddings);
+    #: None: the prompt text replaces ``call_kwargs["prompt"]``
+    embed: Callable[[str], dict[str, Any]] | None = None
+
+    def kwargs_for(self, prompt: str | None) -> dict[str, Any]:
+        """The call arguments for one prompt of a set (``None``: the run's single prompt, as built)."""
+        if prompt is None:
+            return self.call_kwargs
+        if self.embed is not None:
+            return {**self.call_kwargs, **self.embed(prompt)}
+        if "prompt" in self.call_kwargs:
+            return {**self.call_kwargs, "prompt": prompt}
+        return self.call_kwargs
+
+
+def _nothing(config: HarnessConfig) -> None:
+    return None
+
+
+def _same(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A way to get a FLUX pipeline, declared without building anything."""
+
+    name: str
+    #: one line for ``--help``
+    summary: str
+    #: does ``--fbcache-model VALUE`` name this source?
+    matches: Callable[[str], bool]
+    #: ``load(config)`` -> LoadedModel; imports heavy libraries lazily
+    load: Callable[[HarnessConfig], LoadedModel]
+    #: the canonical value stored in the config (e.g. a resolved directory); raises ConfigError
+    canonical: Callable[[str], str] = _same
+    default_steps: int = 28
+    #: (width, height) when ``--fbcache-resolution`` is not given
+    default_resolution: tuple[int, int] = (1024, 1024)
+    #: random weights: realistic cost per step, meaningless hits and SSIM
+    timing_only: bool = False
+    #: importable module name -> how to install it; checked before any model is built
+    requires: Mapping[str, str] = field(default_factory=dict)
+    #: this source's own ``--fbcache-*`` options; their values are read with ``config.option(spec)``
+    options: tuple[OptionSpec, ...] = ()
+    #: option rules of this source (device, ...): raise ConfigError
+    validate: Callable[[HarnessConfig], None] = _nothing
+    #: environment checks (weights present, ...): raise ConfigError
+    preflight: Callable[[HarnessConfig], None] = _nothing
+    #: image files are named ``<stem>_t0.1_first.png`` (the reference experiment's names)
+    image_stem: str = "flux"
+    #: the user types the name itself (False for a catch-all such as "a directory or hub id")
+    typed_by_name: bool = True
+    #: ``load`` builds its pipeline around the transformer of a load-time quantization mode
+    #: (:func:`fbcache.quant.transformer_for`); False: such modes are refused with this source
+    takes_transformer: bool = False
+
 
 _REGISTERED: list[ModelSource] = []
 _BUILTIN_SOURCES: list[ModelSource] = []
@@ -67,12 +146,10 @@ def load_model(config: HarnessConfig) -> LoadedModel:
     compiled forwards (:mod:`fbcache.models.compile`); the compiling itself happens on the first call,
     in the untimed warm-up.
     """
-    from fbcache.models.compile import compile_transformer
-    from fbcache.models.quantization import quantize_transformer, uses_torchao
-
     loaded = source_for(config.model).load(config)
-    if uses_torchao(config.quant):
-        quantize_transformer(loaded.pipe.transformer, config.quant)
+    mode = quant.get(config.quant)
+    if mode.apply is not None:
+        mode.apply(loaded.pipe.transformer, config)
     compile_transformer(loaded.pipe.transformer, config.compile)
     return loaded
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-MODES = ("none", "regional", "full")
+from fbcache.config.options import COMPILE_MODES
+
+MODES = COMPILE_MODES
 #: the torch.compile backend; tests switch it to "aot_eager" (no C++ build) through their plugin
 BACKEND = "inductor"
 FULL_WITH_CACHE_REASON = ("the cache decision is data-dependent and runs outside compiled code, so a "

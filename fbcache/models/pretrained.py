@@ -1,4 +1,5 @@
-"""Real FLUX weights: a local diffusers directory or a hub id, optionally with nunchaku's transformer.
+"""Real FLUX weights: a local diffusers directory or a hub id, optionally around the transformer of a
+load-time quantization mode.
 
 ``FluxPipeline.from_pretrained`` honours ``HF_HUB_OFFLINE=1``: with the files already in the
 cache (``HF_HOME``), nothing touches the network.
@@ -9,30 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
-
-from fbcache.models.base import LoadedModel, ModelSource
-
-if TYPE_CHECKING:
-    from fbcache.config.harness import HarnessConfig
-
-
-def _dtype(device: str) -> torch.dtype:
-    return torch.bfloat16 if device.startswith("cuda") else torch.float32
-
-
-def load_nunchaku_transformer(config: HarnessConfig) -> Any:
-    """nunchaku's SVDQuant transformer, precision chosen as nunchaku's own get_precision does."""
-    from nunchaku import NunchakuFluxTransformer2dModel
-    from nunchaku.utils import get_precision
-
-    path = config.nunchaku_transformer
-    precision = get_precision(config.nunchaku_precision, config.device, path)
-    return NunchakuFluxTransformer2dModel.from_pretrained(
-        path, device=config.device, torch_dtype=_dtype(config.device), precision=precision,
-    )
+from fbcache import quant
+from fbcache.config.harness import HarnessConfig
+from fbcache.errors import ConfigError
+from fbcache.models import LoadedModel, ModelSource, named_sources
 
 
 def _digest(config: HarnessConfig, pipe: Any) -> str:
@@ -40,20 +23,23 @@ def _digest(config: HarnessConfig, pipe: Any) -> str:
     hasher = hashlib.sha256(config.model.encode())
     commit = getattr(pipe.config, "_commit_hash", None) or ""
     hasher.update(str(commit).encode())
-    if config.nunchaku_transformer:
-        hasher.update(config.nunchaku_transformer.encode())
-        path = Path(config.nunchaku_transformer)
+    weights = quant.get(config.quant).weights(config)  # a load-time mode's transformer
+    if weights:
+        hasher.update(weights.encode())
+        path = Path(weights)
         if path.is_file():
             hasher.update(str(path.stat().st_size).encode())
     return hasher.hexdigest()[:12]
 
 
 def load_pretrained(config: HarnessConfig) -> LoadedModel:
+    import torch
     from diffusers import FluxPipeline
 
-    kwargs: dict[str, Any] = {"dtype": _dtype(config.device)}
-    if config.quant == "nunchaku":
-        kwargs["transformer"] = load_nunchaku_transformer(config)
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if config.device.startswith("cuda") else torch.float32}
+    transformer = quant.transformer_for(config)
+    if transformer is not None:
+        kwargs["transformer"] = transformer
     pipe = FluxPipeline.from_pretrained(config.model, **kwargs)
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
@@ -73,9 +59,6 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def canonical_model(raw: str) -> str:
     """A local diffusers FLUX directory (resolved) or a hub id; anything else is refused."""
-    from fbcache.errors import ConfigError
-    from fbcache.models import named_sources
-
     accepted = f"{', '.join(named_sources())}, a local diffusers FLUX directory, or a hub id like org/name"
     value = str(raw).strip()
     path = Path(value).expanduser()
@@ -92,5 +75,6 @@ def canonical_model(raw: str) -> str:
 
 SOURCES = (
     ModelSource(name="pretrained", summary="a local diffusers FLUX directory or a hub id (real weights)",
-                matches=lambda value: True, canonical=canonical_model, load=load_pretrained, typed_by_name=False),
+                matches=lambda value: True, canonical=canonical_model, load=load_pretrained, typed_by_name=False,
+                takes_transformer=True),
 )

@@ -3,23 +3,28 @@
 Same classes as FLUX.1 (FluxTransformer2DModel, AutoencoderKL, CLIPTextModel, T5EncoderModel,
 FlowMatchEulerDiscreteScheduler), with small configs. ``tiny`` loads the trained weights shipped in
 ``fbcache/weights``; ``tiny-random`` keeps the seeded random initialisation.
+
+Its CLIP and T5 tokenizers are built in memory from a word list: no hub, no files. T5 gets one
+unigram piece per vocabulary word, CLIP works on characters; anything outside the vocabulary falls
+back to characters, so every prompt still tokenizes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
+from fbcache.config.harness import HarnessConfig
+from fbcache.errors import ConfigError
+from fbcache.models import LoadedModel, ModelSource
 
-from fbcache.models.base import LoadedModel, ModelSource
-from fbcache.models.tokenizers import build_clip_tokenizer, build_t5_tokenizer
-
-if TYPE_CHECKING:
-    from fbcache.config.harness import HarnessConfig
+if TYPE_CHECKING:  # torch and transformers load on first use: listing the model sources stays cheap
+    import torch
+    from transformers import CLIPTokenizer, T5Tokenizer
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 TINY_WEIGHTS = WEIGHTS_DIR / "tiny-flux.safetensors"
@@ -46,6 +51,53 @@ class TinySpec:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+#: the caption vocabulary of the tiny model, plus the seed's prompt
+WORDS: tuple[str, ...] = tuple(sorted(set(
+    "a an the cute panda holding sign that says hello world and with on of in at"
+    " red green blue yellow white black orange purple cyan magenta"
+    " circle square triangle ring cross bar dot star"
+    " small big large top bottom left right center middle upper lower corner"
+    " background scene picture image photo".split()
+)))
+
+CLIP_MAX_LENGTH = 77
+
+
+def _clip_byte_vocab() -> dict[str, int]:
+    """Byte-level symbols, alone and word-final: CLIP becomes a character-level tokenizer.
+
+    Characters keep the vocabulary tiny and deterministic; the words themselves reach the
+    transformer through T5, as in FLUX, where CLIP only contributes a pooled vector.
+    """
+    from tokenizers import pre_tokenizers
+
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    for suffix in ("", "</w>"):
+        for char in alphabet:
+            vocab[char + suffix] = len(vocab)
+    return vocab
+
+
+def build_clip_tokenizer() -> CLIPTokenizer:
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(vocab=_clip_byte_vocab(), merges=[], model_max_length=CLIP_MAX_LENGTH)
+
+
+def build_t5_tokenizer(words: tuple[str, ...] = WORDS, max_length: int = 512) -> T5Tokenizer:
+    from tokenizers import normalizers
+    from transformers import T5Tokenizer
+
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -4.0)]
+    pieces += [("\u2581" + word, -1.0) for word in words]
+    pieces += [(char, -6.0) for char in string.ascii_lowercase + string.digits + string.punctuation]
+    tokenizer = T5Tokenizer(vocab=pieces, extra_ids=0)
+    tokenizer.backend_tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.model_max_length = max_length
+    return tokenizer
 
 
 def scheduler_config() -> dict[str, Any]:
@@ -94,11 +146,15 @@ def build_components(spec: TinySpec) -> dict[str, Any]:
 
 
 def trainable_modules(components: dict[str, Any]) -> dict[str, torch.nn.Module]:
+    import torch
+
     return {name: module for name, module in components.items() if isinstance(module, torch.nn.Module)}
 
 
 def state_digest(modules: dict[str, torch.nn.Module]) -> str:
     """A short, stable hash of every weight: it changes exactly when the model changes."""
+    import torch
+
     hasher = hashlib.sha256()
     for name in sorted(modules):
         for key, tensor in sorted(modules[name].state_dict().items()):
@@ -120,13 +176,16 @@ def read_weights(path: Path) -> tuple[TinySpec, dict[str, torch.Tensor], dict[st
 
 
 def save_weights(path: Path, spec: TinySpec, modules: dict[str, torch.nn.Module], metadata: dict[str, str],
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype | None = None) -> None:
     """Write all trainable components, prefixed by component name, with the spec in the metadata.
 
-    Floating tensors are stored as ``dtype`` (float16 halves the shipped size; loading casts back).
-    Each tensor is cloned, which also unties T5's shared embeddings: safetensors refuses aliases.
+    Floating tensors are stored as ``dtype`` (default float32; float16 halves the shipped size, loading
+    casts back). Each tensor is cloned, which also unties T5's shared embeddings: safetensors refuses aliases.
     """
+    import torch
     from safetensors.torch import save_file
+
+    dtype = dtype or torch.float32
 
     def stored(tensor: torch.Tensor) -> torch.Tensor:
         target = dtype if tensor.is_floating_point() else tensor.dtype
@@ -139,6 +198,7 @@ def save_weights(path: Path, spec: TinySpec, modules: dict[str, torch.nn.Module]
 
 def build_tiny_pipeline(spec: TinySpec | None = None, weights: Path | None = None, device: str = "cpu"):
     """A FluxPipeline in eval mode: seeded random weights, or the given safetensors (whose spec wins)."""
+    import torch
     from diffusers import FluxPipeline
 
     state = None
@@ -164,8 +224,6 @@ def build_tiny_pipeline(spec: TinySpec | None = None, weights: Path | None = Non
 def load_tiny(config: HarnessConfig, trained: bool) -> LoadedModel:
     weights = TINY_WEIGHTS if trained else None
     if trained and not TINY_WEIGHTS.is_file():
-        from fbcache.errors import ConfigError
-
         raise ConfigError("--fbcache-model", config.model, "tiny-random, flux-random, a directory or hub id",
                           f"the trained tiny weights are missing from the package ({TINY_WEIGHTS.name})")
     pipe, spec = build_tiny_pipeline(None, weights, config.device)
@@ -179,17 +237,7 @@ def load_tiny(config: HarnessConfig, trained: bool) -> LoadedModel:
     )
 
 
-def _refuse_nunchaku(config: HarnessConfig) -> None:
-    from fbcache.errors import ConfigError
-
-    if config.quant == "nunchaku":
-        raise ConfigError("--fbcache-quant", config.quant, "none, torchao-int8wo, torchao-fp8",
-                          "tiny models have no SVDQuant checkpoint")
-
-
 def _weights_present(config: HarnessConfig) -> None:
-    from fbcache.errors import ConfigError
-
     if not TINY_WEIGHTS.is_file():
         raise ConfigError("--fbcache-model", "tiny", "tiny-random, flux-random, a directory or hub id",
                           "the trained tiny weights are missing from this installation")
@@ -198,8 +246,8 @@ def _weights_present(config: HarnessConfig) -> None:
 SOURCES = (
     ModelSource(name="tiny", summary="the shipped trained tiny FLUX (CPU-friendly, realistic cache behaviour)",
                 matches=lambda value: value == "tiny", load=lambda config: load_tiny(config, trained=True),
-                default_resolution=(64, 64), validate=_refuse_nunchaku, preflight=_weights_present),
+                default_resolution=(64, 64), preflight=_weights_present),
     ModelSource(name="tiny-random", summary="the tiny FLUX with random weights",
                 matches=lambda value: value == "tiny-random", load=lambda config: load_tiny(config, trained=False),
-                default_resolution=(64, 64), validate=_refuse_nunchaku),
+                default_resolution=(64, 64)),
 )

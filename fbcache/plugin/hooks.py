@@ -13,14 +13,22 @@ from typing import Any
 
 import pytest
 
-from fbcache.config.harness import HarnessConfig, build_config, check_compile_selection
-from fbcache.config.options import add_options, option_name, resolve_raw, source_of
-from fbcache.config.parsers import check_writable_dir
-from fbcache.config.preflight import check_environment
-from fbcache.config.shard import Shard
+from fbcache.config.harness import HarnessConfig
+from fbcache.config.options import check_writable_dir
+from fbcache.config.prompts import Shard
+from fbcache.configure import (
+    add_options,
+    build_config,
+    check_compile_selection,
+    check_environment,
+    option_name,
+    options,
+    resolve_raw,
+    source_of,
+)
 from fbcache.errors import BoundViolation, ConfigError
 from fbcache.history import provenance
-from fbcache.history.fingerprint import fbcache_machine_info, fingerprint_differences, fingerprint_of, match_facts
+from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of, match_facts
 from fbcache.history.record import UNCACHED
 from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
 from fbcache.plugin.fixture import (  # noqa: F401 fixtures
@@ -30,6 +38,7 @@ from fbcache.plugin.fixture import (  # noqa: F401 fixtures
     fbcache_prompt,
     fbcache_session,
 )
+from fbcache.plugin.machine import fbcache_machine_info
 from fbcache.plugin.session import FBCacheSession
 from fbcache.render import table
 from fbcache.verdicts.bounds import calibrate, resolve_profile
@@ -44,8 +53,24 @@ def results_file(harness: HarnessConfig) -> str:
     return RESULTS_FILE if shard is None else f"results-shard{shard.rank}-of-{shard.world_size}.md"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+class LateOptions:
+    """Adds the options of extensions registered after this plugin loaded (in a ``conftest.py``, or a
+    plugin loaded later): pytest parses its command line only once the initial conftests are in."""
+
+    def __init__(self, parser: pytest.Parser) -> None:
+        self.parser = parser
+        self.added = {spec.name for spec in options()}
+
+    def pytest_plugin_registered(self) -> None:
+        new = tuple(spec for spec in options() if spec.name not in self.added)
+        if new:
+            add_options(self.parser, new)
+            self.added.update(spec.name for spec in new)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     add_options(parser)
+    pluginmanager.register(LateOptions(parser), "fbcache-late-options")
 
 
 def timing_header(c: HarnessConfig) -> str:
@@ -109,7 +134,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Fail fast on bad options; run the uncached baseline first (nunchaku's cache cannot be undone)."""
+    """Fail fast on bad options; run the uncached baseline first (some caches cannot be removed again)."""
     fbcache_items = [item for item in items if _is_fbcache_item(item)]
     if not fbcache_items:
         return

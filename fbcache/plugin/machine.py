@@ -1,4 +1,11 @@
-"""Machine state as evidence: what the GPU and host were doing before and after a benchmark.
+"""What the machine is, and what it was doing: every probe of the hardware and the installed stack.
+
+**What it is** (:func:`fbcache_machine_info`): the accelerator (``torch.cuda``, ``nvidia-smi``,
+``/proc/cpuinfo``), the library versions and what the chosen registry entries report about
+themselves, handed to :func:`fbcache.history.fingerprint.machine_entry`, which builds the run's
+``machine_info["fbcache"]`` entry and fingerprint from them.
+
+**Machine state as evidence**: what the GPU and host were doing before and after a benchmark.
 
 A verdict is only as good as the machine it was measured on. Clocks that dropped (thermal or power
 capping), another process on the GPU, or a loaded host explain a slow run better than any code
@@ -10,28 +17,114 @@ a failed run.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import shutil
 import subprocess
+from functools import cache
 from typing import Any
+
+from fbcache import backends, models, quant
+from fbcache.config.harness import HarnessConfig
+from fbcache.history.fingerprint import machine_entry
+from fbcache.models import compile as compile_modes
 
 GPU_FIELDS = ("clocks.sm", "clocks.mem", "temperature.gpu", "power.draw", "clocks_throttle_reasons.active")
 NVIDIA_SMI_TIMEOUT_S = 5.0
+#: the driver query runs once per session, before any model loads; a first nvidia-smi call can be slow
+DRIVER_QUERY_TIMEOUT_S = 20.0
 #: changes within one run worth a warning
 SM_CLOCK_CHANGE = 0.05
 TEMPERATURE_CHANGE_C = 10.0
 LOAD_CHANGE = 1.0
 
 
-def _nvidia_smi(arguments: list[str]) -> list[str] | None:
+def _nvidia_smi(arguments: list[str], timeout: float = NVIDIA_SMI_TIMEOUT_S) -> list[str] | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        done = subprocess.run(["nvidia-smi", *arguments], capture_output=True, text=True,
-                              timeout=NVIDIA_SMI_TIMEOUT_S, check=True)
+        done = subprocess.run(["nvidia-smi", *arguments], capture_output=True, text=True, timeout=timeout,
+                              check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------ what the machine is
+
+
+@cache
+def _nvidia_driver() -> str | None:
+    lines = _nvidia_smi(["--query-gpu=driver_version", "--format=csv,noheader"], DRIVER_QUERY_TIMEOUT_S)
+    return lines[0] if lines else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def accelerator_info(device: str) -> dict[str, Any]:
+    import torch
+
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        major, minor = torch.cuda.get_device_capability(index)
+        return {
+            "name": torch.cuda.get_device_name(index),
+            "capability": f"sm_{major}{minor}",
+            "driver": _nvidia_driver(),
+            "cuda": torch.version.cuda,
+        }
+    return {"name": f"cpu: {_cpu_name()}", "capability": None, "driver": None, "cuda": None}
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def library_versions(config: HarnessConfig) -> dict[str, str | None]:
+    """The stack's versions, plus whatever the chosen cache backend and quantization mode report."""
+    import torch
+
+    # every run has recorded these five since the first; a key dropped would read as a version change
+    versions: dict[str, str | None] = {
+        "torch": torch.__version__,
+        "diffusers": _version("diffusers"),
+        "transformers": _version("transformers"),
+        "torchao": _version("torchao"),
+        "fbcache": _version("fbcache"),
+    }
+    versions.update(backends.get(config.cache_backend).versions())
+    versions.update(quant.get(config.quant).versions())
+    return versions
+
+
+def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
+    """The ``machine_info["fbcache"]`` entry of a run, fingerprint included."""
+    return machine_entry(
+        config,
+        accelerator=accelerator_info(config.device),
+        versions=library_versions(config),
+        quant_config=quant.get(config.quant).settings(config),
+        compile={"mode": config.compile, "backend": compile_modes.BACKEND,
+                 "recipe": compile_modes.describe(config.compile)},
+        cache_settings=backends.get(config.cache_backend).settings(config),
+        timing_only=models.source_for(config.model).timing_only,
+    )
+
+
+# ------------------------------------------------------------------------------------ machine state
 
 
 def _number(text: str) -> float | str:

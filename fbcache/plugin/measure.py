@@ -2,7 +2,7 @@
 
 :func:`measure` switches the cache on for one threshold (or leaves it off for the uncached
 baseline), times whole generations and turns what came out into a
-:class:`~fbcache.record.BenchRecord`. Two schedules:
+:class:`~fbcache.history.record.BenchRecord`. Two schedules:
 
 - **interleaved** (default, as asv's ``--interleave-rounds``): the first fbcache benchmark of the
   session times every benchmark's rounds, round 1 of the uncached baseline and of each threshold,
@@ -11,8 +11,8 @@ baseline), times whole generations and turns what came out into a
   through pytest-benchmark's stats API, so the JSON still has one benchmark per threshold with its
   own ``stats.data``; and every cached round records the uncached round timed next to it, the
   partner of its paired speedup (verdicts/paired.py).
-- **sequential** (``--fbcache-interleave=false``; and for cache backends that cannot be removed,
-  such as nunchaku's, and compiled sessions, see ``HarnessConfig.interleaved``):
+- **sequential** (``--fbcache-interleave=false``; and for cache backends that cannot be removed
+  and compiled sessions, see ``HarnessConfig.interleaved``):
   each threshold's rounds back to back with ``benchmark.pedantic``.
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
@@ -35,12 +35,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fbcache import models
+from fbcache.backends import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history.record import UNCACHED, BenchRecord, label_of
 from fbcache.metrics import all_metrics
 from fbcache.metrics import images as pixels
 from fbcache.plugin import machine, recompile, timing
-from fbcache.plugin.decisions import DecisionLog, StepDecision, summarize
 from fbcache.plugin.session import FBCacheSession
 
 
@@ -380,7 +381,8 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
     median, baseline = record.median_s, session.uncached_median(prompt_index)
     if threshold is not None and median and baseline:
         record.speedup = baseline / median
-    record.images = _save_images(config.output_dir, label, first_images, config.image_stem, prompt_index)
+    record.images = _save_images(config.output_dir, label, first_images, models.source_for(config.model).image_stem,
+                                  prompt_index)
     return record
 
 

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from fbcache.backends import DecisionLog
 from fbcache.errors import BrokenRunError
 from fbcache.history.record import BenchRecord
 from fbcache.plugin import timing
-from fbcache.plugin.decisions import DecisionLog
 
 RECOMPILE_MARK = "Detected recompile"
 

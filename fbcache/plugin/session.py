@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fbcache import backends
-from fbcache.backends.base import CacheBackend
+from fbcache.backends import CacheBackend
 from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError
 from fbcache.history.record import BenchRecord, label_of

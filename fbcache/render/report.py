@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
+from fbcache import markdown
 from fbcache.history import provenance
 from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import UNCACHED, BenchRecord
@@ -28,7 +29,7 @@ from fbcache.history.selection import same_fingerprint_before
 from fbcache.history.storage import Run
 from fbcache.history.summary import is_prompt_set
 from fbcache.metrics import all_metrics
-from fbcache.render import html_page, markdown, plots
+from fbcache.render import html_page, plots
 from fbcache.render.table import (
     columns,
     hit_map,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fbcache import markdown
 from fbcache.history.record import BenchRecord
 from fbcache.history.summary import ThresholdSummary, is_prompt_set, summarize
 from fbcache.metrics import all_metrics
-from fbcache.render import markdown
 
 
 def columns(compiled: bool = False) -> list[str]:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fbcache import markdown
 from fbcache.history.fingerprint import FINGERPRINT_FIELDS, OPTIONAL_FIELDS
 from fbcache.history.storage import Run, load_runs
 from fbcache.history.summary import ThresholdSummary, summarize
 from fbcache.metrics import all_metrics
-from fbcache.render import html_page, markdown
+from fbcache.render import html_page
 from fbcache.render.report import TIMING_ONLY_NOTE, is_timing_only
 
 MARKDOWN_NAME, HTML_NAME = "xreport.md", "xreport.html"

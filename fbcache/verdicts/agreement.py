@@ -1,8 +1,8 @@
 """Do cache backends that implement the same rule make the same decisions? Judged from saved runs.
 
-diffusers' FirstBlockCache, cache-dit's DBCache as F1B0 and nunchaku's first-block cache all apply
-one rule: skip the remaining blocks when ``mean|r_t - r_last| / mean|r_last|`` of the first block's
-residual is within the threshold of the last computed step's. Given one saved run per backend (same
+Every registered first-block cache applies one rule: skip the remaining blocks when
+``mean|r_t - r_last| / mean|r_last|`` of the first block's residual is within the threshold of the
+last computed step's. Given one saved run per backend (same
 model, workload and accelerator), this compares each backend's per-step hit map with the reference
 backend's at every threshold.
 
@@ -10,10 +10,10 @@ Only the **first** step where two hit maps differ is judged: after it the two ge
 different residuals and their latents part, so every later difference follows from it. That step
 is explained (not a failure) only by a documented cause:
 
-- ``strict``: the difference it compared equals the threshold. diffusers hits when
-  ``diff <= threshold``; cache-dit and nunchaku only when ``diff < threshold``.
-- ``cache-dit >= 1``: at a threshold of 1 or more cache-dit reuses every step after the first
-  without comparing anything; the others still compare.
+- ``strict``: the difference it compared equals the threshold. Some caches hit when
+  ``diff <= threshold`` (diffusers'), others only when ``diff < threshold``.
+- ``reuses every step``: from the threshold its spec names (``reuses_every_step_from``) a backend
+  reuses every step after the first without comparing anything; the others still compare.
 - ``near threshold``: the compared differences lie within ``near`` (relative) of the threshold, where
   kernels that round differently (bf16 on a GPU) may fall on either side.
 
@@ -26,14 +26,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fbcache import backends
 from fbcache.errors import AgreementError
 from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
 
 #: relative distance from the threshold within which rounding may flip a decision
 DEFAULT_NEAR = 0.005
-
-
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,8 @@ class BackendRun:
     @property
     def label(self) -> str:
         versions = (self.run.machine_info.get("fbcache") or {}).get("versions") or {}
-        nunchaku = str(versions.get("nunchaku") or "")
-        if self.backend == "nunchaku" and nunchaku.startswith("stand-in"):
-            release = nunchaku.removeprefix("stand-in of ").split(" ")[0]
-            return f"nunchaku STAND-IN {release}"
-        return self.backend
+        release = backends.standin_release(versions.get(self.backend))
+        return f"{self.backend} STAND-IN {release}" if release is not None else self.backend
 
 
 @dataclass(frozen=True)
@@ -115,8 +111,9 @@ def first_difference(reference: BenchRecord, other: BenchRecord, backend: str, n
                 if step < len(trace) and trace[step] is not None]
     where = f"step {step}: reference {'hit' if ours[step] else 'computed'}, {backend} {'hit' if theirs[step] else 'computed'}"
     shown = ", ".join(f"{d:.6g}" for d in compared) or "not recorded"
-    if backend == "cache-dit" and threshold >= 1.0 and theirs[step]:
-        return Verdict(True, f"{where}; cache-dit reuses every step at a threshold >= 1")
+    reuses = backends.get(backend).reuses_every_step_from if backend in backends.names() else None
+    if reuses is not None and threshold >= reuses and theirs[step]:
+        return Verdict(True, f"{where}; {backend} reuses every step at a threshold >= {reuses:g}")
     if any(d == threshold for d in compared):
         return Verdict(True, f"{where}; diff equals the threshold ({shown}): <= against <")
     if compared and all(d is not None and _close(d, threshold, near) for d in compared):

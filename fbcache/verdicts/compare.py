@@ -16,8 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from fbcache import markdown as render_markdown
 from fbcache.metrics import ImageMetric, all_metrics
-from fbcache.render import markdown as render_markdown
 
 #: verdicts that wake someone up
 ALERTING = ("regression", "changed")

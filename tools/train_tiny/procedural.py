@@ -2,7 +2,7 @@
 
 Every sample is a pure function of ``(split, seed, index)``: training needs no dataset on disk and
 reruns see the same images, while the held-out split draws from a disjoint random stream. Captions
-use only words of :data:`fbcache.models.tokenizers.WORDS`. One scene type draws the harness's default
+use only words of :data:`fbcache.models.tiny.WORDS`. One scene type draws the harness's default
 prompt (a panda next to a "hello world" sign), so the default benchmark image shows something.
 """
 
