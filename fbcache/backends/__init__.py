@@ -155,7 +155,7 @@ class BackendSpec:
     """Everything the harness knows about a backend without importing the library behind it."""
 
     name: str
-    #: one line for ``--help`` and the README's backend table
+    #: one line for ``--help`` and the guide's backend table
     summary: str
     #: ``create(pipe, config)`` -> the live backend; imports the library lazily
     create: Callable[[Any, HarnessConfig], CacheBackend]
