@@ -92,11 +92,13 @@ def test_a_registered_metric_and_backend_flow_everywhere(sweep, tmp_path: Path, 
 
     # ... fbcache compare (in this process, where the test registered it)
     capsys.readouterr()
+    # two runs of the same seeded generations: the same images, hits and MAD, and one earlier run is too
+    # few to judge time, so the compare is clean and the new metric's verdicts say ok
     code = fbcache_main(["compare", "--storage", str(runs[-1].storage), "--json", str(tmp_path / "r.json")])
-    assert code in (0, 1)
+    assert code == 0
     assert "MAD" in capsys.readouterr().out
-    verdicts = {v["metric"] for row in json.loads((tmp_path / "r.json").read_text())["rows"] for v in row["verdicts"]}
-    assert "mad" in verdicts
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert {v["status"] for row in rows for v in row["verdicts"] if v["metric"] == "mad"} == {"ok"}
 
     # ... and a calibrated profile, whose new key loads back as a bound
     profile = tmp_path / "mine.toml"
