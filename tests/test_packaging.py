@@ -70,7 +70,9 @@ def test_installed_wheel_registers_the_plugin_in_an_empty_directory(tmp_path: Pa
         "".join(f"import site; site.addsitedir({str(mirror)!r})\n" for mirror in borrowed_site_dirs(tmp_path)))
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {"PATH": str(env_dir / "bin"), "HOME": str(tmp_path)}
+    # no bytecode: the borrowed directories are links into the running environment, whose caches
+    # (pytest's rewritten plugins among them) must not get this temporary directory's paths
+    env = {"PATH": str(env_dir / "bin"), "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
     done = subprocess.run([str(python), "-m", "pytest", "--help", "-p", "no:cacheprovider"], cwd=empty, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
