@@ -1,15 +1,18 @@
 # Sourced by scripts/sweep and scripts/test (not a command): make a virtual environment that has
-# what the caller needs, installing only what is missing, and say what it does.
+# what the caller needs, installing only what is missing, and say what it does. Each caller names its
+# own environment (the sweep's .venv, the tests' .venv-test), so installing the test extra never
+# changes the packages a sweep records.
 #
-#   FBCACHE_VENV=DIR      where the environment lives (default: .venv in the checkout)
 #   FBCACHE_TORCH=cpu     the CPU build of torch (default); FBCACHE_TORCH=cuda for the CUDA build
 #   FBCACHE_PYTHON=PATH   use this interpreter as it is and install nothing (an environment you manage)
 #
-# Usage: source scripts/_env.sh EXTRA   (EXTRA: the pyproject extra to install, e.g. report or test)
+# Usage: source scripts/_env.sh EXTRA VENV   (EXTRA: the pyproject extra to install, e.g. report or test;
+#        VENV: the environment's directory)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-EXTRA="${1:-report}"
+EXTRA="${1:?the pyproject extra to install}"
+VENV="${2:?the virtual environment directory}"
 TORCH_VERSION="2.13.0"
 # The PyTorch project's documented index of CPU-only wheels; the default index gives the CUDA build on Linux.
 TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
@@ -22,7 +25,6 @@ if [ -n "${FBCACHE_PYTHON:-}" ]; then
   return 0 2>/dev/null || exit 0
 fi
 
-VENV="${FBCACHE_VENV:-$ROOT/.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   BASE="$(command -v python3 || command -v python || true)"
   if [ -z "$BASE" ] || ! "$BASE" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then

@@ -7,6 +7,8 @@ never the engine.
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pytest
 import test_nunchaku_standins as standins
 import torch
@@ -73,7 +75,7 @@ def test_cache_dit_settings_record_f1b0_without_warmup_or_limits():
     assert settings["max_continuous_cached_steps"] == -1 and settings["max_accumulated_residual_diff_threshold"] is None
     assert settings["cache_type"] == "DBCache" and settings["CACHE_DIT_FLUX_ENABLE_DUMMY_BLOCKS"] == "1"
     assert "residual_diff_threshold" not in settings
-    assert spec.versions() == {"cache-dit": "1.5.3"} and not spec.removable
+    assert spec.versions() == {"cache-dit": importlib.metadata.version("cache-dit")} and not spec.removable
 
 
 # ----------------------------------------------------------------------------------------- nunchaku

@@ -219,11 +219,13 @@ def test_registered_extensions_of_every_kind_run_a_sweep_and_a_compare(sweep, tm
 
     # ... fbcache compare (in this process, where the test registered them)
     capsys.readouterr()
+    # two runs of the same seeded generations: the same images, hits and MAD, and one earlier run is too
+    # few to judge time, so the compare is clean and the new metric's verdicts say ok
     code = fbcache_main(["compare", "--storage", str(runs[-1].storage), "--json", str(tmp_path / "r.json")])
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert code == (1 if result["regression"] else 0), "a judged run: exit code 0 or 1 by its verdict"
+    assert code == 0
     assert "MAD" in capsys.readouterr().out
-    assert "mad" in {v["metric"] for row in result["rows"] for v in row["verdicts"]}
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert {v["status"] for row in rows for v in row["verdicts"] if v["metric"] == "mad"} == {"ok"}
 
     # ... and a calibrated profile, whose new key loads back as a bound
     profile = tmp_path / "mine.toml"

@@ -1,11 +1,13 @@
 """The shipped tiny FLUX: it reproduces its reference image, its hit counts, and it really denoises.
 
-Stored values were measured on 2026-11-25 with the shipped weights; CPU (2 cores, torch 2.13 CPU) and
-an H100 (torch 2.11) gave the same hits: 0, 0, 11, 18, 22, 26 and 27 of 28 steps.
+The hit counts it must reproduce are those of the recorded default sweep in tests/data (the shipped
+weights, 28 steps, default prompt, seed 0; an H100 sweep of the same workload recorded the same hits),
+and every step's decision must follow the cache's rule from the difference it compared.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +18,14 @@ from PIL import Image
 from fbcache.backends import DecisionLog, summarize
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.config.harness import DEFAULT_PROMPT, SEED_THRESHOLDS
+from fbcache.history.storage import load_runs
 from fbcache.metrics.images import to_uint8_images
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
 from tools.train_tiny.train import flow_matching_loss
 
 REFERENCE = Path(__file__).parent / "data" / "tiny-reference.png"
-#: hits per default threshold, 28 steps, default prompt, seed 0
-STORED_HITS = {0.0: 0, 0.01: 0, 0.05: 11, 0.1: 18, 0.2: 22, 0.5: 26, 0.8: 27}
+#: a recorded default sweep of the shipped weights (28 steps, default prompt, seed 0, all default thresholds)
+RECORDED_SWEEP = Path(__file__).parent / "data" / "tiny-cpu-2026-11-25" / "history"
 #: tolerance against the stored image: float results may differ slightly between CPU instruction sets
 MEAN_ABS_TOLERANCE, MAX_ABS_TOLERANCE = 1.0, 16
 #: held-out flow-matching loss (32 samples, 8 fixed sigmas): trained measured 0.208, untrained 1.651
@@ -52,8 +55,18 @@ def test_reproduces_the_stored_reference_image(pipe):
     assert difference.mean() <= MEAN_ABS_TOLERANCE and difference.max() <= MAX_ABS_TOLERANCE
 
 
-def test_hits_at_the_default_thresholds_equal_the_stored_values(pipe):
-    assert tuple(STORED_HITS) == SEED_THRESHOLDS
+def recorded_hits() -> dict[float, int]:
+    """Hits per threshold of the recorded sweep, whose workload must be the one generate() runs."""
+    [run], skipped = load_runs(RECORDED_SWEEP)
+    assert not skipped
+    prompt = hashlib.sha256(DEFAULT_PROMPT.encode()).hexdigest()[:8]
+    assert run.fingerprint["workload"] == f"28 steps, 64x64, seed 0, prompt {prompt}"
+    return {r.threshold: r.hits for r in run.records.values() if r.threshold is not None and r.hits is not None}
+
+
+def test_hits_at_the_default_thresholds_equal_the_recorded_sweep(pipe):
+    expected = recorded_hits()
+    assert tuple(expected) == SEED_THRESHOLDS
     backend = DiffusersFBCache(pipe)
     measured = {}
     for threshold in SEED_THRESHOLDS:
@@ -62,10 +75,13 @@ def test_hits_at_the_default_thresholds_equal_the_stored_values(pipe):
         try:
             log.start_generation()
             generate(pipe)
-            measured[threshold] = summarize(log.finish_generation())[0]
+            steps = log.finish_generation()
         finally:
             backend.disable()
-    assert measured == STORED_HITS
+        # diffusers' rule: the first step computes; a later one is a hit when its difference is <= the threshold
+        assert [s.hit for s in steps] == [s.diff is not None and s.diff <= threshold for s in steps], threshold
+        measured[threshold] = summarize(steps)[0]
+    assert measured == expected
 
 
 def test_trained_model_denoises_far_better_than_untrained(pipe):

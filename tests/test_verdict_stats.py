@@ -96,9 +96,10 @@ def test_gpu_1024_drift_of_two_percent_per_run_is_reported_on_every_run():
     assert step_rate(GPU_1024, "drift", 0.02, JUDGE_ALL).detected == [12, 12, 12]
 
 
-def test_gpu_512_ten_percent_is_flagged_or_too_noisy():
+def test_gpu_512_ten_percent_is_too_noisy_to_judge_in_every_replica():
+    """Its noise (MDE above 25%, see above) cannot support a verdict on 10%: every replica says so."""
     rate = step_rate(GPU_512, "cached", 0.10, JUDGE_ALL)
-    assert rate.detected[0] + rate.too_noisy >= rate.replicas
+    assert rate.too_noisy == rate.replicas, rate
 
 
 def test_a_slower_uncached_run_is_a_regression_never_a_speedup_improvement():
@@ -178,7 +179,7 @@ def test_factor_helper_matches_the_scenarios():
 
 # ------------------------------------------------------------------------------ real GPU histories
 
-MEASURED = Path(__file__).resolve().parent.parent / "docs" / "results" / "h200-2026-11-28" / "noise"
+MEASURED = Path(__file__).resolve().parent / "data" / "h200-2026-11-28-noise"
 
 
 @pytest.mark.parametrize("scenario, alerted", [("all-0.02", True), ("cached-0.02", False)])

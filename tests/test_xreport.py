@@ -1,7 +1,7 @@
 """``fbcache xreport``: the newest run of each accelerator side by side, from separate histories.
 
-Uses the real tiny histories in docs/results (the same workload on an H100 and on a 2-core CPU, so
-two fingerprints), plus a copy of the H100 run renamed to another GPU, as a third runner would save it.
+Uses the real tiny histories in tests/data, copied from docs/results (the same workload on an H100 and on
+a 2-core CPU, so two fingerprints), plus a copy of the H100 run renamed to another GPU, as a third runner would save it.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from conftest import ROOT
 from fbcache.history.storage import load_runs
 from fbcache.render.xreport import build_xreport
 
-CPU = ROOT / "docs" / "results" / "tiny-cpu-2026-11-25" / "history"
-H100 = ROOT / "docs" / "results" / "tiny-h100-2026-11-25" / "history"
-FLUX_H100 = ROOT / "docs" / "results" / "h100-2026-11-25" / "history"
+CPU = ROOT / "tests" / "data" / "tiny-cpu-2026-11-25" / "history"
+H100 = ROOT / "tests" / "data" / "tiny-h100-2026-11-25" / "history"
+FLUX_H100 = ROOT / "tests" / "data" / "h100-2026-11-25" / "history"
 
 
 def _hits(storage: Path) -> dict[str, int | None]:
