@@ -125,6 +125,8 @@ BAD_RUNS = [
     ("stats-data-nulls", edited(lambda d: bench(d)["stats"].update(data=[None, None])),
      "stats.data: item 0: expected a number"),
     ("stats-not-an-object", edited(lambda d: bench(d).update(stats="x")), "stats is str"),
+    ("stats-median-string", edited(lambda d: bench(d)["stats"].update(median="fast")),
+     "stats.median = 'fast': expected a number"),
     ("hits-per-round-number", edited(lambda d: info(d).update(hits_per_round=5)),
      "extra_info.hits_per_round = 5: expected a list"),
     ("rounds-string", edited(lambda d: info(d).update(rounds_s="abc")), "extra_info.rounds_s = 'abc': expected a list"),
