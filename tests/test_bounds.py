@@ -96,3 +96,20 @@ def test_shipped_profiles_parse():
     for path in shipped:
         profile = load_profile(path)
         assert profile.thresholds, path
+
+
+@pytest.mark.parametrize("where, what", [("directory", "a directory"), ("/dev/zero", "a character device")])
+def test_a_bounds_path_that_is_not_a_file_says_what_it_is(tmp_path: Path, where, what):
+    path = tmp_path if where == "directory" else Path(where)
+    with pytest.raises(ConfigError) as error:
+        resolve_profile(str(path), tmp_path, {})
+    assert f"invalid value {str(path)!r} ({what}, not a profile file); accepted: auto, none" in str(error.value)
+
+
+def test_a_profile_with_a_byte_order_mark_loads_as_without(tmp_path: Path):
+    text = '[profile]\nname = "bom"\n[thresholds."0.5"]\nmin_ssim = 0.5\n'
+    (tmp_path / "plain.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "bom.toml").write_text(text, encoding="utf-8-sig")
+    assert (tmp_path / "bom.toml").read_bytes().startswith(b"\xef\xbb\xbf")
+    bom, plain = load_profile(tmp_path / "bom.toml"), load_profile(tmp_path / "plain.toml")
+    assert (bom.name, bom.thresholds) == (plain.name, plain.thresholds)

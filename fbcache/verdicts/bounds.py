@@ -19,8 +19,8 @@ A profile looks like::
     min_ssim_worst = 0.85        # with a prompt set: the floor of the worst prompt
 
 Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
-type, or a floor that is not a finite number >= 0 stops the run before any model is built, naming
-the file and the key path. The keys of a threshold table come from :func:`threshold_keys` (speedup and
+type, or a bound outside the values its quantity can take (SSIM in [0, 1], PSNR >= 0, speedup > 0)
+stops the run before any model is built, naming the file, the key path and the accepted range. The keys of a threshold table come from :func:`threshold_keys` (speedup and
 each registered image metric), so a new metric's floor is accepted, and its typo refused, unchanged.
 
 Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
@@ -37,6 +37,7 @@ measured every prompt of the threshold (a shard does not see the whole set, so i
 from __future__ import annotations
 
 import math
+import stat
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -151,14 +152,32 @@ def _table(data: Any, source: str, path: str, allowed: Iterable[str]) -> Mapping
     return data
 
 
+def _bound_range(key: str) -> tuple[float, float, bool, str]:
+    """(low, high, low inclusive, what) of a threshold key: speedup > 0, an image metric within its values."""
+    if key == "min_speedup":
+        return 0.0, math.inf, False, "speedup over uncached"
+    metric = next(m for m in all_metrics() if key in (m.bound_key, m.bound_key + WORST))
+    low, high = metric.value_range
+    return low, high, True, metric.title
+
+
 def _floor(value: Any, source: str, path: str) -> float | None:
-    accepted = f"a finite number >= 0 or {UNCALIBRATED!r}"
+    """A bound's value, checked against the range its quantity can take: a floor no run can reach (SSIM
+    1.5) would fail every run, and one no run can miss (speedup 0) would check nothing."""
+    low, high, inclusive, what = _bound_range(path.rsplit(".", 1)[-1])
+    span = (f"a number in [{low:g}, {high:g}]" if math.isfinite(high)
+            else f"a finite number {'>=' if inclusive else '>'} {low:g}")
+    accepted = f"{span} ({what}) or {UNCALIBRATED!r}"
     if isinstance(value, str) and value.strip().lower() == UNCALIBRATED:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _error(source, path, value, accepted, "not a number")
-    if not math.isfinite(value) or value < 0:
-        raise _error(source, path, value, accepted, "not finite" if not math.isfinite(value) else "negative")
+    if not math.isfinite(value):
+        raise _error(source, path, value, accepted, "not finite")
+    if value < low or (value == low and not inclusive):
+        raise _error(source, path, value, accepted, "negative" if value < 0 else f"not above {low:g}")
+    if value > high:
+        raise _error(source, path, value, accepted, f"above {high:g}, which {what} never exceeds")
     return float(value)
 
 
@@ -221,12 +240,26 @@ def parse_profile(data: Mapping[str, Any], source: str) -> BoundsProfile:
 
 
 def load_profile(path: Path) -> BoundsProfile:
+    """A profile file; UTF-8 with or without a byte-order mark (editors on Windows write one)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("--fbcache-bounds", str(path), "a readable TOML bounds profile",
                           str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     return parse_profile(data, str(path))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it exists but is no regular file (reading /dev/zero would never end)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+            stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kind.items() if test(mode)), "not a regular file")
 
 
 def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> BoundsProfile | None:
@@ -249,7 +282,11 @@ def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> Bo
     if named.is_file():
         return load_profile(named)
     names = ", ".join(p.stem for p in shipped) or "(none shipped)"
-    raise ConfigError("--fbcache-bounds", spec, f"auto, none, a TOML path, or one of: {names}", "no such profile")
+    accepted = f"auto, none, a TOML path, or one of: {names}"
+    what = _not_a_file(path) or _not_a_file(named)
+    if what is not None:
+        raise ConfigError("--fbcache-bounds", spec, accepted, f"{what}, not a profile file")
+    raise ConfigError("--fbcache-bounds", spec, accepted, "no such profile")
 
 
 def _image_violations(profile: BoundsProfile, threshold: float, floors: Mapping[str, float],
