@@ -32,11 +32,13 @@ from fbcache.plugin.fixture import (  # noqa: F401 fixtures
 )
 from fbcache.plugin.session import FBCacheSession
 from fbcache.render import table
-from fbcache.verdicts.bounds import calibrate, resolve_profile
+from fbcache.verdicts.bounds import calibrate, other_workload, resolve_profile
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
 #: ``--benchmark-compare``'s value, held back from pytest-benchmark until the session starts
 COMPARE_KEY = pytest.StashKey[Any]()
+#: why ``--fbcache-bounds auto`` chose no profile when one was calibrated on another workload
+BOUNDS_NOTE_KEY = pytest.StashKey[str | None]()
 #: files of the output directory that could not be written (a full disk), with why
 UNWRITTEN_KEY = pytest.StashKey[list[str]]()
 RESULTS_FILE = "results.md"
@@ -64,7 +66,10 @@ def pytest_configure(config: pytest.Config) -> None:
         harness = build_config(resolve_raw(config))
         check_environment(harness)
         info = fbcache_machine_info(harness)
-        profile = resolve_profile(harness.bounds, bounds_dir(config, harness), match_facts(info))
+        facts = match_facts(info)
+        profile = resolve_profile(harness.bounds, bounds_dir(config, harness), facts)
+        if profile is None and harness.bounds.strip().lower() == "auto":
+            config.stash[BOUNDS_NOTE_KEY] = other_workload(bounds_dir(config, harness), facts)
     except ConfigError as exc:
         name = option_name(exc.option)
         config.stash[CONFIG_ERROR_KEY] = exc.from_source(source_of(config, name)) if name else exc
@@ -294,7 +299,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     write = terminalreporter.write_line
     terminalreporter.section("fbcache")
     if fb.records:
-        _write_results(write, fb)
+        _write_results(write, fb, config.stash.get(BOUNDS_NOTE_KEY, None))
     storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
     refusal = storage.refusal or storage.failure if isinstance(storage, AtomicFileStorage) else None
     refusal = refusal or fb.health.refusal(exitstatus == pytest.ExitCode.INTERRUPTED)
@@ -309,7 +314,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         write(f"images and {results_file(fb.config)}: {fb.config.output_dir}")
 
 
-def _write_results(write: Any, fb: FBCacheSession) -> None:
+def _write_results(write: Any, fb: FBCacheSession, bounds_note: str | None) -> None:
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | compile {c.compile} | cache {c.cache_backend} | {c.steps} steps | "
           f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up, "
@@ -331,6 +336,6 @@ def _write_results(write: Any, fb: FBCacheSession) -> None:
             for message in record.bounds.get("reported", []):
                 write(f"  note: {message}")
     else:
-        write("bounds: none (no profile matched; see --fbcache-bounds)")
+        write(f"bounds: none: {bounds_note}" if bounds_note else "bounds: none (no profile matched; see --fbcache-bounds)")
     for line in _timing_checks(fb) + _compile_lines(fb):
         write(line)

@@ -12,6 +12,8 @@ A profile looks like::
     cache_backend = "diffusers"
     accelerator = "cpu"          # case-insensitive substring of the accelerator name
     steps = "28"                 # floors hold for one workload; other keys: resolution
+    prompts = "prompt f0979f5e"  # the prompt (hash) or "prompt set <digest>" the floors were calibrated on;
+                                 # absent: the default prompt, on which every older profile was calibrated
     [thresholds."0.1"]
     min_speedup = 1.3
     min_ssim = 0.93              # or "calibrate on the first run": not checked yet
@@ -40,7 +42,7 @@ import math
 import stat
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -77,8 +79,12 @@ def threshold_keys() -> tuple[str, ...]:
     return ("min_speedup", *(m.bound_key for m in all_metrics()), *(m.bound_key + WORST for m in all_metrics()))
 
 
+#: the workload of a profile that does not name one: every profile written before profiles named their
+#: prompts was calibrated on the single default prompt ("A cute panda holding a sign that says hello
+#: world"), so that is what it holds for; applying it to any other prompt or set would be a false alarm
+UNSTATED_PROMPTS = "prompt f0979f5e"
 #: [match] keys a profile has even when it does not write them
-IMPLIED_MATCH = {"compile": "none"}
+IMPLIED_MATCH = {"compile": "none", "prompts": UNSTATED_PROMPTS}
 
 
 @dataclass(frozen=True)
@@ -90,10 +96,12 @@ class BoundsProfile:
     enforce_speedup: bool = True
     description: str = ""
 
-    def matches(self, facts: Mapping[str, str]) -> bool:
+    def matches(self, facts: Mapping[str, str], ignore: tuple[str, ...] = ()) -> bool:
         # a profile that names no compile mode was measured eager: it never judges a compiled run
         match = {**IMPLIED_MATCH, **self.match}
         for key, wanted in match.items():
+            if key in ignore:
+                continue
             have = str(facts.get(key, IMPLIED_MATCH.get(key, "")))
             if key == "accelerator":
                 if str(wanted).lower() not in have.lower():
@@ -101,6 +109,11 @@ class BoundsProfile:
             elif have != str(wanted):
                 return False
         return True
+
+    @property
+    def prompts(self) -> str:
+        """The prompt or prompt set the profile was calibrated on (its floors hold for that workload only)."""
+        return self.match.get("prompts", UNSTATED_PROMPTS)
 
     def bound_for(self, threshold: float) -> ThresholdBound | None:
         for key, bound in self.thresholds.items():
@@ -120,6 +133,8 @@ class Violation:
     key: str
     #: which prompts the value stands for: "" (the run's one prompt), "mean of 8 prompts", "prompt p3"
     scope: str = ""
+    #: a bound on a prompt set as a whole: the prompt that broke it, the worst one (its row is marked)
+    worst_prompt: int | None = None
 
     def message(self) -> str:
         side = "below" if self.key.startswith("min_") else "above"
@@ -289,6 +304,18 @@ def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> Bo
     raise ConfigError("--fbcache-bounds", spec, accepted, "no such profile")
 
 
+def other_workload(search_dir: Path, facts: Mapping[str, str]) -> str | None:
+    """Why ``auto`` found no profile when one fits this run in all but its prompts: the profiles
+    calibrated on another prompt or set, in one line (None when there is no such profile)."""
+    shipped = sorted(search_dir.glob("*.toml")) if search_dir.is_dir() else []
+    near = [p for p in (load_profile(path) for path in shipped) if p.match and p.matches(facts, ignore=("prompts",))]
+    if not near:
+        return None
+    calibrated = "; ".join(f"{p.name} ({Path(p.source).name}) was calibrated on {p.prompts}" for p in near)
+    return (f"no profile matches this workload ({facts.get('prompts', UNSTATED_PROMPTS)}): {calibrated}; "
+            "calibrate one on it with --fbcache-calibrate")
+
+
 def _image_violations(profile: BoundsProfile, threshold: float, floors: Mapping[str, float],
                       values: Mapping[str, float | None], suffix: str, scope: str) -> list[Violation]:
     found = []
@@ -327,8 +354,24 @@ def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
             + _speedup_violation(profile, record.threshold, bound, record.speedup, ""))
 
 
+def _worst_prompt(records: Iterable[BenchRecord], metric: str) -> int | None:
+    """The prompt with the worst value of ``metric`` ("speedup" or an image metric's name)."""
+    if metric == "speedup":
+        values = {r.prompt_index: r.speedup for r in records if r.speedup is not None}
+        better_high = True
+    else:
+        [image] = [m for m in all_metrics() if m.name == metric]
+        values = {r.prompt_index: v for r in records if (v := r.metrics.get(metric)) is not None}
+        better_high = image.higher_is_better
+    if not values:
+        return None
+    pick = min if better_high else max
+    return pick(values, key=lambda index: values[index])
+
+
 def check_set(profile: BoundsProfile, summary: ThresholdSummary) -> list[Violation]:
-    """The floors on a prompt set as a whole: image metrics on the mean, speedup on the set's speedup."""
+    """The floors on a prompt set as a whole: image metrics on the mean, speedup on the set's speedup.
+    Each violation names the worst prompt: the one that pulled the set below its bound."""
     if summary.threshold is None:
         return []
     bound = profile.bound_for(summary.threshold)
@@ -336,8 +379,14 @@ def check_set(profile: BoundsProfile, summary: ThresholdSummary) -> list[Violati
         return []
     scope = f"mean of {summary.prompts} prompts"
     means = {name: value.mean for name, value in summary.metrics.items()}
-    return (_image_violations(profile, summary.threshold, bound.image, means, "", scope)
-            + _speedup_violation(profile, summary.threshold, bound, summary.speedup, f"{summary.prompts} prompts"))
+    found = (_image_violations(profile, summary.threshold, bound.image, means, "", scope)
+             + _speedup_violation(profile, summary.threshold, bound, summary.speedup, f"{summary.prompts} prompts"))
+    named = []
+    for violation in found:
+        worst = _worst_prompt(summary.records, violation.metric)
+        scope = violation.scope + ("" if worst is None else f", worst p{worst}")
+        named.append(replace(violation, scope=scope, worst_prompt=worst))
+    return named
 
 
 def calibrate(
@@ -353,6 +402,7 @@ def calibrate(
 
     ``metric_margins`` replaces a metric's own ``calibrate_margin`` (e.g. the user's SSIM margin).
     """
+    records = list(records)
     margins = {m.name: metric_margins.get(m.name, m.calibrate_margin) for m in all_metrics()}
     lines = [
         f"# Calibrated by fbcache from a measured run on {measured_on}, {date.today().isoformat()}.",
@@ -365,7 +415,8 @@ def calibrate(
         "",
         "[match]",
     ]
-    lines += [f"{key} = {_toml_str(value)}" for key, value in match.items()]
+    lines += [f"{key} = {_toml_str(value)}" + (f"  # {_workload_note(records)}" if key == "prompts" else "")
+              for key, value in match.items()]
     for summary in summarize(records):
         if summary.threshold is None:
             continue
@@ -386,6 +437,12 @@ def calibrate(
                 measured = f"measured {which + ' ' if which else ''}{metric.format(value)}"
                 lines.append(f"{metric.bound_key}{suffix} = {round(floor, metric.decimals)}  # {measured}")
     return "\n".join(lines) + "\n"
+
+
+def _workload_note(records: list[BenchRecord]) -> str:
+    """What ``[match] prompts`` means, written beside it: auto applies the profile to that workload only."""
+    prompts = {r.prompt_index for r in records if r.prompt_index is not None}
+    return f"calibrated on this set of {len(prompts)} prompts only" if prompts else "calibrated on this prompt only"
 
 
 def _toml_str(value: str) -> str:
