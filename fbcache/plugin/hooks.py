@@ -7,7 +7,7 @@ before any model is built; a plain ``pytest tests`` run never trips over them.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -221,14 +221,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
             _write_output(unwritten, fb.config.output_dir / provenance.RECORD_NAME,
                           lambda path: provenance.write_record(path.parent, fingerprint))
         if fb.config.calibrate is not None and refusal is None and fb.records and fb.config.shard is None:
-            target = fb.config.calibrate
-            _write_output(unwritten, target, lambda path: replace_file(path, _calibration(session.config, fb).encode()))
+            _write_output(unwritten, fb.config.calibrate,
+                          lambda path: replace_file(path, _calibration(session.config, fb).encode()))
     yield
     if storage is not None and storage.failure is not None:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
-def _write_output(unwritten: list[str], path: Path, write: Any) -> None:
+def _write_output(unwritten: list[str], path: Path, write: Callable[[Path], object]) -> None:
     """A file beside the history (results table, provenance, calibrated profile): a failure to write it
     (a full disk) is one line in the summary, never a traceback that also loses the history save."""
     try:
