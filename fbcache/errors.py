@@ -76,6 +76,11 @@ class AgreementError(DataError, ValueError):
     """Backend runs that cannot be compared (different workloads, no common thresholds): exit code 2."""
 
 
+class OutputWriteError(DataError, OSError):
+    """An output (a report) could not be written, e.g. on a full disk; nothing partial was left: exit code 2.
+    An OSError too, so a caller that goes on without the output (nightly's report) still catches it."""
+
+
 class BrokenSweep(FBCacheError):
     """The nightly sweep saved something that cannot be judged: a broken sweep (exit 3), not a regression."""
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import tomllib
 
+from fbcache.config.harness import DEFAULT_PROMPT
+from fbcache.config.prompts import load_prompt_set
 from fbcache.errors import ConfigError
+from fbcache.history.fingerprint import match_facts, prompt_id
 from fbcache.history.record import BenchRecord
-from fbcache.verdicts.bounds import UNCALIBRATED, calibrate, check, load_profile, parse_profile, resolve_profile
+from fbcache.verdicts.bounds import (
+    UNCALIBRATED,
+    calibrate,
+    check,
+    load_profile,
+    other_workload,
+    parse_profile,
+    resolve_profile,
+)
 
 PROFILE = {
     "profile": {"name": "demo", "enforce_speedup": False},
@@ -96,3 +108,67 @@ def test_shipped_profiles_parse():
     for path in shipped:
         profile = load_profile(path)
         assert profile.thresholds, path
+
+
+@pytest.mark.parametrize("where, what", [("directory", "a directory"), ("/dev/zero", "a character device")])
+def test_a_bounds_path_that_is_not_a_file_says_what_it_is(tmp_path: Path, where, what):
+    path = tmp_path if where == "directory" else Path(where)
+    with pytest.raises(ConfigError) as error:
+        resolve_profile(str(path), tmp_path, {})
+    assert f"invalid value {str(path)!r} ({what}, not a profile file); accepted: auto, none" in str(error.value)
+
+
+def test_a_profile_with_a_byte_order_mark_loads_as_without(tmp_path: Path):
+    text = '[profile]\nname = "bom"\n[thresholds."0.5"]\nmin_ssim = 0.5\n'
+    (tmp_path / "plain.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "bom.toml").write_text(text, encoding="utf-8-sig")
+    assert (tmp_path / "bom.toml").read_bytes().startswith(b"\xef\xbb\xbf")
+    bom, plain = load_profile(tmp_path / "bom.toml"), load_profile(tmp_path / "plain.toml")
+    assert (bom.name, bom.thresholds) == (plain.name, plain.thresholds)
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "benchmarks" / "bounds"
+DEFAULT_SET = load_prompt_set("--fbcache-prompts", "default", 0)
+
+
+def tiny_cpu_facts(prompt_set: bool) -> dict[str, str]:
+    """What a run of the tiny model on a CPU, 28 steps at 64x64, matches profiles with: the default prompt or set."""
+    workload = {"steps": 28, "resolution": "64x64", "seed": 0, "prompt": DEFAULT_PROMPT,
+                **({"prompt_set": DEFAULT_SET.describe()} if prompt_set else {})}
+    return match_facts({"model": "tiny", "quantization": "none", "compile": {"mode": "none"},
+                        "cache_backend": "diffusers", "accelerator": {"name": "cpu: AMD EPYC"}, "workload": workload})
+
+
+def test_auto_applies_the_tiny_profile_to_the_prompt_it_was_calibrated_on():
+    assert resolve_profile("auto", SHIPPED, tiny_cpu_facts(prompt_set=False)).name == "tiny"
+
+
+def test_auto_applies_no_profile_to_a_prompt_set_and_says_why_in_one_line():
+    facts = tiny_cpu_facts(prompt_set=True)
+    assert resolve_profile("auto", SHIPPED, facts) is None
+    assert other_workload(SHIPPED, facts) == (
+        f"no profile matches this workload (prompt set {DEFAULT_SET.digest}): tiny (tiny.toml) was calibrated on "
+        "prompt f0979f5e; calibrate one on it with --fbcache-calibrate")
+
+
+def test_every_shipped_profile_states_its_workload():
+    assert {path.name: load_profile(path).match.get("prompts") for path in SHIPPED.glob("*.toml")} == {
+        path.name: f"prompt {prompt_id(DEFAULT_PROMPT)}" for path in SHIPPED.glob("*.toml")}
+
+
+def test_a_profile_that_states_no_workload_holds_for_the_default_prompt_only(tmp_path: Path):
+    legacy = tmp_path / "legacy.toml"
+    legacy.write_text('[match]\nmodel = "tiny"\n[thresholds."0.8"]\nmin_ssim = 0.4\n')
+    assert [p.name for p in [resolve_profile("auto", tmp_path, tiny_cpu_facts(prompt_set=False))]] == ["legacy"]
+    assert resolve_profile("auto", tmp_path, tiny_cpu_facts(prompt_set=True)) is None
+
+
+def test_calibrate_writes_the_workload_and_auto_holds_the_profile_to_it(tmp_path: Path):
+    facts = tiny_cpu_facts(prompt_set=True)
+    records = [replace(record(threshold, speedup=2.0, ssim=0.9), prompt_index=index)
+               for threshold in (None, 0.5) for index in range(len(DEFAULT_SET.cases))]
+    text = calibrate(records, 0.15, {"ssim": 0.02}, name="mine", match=facts, enforce_speedup=False, measured_on="t")
+    assert f'\nprompts = "prompt set {DEFAULT_SET.digest}"  # calibrated on this set of 8 prompts only\n' in text
+    (tmp_path / "mine.toml").write_text(text)
+    assert resolve_profile("auto", tmp_path, facts).prompts == f"prompt set {DEFAULT_SET.digest}"
+    assert resolve_profile("auto", tmp_path, tiny_cpu_facts(prompt_set=False)) is None

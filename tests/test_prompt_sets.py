@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import FAST, ROOT
 from fbcache.config.prompts import load_prompt_set, parse_shard
 from fbcache.configure import build_config
 from fbcache.errors import ConfigError
@@ -124,7 +124,7 @@ def test_bounds_on_the_mean_and_on_the_worst_prompt():
     assert check(profile, record(0.5, 0, 0.5, 6, 0.9)) == [], "a prompt is not held to the mean's floor"
     records = [record(None, 0, 1.0), record(None, 1, 3.0), record(0.5, 0, 0.5, 6, 0.9), prompt]
     [mean] = check_set(profile, summarize(records)[1])
-    assert mean.key == "min_ssim" and "(mean of 2 prompts)" in mean.message()
+    assert mean.key == "min_ssim" and "(mean of 2 prompts, worst p1)" in mean.message() and mean.worst_prompt == 1
     single = check(profile, record(0.5, None, 1.0, 3, 0.7, speedup=2.0))
     assert {v.key for v in single} == {"min_ssim", "min_ssim_worst"}, "one prompt is its own mean and worst"
     with pytest.raises(ConfigError, match="unknown key"):
@@ -170,3 +170,38 @@ def test_a_set_sweep_and_a_bound_on_its_worst_prompt(sweep, tmp_path):
     assert (result.output_dir / "flux_t0.5_p1_first.png").is_file()
     assert run["machine_info"]["fbcache"]["workload"]["prompt_set"]["count"] == 2
     assert str(ROOT) not in json.dumps(run["machine_info"]["fbcache"]["workload"]["prompt_set"])
+
+
+#: the default prompt first: on the tiny model at 4 steps its SSIM at 0.5 is far below the two shapes'
+WORST_FIRST = ["A cute panda holding a sign that says hello world", "a red circle at the top left",
+               "a big blue square in the center"]
+
+
+@pytest.mark.integration
+def test_a_broken_bound_on_the_mean_marks_the_worst_prompt_not_the_last(sweep, tmp_path):
+    prompts = tmp_path / "set.json"
+    prompts.write_text(json.dumps(WORST_FIRST))
+    profile = tmp_path / "mean.toml"
+    profile.write_text('[profile]\nname = "mean"\n[thresholds."0.5"]\nmin_ssim = 0.99999\n')
+    result = sweep("--fbcache-prompts", str(prompts), *FAST, "--fbcache-thresholds", "0.5", "--benchmark-autosave",
+                   "--fbcache-bounds", str(profile))
+    assert result.returncode == 1, result.output
+    violations = {b["name"]: b["extra_info"]["bounds"]["violations"] for b in result.last_run()["benchmarks"]}
+    ssim = {b["name"]: b["extra_info"]["ssim"] for b in result.last_run()["benchmarks"]}
+    assert min(ssim, key=ssim.get) == "test_threshold[t0.5-p0]", ssim
+    assert [name for name, found in violations.items() if found] == ["test_threshold[t0.5-p0]"]
+    assert "(mean of 3 prompts, worst p0): ssim" in violations["test_threshold[t0.5-p0]"][0]
+    assert "| 0.5[p0] ! |" in result.output and "| 0.5[p2] |" in result.output
+
+
+@pytest.mark.integration
+def test_a_prompt_set_sweep_runs_without_the_single_prompt_profile(sweep, tmp_path):
+    """The tiny profile was calibrated on the default prompt: auto leaves a set of other prompts unbounded, in one line."""
+    prompts = tmp_path / "set.json"
+    prompts.write_text(json.dumps(WORST_FIRST[1:]))
+    result = sweep("--fbcache-prompts", str(prompts), "--fbcache-steps", "28", "--fbcache-thresholds", "0.8",
+                   "--fbcache-rounds", "1", "--fbcache-warmup-rounds", "0", "--benchmark-autosave")
+    assert result.returncode == 0, result.output
+    digest = result.last_run()["machine_info"]["fbcache"]["workload"]["prompt_set"]["digest"]
+    assert (f"bounds: none: no profile matches this workload (prompt set {digest}): tiny (tiny.toml) was "
+            "calibrated on prompt f0979f5e; calibrate one on it with --fbcache-calibrate") in result.output

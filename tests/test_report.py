@@ -13,9 +13,11 @@ from urllib.parse import unquote
 
 import pytest
 from PIL import Image
+from plugins.faults import fill_disk
 
 from conftest import ROOT
-from fbcache.errors import MissingDependencyError
+from fbcache.cli.main import main as fbcache_main
+from fbcache.errors import EXIT_USAGE, MissingDependencyError
 from fbcache.history.selection import find_run
 from fbcache.history.storage import Run, load_runs
 from fbcache.render import plots
@@ -246,3 +248,31 @@ def test_missing_matplotlib_names_the_extra_and_writes_nothing(tmp_path: Path, m
     with pytest.raises(MissingDependencyError, match=re.escape("pip install 'fbcache[report]'")):
         build_report(runs, runs[0], out, TINY / "images")
     assert not out.exists()
+
+
+
+def report_on_a_full_disk(tmp_path: Path, monkeypatch, capsys, full: Path) -> tuple[int, list[str]]:
+    """``fbcache report`` into tmp_path/report while the disk under ``full`` is full (the first PNG fills it)."""
+    fill_disk(monkeypatch, full, room=4096)
+    code = fbcache_main(["report", "--storage", str(tmp_path / "history"), "--out", str(tmp_path / "report"),
+                         "--images", ""])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def test_a_disk_that_fills_during_a_new_report_leaves_no_directory(tmp_path: Path, monkeypatch, capsys):
+    history(tmp_path, tiny_run())
+    code, err = report_on_a_full_disk(tmp_path, monkeypatch, capsys, tmp_path)
+    assert (code, err) == (EXIT_USAGE, [f"fbcache report: error: cannot write the report into {tmp_path / 'report'}: "
+                                        "No space left on device; nothing of it was kept"])
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_disk_that_fills_during_a_report_keeps_the_earlier_one_whole(tmp_path: Path, monkeypatch, capsys):
+    runs = runs_of(history(tmp_path, tiny_run()))
+    out = tmp_path / "report"
+    build_report(runs, runs[0], out, None)
+    before = {p: p.read_bytes() for p in out.rglob("*")}
+    code, err = report_on_a_full_disk(tmp_path, monkeypatch, capsys, out)
+    assert code == EXIT_USAGE and len(err) == 1 and err[0].endswith(
+        "No space left on device; nothing of it was kept (the files there are as they were)"), err
+    assert {p: p.read_bytes() for p in out.rglob("*")} == before

@@ -6,6 +6,9 @@ import json
 import multiprocessing
 from pathlib import Path
 
+from plugins.faults import fill_disk
+from pytest_benchmark.storage.file import FileStorage
+
 from fbcache.history.storage import AtomicFileStorage, load_runs, write_new_file
 
 
@@ -61,11 +64,37 @@ def test_refused_run_writes_nothing(tmp_path: Path):
     assert any("NOT saved" in m and "interrupted" in m for m in store.logger.messages)
 
 
+GOOD_RUN = json.loads((Path(__file__).parent / "data" / "run.json").read_text())
+
+
 def test_saved_json_is_pytest_benchmarks_format(tmp_path: Path):
     store = storage(tmp_path)
-    store.save(payload(7), "x")
-    [(path, data)] = list(store.load())
-    assert data == payload(7)
+    store.save(GOOD_RUN, "x")
+    [(path, data)] = list(FileStorage.load(store))  # pytest-benchmark's own reader
+    assert data == GOOD_RUN
+
+
+def test_compare_loads_skip_malformed_runs_with_one_warning_each(tmp_path: Path):
+    store = storage(tmp_path)
+    store.save(GOOD_RUN, "good")
+    bad = json.loads(json.dumps(GOOD_RUN))
+    bad["benchmarks"][1]["stats"]["median"] = "fast"
+    store.save(bad, "median")
+    store.save(payload(3), "foreign")
+    assert [path.name for path, _ in store.load()] == ["0001_good.json"]
+    skipped = [m for m in store.logger.messages if m.startswith("fbcache: skipped ")]
+    assert len(skipped) == 2
+    assert "0002_median.json: benchmark 'test_threshold[t0.1]': stats.median = 'fast'" in skipped[0]
+    assert "0003_foreign.json: no fbcache fingerprint" in skipped[1]
+
+
+def test_a_failed_save_is_recorded_and_leaves_nothing(tmp_path: Path, monkeypatch):
+    store = storage(tmp_path)
+    store.save(GOOD_RUN, "first")
+    fill_disk(monkeypatch, tmp_path)
+    store.save(GOOD_RUN, "second")
+    assert store.failure is not None and "No space left on device" in store.failure
+    assert sorted(p.name for p in (tmp_path / "machine").iterdir()) == [".fbcache.lock", "0001_first.json"]
 
 
 def test_load_runs_skips_bad_files_by_name(tmp_path: Path):

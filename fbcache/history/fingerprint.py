@@ -29,8 +29,22 @@ def workload_key(config: HarnessConfig) -> str:
     head = f"{config.steps} steps, {config.resolution}, seed {config.seed}"
     if config.prompt_set is not None:
         return f"{head}, prompt set {config.prompt_set.digest} ({len(config.prompt_set.cases)} prompts)"
-    prompt = hashlib.sha256(config.prompt.encode()).hexdigest()[:8]
-    return f"{head}, prompt {prompt}"
+    return f"{head}, prompt {prompt_id(config.prompt)}"
+
+
+def prompt_id(prompt: str) -> str:
+    """Short hash of one prompt's text, as the fingerprint and bounds profiles name it."""
+    return hashlib.sha256(prompt.encode()).hexdigest()[:8]
+
+
+def prompts_fact(workload: Mapping[str, Any]) -> str | None:
+    """What a run generates from, as a bounds profile's ``[match] prompts`` names it: "prompt f0979f5e"
+    (one prompt, its hash) or "prompt set e7f6b640" (a set, its digest of prompts and seeds)."""
+    prompt_set = workload.get("prompt_set")
+    if isinstance(prompt_set, Mapping) and prompt_set.get("digest"):
+        return f"prompt set {prompt_set['digest']}"
+    prompt = workload.get("prompt")
+    return f"prompt {prompt_id(prompt)}" if isinstance(prompt, str) else None
 
 
 def procedure_key(config: HarnessConfig) -> str:
@@ -100,7 +114,7 @@ def machine_entry(config: HarnessConfig, *, accelerator: Mapping[str, Any], vers
 
 
 #: the facts :func:`match_facts` can return: the keys a bounds profile's ``[match]`` may use
-MATCH_KEYS = ("model", "quantization", "compile", "cache_backend", "accelerator", "steps", "resolution")
+MATCH_KEYS = ("model", "quantization", "compile", "cache_backend", "accelerator", "steps", "resolution", "prompts")
 
 
 def match_facts(info: Mapping[str, Any]) -> dict[str, str]:
@@ -115,7 +129,8 @@ def match_facts(info: Mapping[str, Any]) -> dict[str, str]:
              "compile": (info.get("compile") or {}).get("mode", "none"),
              "cache_backend": info.get("cache_backend"),
              "accelerator": "cpu" if accelerator.startswith("cpu") else accelerator,
-             "steps": workload.get("steps"), "resolution": workload.get("resolution")}
+             "steps": workload.get("steps"), "resolution": workload.get("resolution"),
+             "prompts": prompts_fact(workload)}
     assert tuple(facts) == MATCH_KEYS
     return {key: str(value) for key, value in facts.items() if value not in (None, "")}
 

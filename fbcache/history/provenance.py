@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from fbcache.history.fingerprint import fingerprint_differences
+from fbcache.history.storage import replace_file
 
 RECORD_NAME = "fbcache-run.json"
 
 
 def write_record(output_dir: Path, fingerprint: Mapping[str, Any]) -> Path:
-    path = output_dir / RECORD_NAME
-    path.write_text(json.dumps({"fingerprint": dict(fingerprint)}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    payload = json.dumps({"fingerprint": dict(fingerprint)}, indent=2, sort_keys=True) + "\n"
+    return replace_file(output_dir / RECORD_NAME, payload.encode())
 
 
 def mismatch(images_dir: Path, fingerprint: Mapping[str, str]) -> tuple[bool, str]:

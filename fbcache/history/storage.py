@@ -3,12 +3,14 @@
 Writing. :class:`AtomicFileStorage` replaces pytest-benchmark's FileStorage for the session. The
 JSON is byte-for-byte what pytest-benchmark would write, but a run reaches the history whole or
 not at all (temporary file, then a hard link that refuses to overwrite), two runs saving at once
-get different numbers (a lock around numbering), and a broken run can be refused outright.
+get different numbers (a lock around numbering), and a broken run can be refused outright. A
+save that fails (a full disk) leaves nothing behind and is recorded as the reason the run was not saved.
 :func:`replace_file` is the same whole-or-nothing write for files that may be replaced (acceptances,
 the files the CLI writes on request).
 
 Reading. :func:`load_runs` reads every run of a storage directory, naming and skipping files that
-are corrupt, partial or not fbcache's, so one bad file never breaks a compare.
+are corrupt, partial or not fbcache's, so one bad file never breaks a compare. The same check
+filters what ``--benchmark-compare`` loads through :class:`AtomicFileStorage`.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def write_new_file(directory: Path, name_for: Any, payload: bytes) -> Path:
         raise FileExistsError(f"no free file name in {directory}")
 
 
-def replace_file(target: Path, payload: bytes, mode: int = 0o666) -> None:
+def replace_file(target: Path, payload: bytes, mode: int = 0o666) -> Path:
     """Write ``payload`` to ``target`` whole or not at all: a temporary file in the same directory, then
     an atomic rename over ``target``. On any failure (a full disk) ``target`` is as it was and no
     temporary file is left. A symlink at ``target`` stays; the file it points to is replaced. A device
@@ -98,18 +100,23 @@ def replace_file(target: Path, payload: bytes, mode: int = 0o666) -> None:
     if special:
         with open(target, "wb") as handle:
             handle.write(payload)
-        return
+        return target
     final = Path(os.path.realpath(target))
     with _flushed_temporary(final.parent, payload, mode) as temporary:
         os.replace(temporary, final)
+    return target
+
 
 
 class AtomicFileStorage(FileStorage):
-    """pytest-benchmark's FileStorage with atomic, non-overwriting saves and a veto."""
+    """pytest-benchmark's FileStorage with atomic, non-overwriting saves, a veto, and loads that skip
+    malformed runs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.refusal: str | None = None
+        #: why the save itself failed (a full disk, ...); nothing of the run is left in the storage
+        self.failure: str | None = None
         self.saved_path: Path | None = None
 
     def refuse(self, reason: str) -> None:
@@ -120,10 +127,27 @@ class AtomicFileStorage(FileStorage):
         if self.refusal:
             self.logger.warning(f"fbcache: NOT saved to the history: {self.refusal}")
             return
-        directory = self.get("probe").parent
+        directory = self.path / self.default_machine_id if self.default_machine_id else self.path
         payload = safe_dumps(output_json, ensure_ascii=True, indent=4).encode()
-        self.saved_path = write_new_file(directory, lambda: f"{self._next_num}_{save}.json", payload)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.saved_path = write_new_file(directory, lambda: f"{self._next_num}_{save}.json", payload)
+        except OSError as exc:  # the temporary file is gone: the history is exactly as it was
+            self.failure = f"writing {directory} failed: {exc.strerror or exc} (nothing partial left there)"
+            return
         self.logger.info(f"Saved benchmark data in: {self.saved_path}")
+
+    def load(self, *globs_or_files: Any) -> Iterator[tuple[Path, dict]]:
+        """pytest-benchmark's load (what ``--benchmark-compare`` reads), less the files that are not
+        well-formed fbcache runs: each is named in one warning and skipped, as the fbcache verbs do,
+        instead of crashing pytest-benchmark after the sweep."""
+        for relpath, data in super().load(*globs_or_files):
+            path = relpath if relpath.is_absolute() else self.path / relpath
+            problem = compare_problem(path, data)
+            if problem:
+                self.logger.warning(f"fbcache: skipped {path}: {problem}")
+                continue
+            yield relpath, data
 
 
 def install_atomic_storage(benchmark_session: Any, subdir: str | None = None) -> AtomicFileStorage | None:
@@ -209,12 +233,50 @@ def parse_run(path: Path, data: Any) -> Run:
         stats = bench.get("stats") or {}
         if not isinstance(stats, dict):
             raise ValueError(f"{where}: stats is {type(stats).__name__}, not an object")
+        problem = _stats_problem(stats, where, required=False)
+        if problem:
+            raise ValueError(problem)
         if stats.get("data") is not None:
             raw[record.label] = _number_list(stats["data"], f"{where}: stats.data")
     if not records:
         raise ValueError("no fbcache benchmarks in the file")
     return Run(path=path, datetime=str(data.get("datetime", "")), machine_info=machine_info,
                commit_info=commit_info, records=records, raw_data=raw)
+
+
+#: the statistics pytest-benchmark's table and --benchmark-compare-fail read from a saved run
+COMPARED_STATS = ("min", "max", "mean", "stddev", "median", "iqr", "ops", "rounds", "iterations")
+
+
+def _stats_problem(stats: dict[str, Any], where: str, required: bool) -> str | None:
+    """A statistic that is not a number (or, ``required``, absent); ``outliers`` is pytest-benchmark's text."""
+    for key in COMPARED_STATS:
+        if key not in stats:
+            if required and not (key == "ops" and "mean" in stats):  # pytest-benchmark derives ops from the mean
+                return f"{where}: stats.{key} is missing"
+            continue
+        if isinstance(stats[key], bool) or not isinstance(stats[key], (int, float)):
+            return f"{where}: stats.{key} = {stats[key]!r:.40}: expected a number"
+    if "outliers" in stats and not isinstance(stats["outliers"], str):
+        return f"{where}: stats.outliers = {stats['outliers']!r:.40}: expected a string"
+    return None
+
+
+def compare_problem(path: Path, data: Any) -> str | None:
+    """Why ``--benchmark-compare`` cannot use this saved run (None: it can): :func:`parse_run`'s checks,
+    then what pytest-benchmark itself reads (each benchmark's fullname and statistics)."""
+    try:
+        parse_run(path, data)
+    except (ValueError, RecursionError) as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__
+    for index, bench in enumerate(data["benchmarks"]):
+        where = f"benchmark {bench.get('name', index)!r}"
+        if not isinstance(bench.get("fullname"), str):
+            return f"{where}: fullname is missing or not a string"
+        problem = _stats_problem(bench.get("stats") or {}, where, required=True)
+        if problem:
+            return problem
+    return None
 
 
 def next_run_name(directory: Path, save: str) -> str:

@@ -28,6 +28,8 @@ class ImageMetric:
     calibrate_margin: float
     higher_is_better: bool = True
     decimals: int = 4
+    #: the values the metric can take, so a bounds profile's floor outside them is refused (inclusive)
+    value_range: tuple[float, float] = (0.0, math.inf)
 
     @property
     def bound_key(self) -> str:

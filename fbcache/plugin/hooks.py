@@ -7,7 +7,7 @@ before any model is built; a plain ``pytest tests`` run never trips over them.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from fbcache.errors import BoundViolation, ConfigError
 from fbcache.history import provenance
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of, match_facts
 from fbcache.history.record import UNCACHED
-from fbcache.history.storage import AtomicFileStorage, install_atomic_storage
+from fbcache.history.storage import AtomicFileStorage, install_atomic_storage, replace_file
 from fbcache.plugin.fixture import (  # noqa: F401 fixtures
     CONFIG_ERROR_KEY,
     SESSION_KEY,
@@ -41,9 +41,15 @@ from fbcache.plugin.fixture import (  # noqa: F401 fixtures
 from fbcache.plugin.machine import fbcache_machine_info
 from fbcache.plugin.session import FBCacheSession
 from fbcache.render import table
-from fbcache.verdicts.bounds import calibrate, resolve_profile
+from fbcache.verdicts.bounds import calibrate, other_workload, resolve_profile
 
 MACHINE_INFO_KEY = pytest.StashKey[dict]()
+#: ``--benchmark-compare``'s value, held back from pytest-benchmark until the session starts
+COMPARE_KEY = pytest.StashKey[Any]()
+#: why ``--fbcache-bounds auto`` chose no profile when one was calibrated on another workload
+BOUNDS_NOTE_KEY = pytest.StashKey[str | None]()
+#: files of the output directory that could not be written (a full disk), with why
+UNWRITTEN_KEY = pytest.StashKey[list[str]]()
 RESULTS_FILE = "results.md"
 
 
@@ -94,18 +100,33 @@ def bounds_dir(config: pytest.Config, harness: HarnessConfig) -> Path:
     return harness.bounds_dir or Path(config.rootpath) / "benchmarks" / "bounds"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's, which loads --benchmark-compare's runs
 def pytest_configure(config: pytest.Config) -> None:
+    _defer_compare(config)
     try:
         harness = build_config(resolve_raw(config))
         check_environment(harness)
         info = fbcache_machine_info(harness)
-        profile = resolve_profile(harness.bounds, bounds_dir(config, harness), match_facts(info))
+        facts = match_facts(info)
+        profile = resolve_profile(harness.bounds, bounds_dir(config, harness), facts)
+        if profile is None and harness.bounds.strip().lower() == "auto":
+            config.stash[BOUNDS_NOTE_KEY] = other_workload(bounds_dir(config, harness), facts)
     except ConfigError as exc:
         name = option_name(exc.option)
         config.stash[CONFIG_ERROR_KEY] = exc.from_source(source_of(config, name)) if name else exc
         return
     config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
     config.stash[MACHINE_INFO_KEY] = info
+
+
+def _defer_compare(config: pytest.Config) -> None:
+    """pytest-benchmark would load the runs of ``--benchmark-compare`` at configure, through its own
+    storage, which a malformed run file crashes (after the whole sweep, or as an INTERNALERROR); hide
+    the option from it until :func:`pytest_sessionstart` loads them through :class:`AtomicFileStorage`."""
+    compare = getattr(config.option, "benchmark_compare", None)
+    if compare:
+        config.stash[COMPARE_KEY] = compare
+        config.option.benchmark_compare = []  # pytest-benchmark's "not given"
 
 
 def _session_or_usage_error(config: pytest.Config) -> FBCacheSession:
@@ -188,6 +209,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         storage = install_atomic_storage(benchmark_session, shard_dir(shard) if shard is not None else None)
         if storage is not None and (benchmark_session.save or benchmark_session.autosave):
             _check_storage_writable(session.config, storage)
+        compare = session.config.stash.get(COMPARE_KEY, None)
+        if compare:  # pytest-benchmark's own loading, now through the storage that skips malformed runs
+            benchmark_session.compare = compare
+            benchmark_session.handle_loading()
 
 
 def _check_storage_writable(config: pytest.Config, storage: AtomicFileStorage) -> None:
@@ -219,8 +244,10 @@ def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksessio
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
-    """Before pytest-benchmark saves: veto broken runs, write the table, calibrate if asked."""
+    """Before pytest-benchmark saves: veto broken runs, write the table, calibrate if asked. After:
+    a run that could not be saved (a full disk) fails the session, exit 3, as a broken sweep does."""
     fb = session.config.stash.get(SESSION_KEY, None)
+    storage = None
     if fb is not None and fb.health.expected:
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         refusal = fb.health.refusal(interrupted)
@@ -228,20 +255,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
         storage = install_atomic_storage(benchmark_session) if benchmark_session is not None else None
         if refusal and storage is not None:
             storage.refuse(refusal)
+        unwritten = session.config.stash.setdefault(UNWRITTEN_KEY, [])
         if fb.records:
-            (fb.config.output_dir / results_file(fb.config)).write_text(_results_markdown(fb), encoding="utf-8")
-            provenance.write_record(fb.config.output_dir, session.config.stash[MACHINE_INFO_KEY]["fingerprint"])
+            fingerprint = session.config.stash[MACHINE_INFO_KEY]["fingerprint"]
+            _write_output(unwritten, fb.config.output_dir / results_file(fb.config),
+                          lambda path: replace_file(path, _results_markdown(fb).encode()))
+            _write_output(unwritten, fb.config.output_dir / provenance.RECORD_NAME,
+                          lambda path: provenance.write_record(path.parent, fingerprint))
         if fb.config.calibrate is not None and refusal is None and fb.records and fb.config.shard is None:
-            _write_calibration(session.config, fb)
+            _write_output(unwritten, fb.config.calibrate,
+                          lambda path: replace_file(path, _calibration(session.config, fb).encode()))
     yield
+    if storage is not None and storage.failure is not None:
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
-def _write_calibration(config: pytest.Config, fb: FBCacheSession) -> None:
+def _write_output(unwritten: list[str], path: Path, write: Callable[[Path], object]) -> None:
+    """A file beside the history (results table, provenance, calibrated profile): a failure to write it
+    (a full disk) is one line in the summary, never a traceback that also loses the history save."""
+    try:
+        write(path)
+    except OSError as exc:
+        unwritten.append(f"{path}: NOT written: {exc.strerror or exc}")
+
+
+def _calibration(config: pytest.Config, fb: FBCacheSession) -> str:
     info = config.stash[MACHINE_INFO_KEY]
     accelerator = info["accelerator"]["name"]
     target = fb.config.calibrate
     assert target is not None  # only called when --fbcache-calibrate was given
-    text = calibrate(
+    return calibrate(
         fb.records.values(), fb.config.calibrate_speedup_margin, {"ssim": fb.config.calibrate_ssim_margin},
         name=target.stem,
         match=match_facts(info),
@@ -249,7 +292,6 @@ def _write_calibration(config: pytest.Config, fb: FBCacheSession) -> None:
         measured_on=f"{accelerator}, {fb.config.model}, {fb.config.quant}, {fb.config.cache_backend}, "
                     f"{fb.config.steps} steps, {fb.config.resolution}",
     )
-    target.write_text(text, encoding="utf-8")
 
 
 def _results_markdown(fb: FBCacheSession) -> str:
@@ -299,20 +341,22 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     write = terminalreporter.write_line
     terminalreporter.section("fbcache")
     if fb.records:
-        _write_results(write, fb)
+        _write_results(write, fb, config.stash.get(BOUNDS_NOTE_KEY, None))
     storage = getattr(getattr(config, "_benchmarksession", None), "storage", None)
-    refusal = storage.refusal if isinstance(storage, AtomicFileStorage) else None
+    refusal = storage.refusal or storage.failure if isinstance(storage, AtomicFileStorage) else None
     refusal = refusal or fb.health.refusal(exitstatus == pytest.ExitCode.INTERRUPTED)
     if refusal:
         write(f"history: NOT saved: {refusal}", red=True)
     elif isinstance(storage, AtomicFileStorage) and storage.saved_path is not None:
         marked = " (marked: bounds broken)" if fb.health.bound_failures else ""
         write(f"history: saved {storage.saved_path}{marked}")
+    for line in config.stash.get(UNWRITTEN_KEY, []):
+        write(line, red=True)
     if fb.records:
         write(f"images and {results_file(fb.config)}: {fb.config.output_dir}")
 
 
-def _write_results(write: Any, fb: FBCacheSession) -> None:
+def _write_results(write: Any, fb: FBCacheSession, bounds_note: str | None) -> None:
     c = fb.config
     write(f"model {c.model} | quantization {c.quant} | compile {c.compile} | cache {c.cache_backend} | {c.steps} steps | "
           f"{c.resolution} | device {c.device} | rounds {c.rounds} (+{c.warmup_rounds} warm-up, "
@@ -334,6 +378,6 @@ def _write_results(write: Any, fb: FBCacheSession) -> None:
             for message in record.bounds.get("reported", []):
                 write(f"  note: {message}")
     else:
-        write("bounds: none (no profile matched; see --fbcache-bounds)")
+        write(f"bounds: none: {bounds_note}" if bounds_note else "bounds: none (no profile matched; see --fbcache-bounds)")
     for line in _timing_checks(fb) + _compile_lines(fb):
         write(line)

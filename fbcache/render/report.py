@@ -12,8 +12,10 @@ the history, verdicts/judge.py), and the alerting points are marked.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from urllib.parse import quote
 from PIL import Image, UnidentifiedImageError
 
 from fbcache import markdown
+from fbcache.errors import OutputWriteError
 from fbcache.history import provenance
 from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import UNCACHED, BenchRecord
@@ -418,12 +421,45 @@ def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path |
     """Write the report of ``latest`` into ``out_dir``; ``runs`` is the whole history. Returns the files written.
 
     Images from a directory that records another sweep's fingerprint are not embedded (the report says so).
+    Every file is written into a hidden folder of ``out_dir`` first and moved into place only once all
+    are written: a write that fails (a full disk) leaves ``out_dir`` as it was and raises OutputWriteError.
 
     Raises MissingDependencyError before writing anything when matplotlib (``fbcache[report]``) is absent.
     """
     plots.require_matplotlib()
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".fbcache-report-", suffix=".partial"))
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
+    try:
+        staged = _write_report(runs, latest, staging, images_dir)
+        moved = [_move(staging, path, out_dir) for path in staged]
+    except BaseException as exc:  # nothing half-written stays behind, whatever stopped the report
+        shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            out_dir.rmdir()  # it holds nothing else: this call made it
+        if not isinstance(exc, OSError):
+            raise
+        raise OutputWriteError(f"cannot write the report into {out_dir}: {exc.strerror or exc}; nothing of it "
+                               f"was kept{'' if created else ' (the files there are as they were)'}") from None
+    shutil.rmtree(staging)  # empty folders only: every file has moved
+    _remove_stale(out_dir, {path.name: path for path in moved})
+    return moved
+
+
+def _move(staging: Path, path: Path, out_dir: Path) -> Path:
+    """A written file from the staging folder to its place in ``out_dir`` (a rename: no new space needed)."""
+    target = out_dir / path.relative_to(staging)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return target
+
+
+def _write_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None) -> list[Path]:
+    """Every file of the report, written into ``out_dir``: report.md, report.html, the figures, the images."""
     refuse, provenance_note = provenance.mismatch(images_dir, latest.fingerprint) if images_dir else (False, "")
-    out_dir.mkdir(parents=True, exist_ok=True)
     records = ordered(latest.records.values())
     images, image_notes, copies = collect_images(records, None if refuse else images_dir, out_dir)
     if refuse:
@@ -433,7 +469,6 @@ def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path |
     report = Report(latest, run_metadata(latest), is_timing_only(latest), records, bounds_lines(records),
                     images, image_notes, trend=trend_runs(runs, latest))
     written = _figures(report, runs, out_dir, draw_grid=bool(copies))
-    _remove_stale(out_dir, written)
     report.figures = set(written)
     markdown_path, html_path = out_dir / "report.md", out_dir / "report.html"
     markdown_path.write_text(render_markdown(report), encoding="utf-8")

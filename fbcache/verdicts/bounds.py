@@ -12,6 +12,8 @@ A profile looks like::
     cache_backend = "diffusers"
     accelerator = "cpu"          # case-insensitive substring of the accelerator name
     steps = "28"                 # floors hold for one workload; other keys: resolution
+    prompts = "prompt f0979f5e"  # the prompt (hash) or "prompt set <digest>" the floors were calibrated on;
+                                 # absent: the default prompt, on which every older profile was calibrated
     [thresholds."0.1"]
     min_speedup = 1.3
     min_ssim = 0.93              # or "calibrate on the first run": not checked yet
@@ -19,8 +21,8 @@ A profile looks like::
     min_ssim_worst = 0.85        # with a prompt set: the floor of the worst prompt
 
 Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
-type, or a floor that is not a finite number >= 0 stops the run before any model is built, naming
-the file and the key path. The keys of a threshold table come from :func:`threshold_keys` (speedup and
+type, or a bound outside the values its quantity can take (SSIM in [0, 1], PSNR >= 0, speedup > 0)
+stops the run before any model is built, naming the file, the key path and the accepted range. The keys of a threshold table come from :func:`threshold_keys` (speedup and
 each registered image metric), so a new metric's floor is accepted, and its typo refused, unchanged.
 
 Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
@@ -37,9 +39,10 @@ measured every prompt of the threshold (a shard does not see the whole set, so i
 from __future__ import annotations
 
 import math
+import stat
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -76,8 +79,12 @@ def threshold_keys() -> tuple[str, ...]:
     return ("min_speedup", *(m.bound_key for m in all_metrics()), *(m.bound_key + WORST for m in all_metrics()))
 
 
+#: the workload of a profile that does not name one: every profile written before profiles named their
+#: prompts was calibrated on the single default prompt ("A cute panda holding a sign that says hello
+#: world"), so that is what it holds for; applying it to any other prompt or set would be a false alarm
+UNSTATED_PROMPTS = "prompt f0979f5e"
 #: [match] keys a profile has even when it does not write them
-IMPLIED_MATCH = {"compile": "none"}
+IMPLIED_MATCH = {"compile": "none", "prompts": UNSTATED_PROMPTS}
 
 
 @dataclass(frozen=True)
@@ -89,10 +96,12 @@ class BoundsProfile:
     enforce_speedup: bool = True
     description: str = ""
 
-    def matches(self, facts: Mapping[str, str]) -> bool:
+    def matches(self, facts: Mapping[str, str], ignore: tuple[str, ...] = ()) -> bool:
         # a profile that names no compile mode was measured eager: it never judges a compiled run
         match = {**IMPLIED_MATCH, **self.match}
         for key, wanted in match.items():
+            if key in ignore:
+                continue
             have = str(facts.get(key, IMPLIED_MATCH.get(key, "")))
             if key == "accelerator":
                 if str(wanted).lower() not in have.lower():
@@ -100,6 +109,11 @@ class BoundsProfile:
             elif have != str(wanted):
                 return False
         return True
+
+    @property
+    def prompts(self) -> str:
+        """The prompt or prompt set the profile was calibrated on (its floors hold for that workload only)."""
+        return self.match.get("prompts", UNSTATED_PROMPTS)
 
     def bound_for(self, threshold: float) -> ThresholdBound | None:
         for key, bound in self.thresholds.items():
@@ -119,6 +133,8 @@ class Violation:
     key: str
     #: which prompts the value stands for: "" (the run's one prompt), "mean of 8 prompts", "prompt p3"
     scope: str = ""
+    #: a bound on a prompt set as a whole: the prompt that broke it, the worst one (its row is marked)
+    worst_prompt: int | None = None
 
     def message(self) -> str:
         side = "below" if self.key.startswith("min_") else "above"
@@ -151,14 +167,32 @@ def _table(data: Any, source: str, path: str, allowed: Iterable[str]) -> Mapping
     return data
 
 
+def _bound_range(key: str) -> tuple[float, float, bool, str]:
+    """(low, high, low inclusive, what) of a threshold key: speedup > 0, an image metric within its values."""
+    if key == "min_speedup":
+        return 0.0, math.inf, False, "speedup over uncached"
+    metric = next(m for m in all_metrics() if key in (m.bound_key, m.bound_key + WORST))
+    low, high = metric.value_range
+    return low, high, True, metric.title
+
+
 def _floor(value: Any, source: str, path: str) -> float | None:
-    accepted = f"a finite number >= 0 or {UNCALIBRATED!r}"
+    """A bound's value, checked against the range its quantity can take: a floor no run can reach (SSIM
+    1.5) would fail every run, and one no run can miss (speedup 0) would check nothing."""
+    low, high, inclusive, what = _bound_range(path.rsplit(".", 1)[-1])
+    span = (f"a number in [{low:g}, {high:g}]" if math.isfinite(high)
+            else f"a finite number {'>=' if inclusive else '>'} {low:g}")
+    accepted = f"{span} ({what}) or {UNCALIBRATED!r}"
     if isinstance(value, str) and value.strip().lower() == UNCALIBRATED:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _error(source, path, value, accepted, "not a number")
-    if not math.isfinite(value) or value < 0:
-        raise _error(source, path, value, accepted, "not finite" if not math.isfinite(value) else "negative")
+    if not math.isfinite(value):
+        raise _error(source, path, value, accepted, "not finite")
+    if value < low or (value == low and not inclusive):
+        raise _error(source, path, value, accepted, "negative" if value < 0 else f"not above {low:g}")
+    if value > high:
+        raise _error(source, path, value, accepted, f"above {high:g}, which {what} never exceeds")
     return float(value)
 
 
@@ -221,12 +255,26 @@ def parse_profile(data: Mapping[str, Any], source: str) -> BoundsProfile:
 
 
 def load_profile(path: Path) -> BoundsProfile:
+    """A profile file; UTF-8 with or without a byte-order mark (editors on Windows write one)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("--fbcache-bounds", str(path), "a readable TOML bounds profile",
                           str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     return parse_profile(data, str(path))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it exists but is no regular file (reading /dev/zero would never end)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+            stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kind.items() if test(mode)), "not a regular file")
 
 
 def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> BoundsProfile | None:
@@ -249,7 +297,23 @@ def resolve_profile(spec: str, search_dir: Path, facts: Mapping[str, str]) -> Bo
     if named.is_file():
         return load_profile(named)
     names = ", ".join(p.stem for p in shipped) or "(none shipped)"
-    raise ConfigError("--fbcache-bounds", spec, f"auto, none, a TOML path, or one of: {names}", "no such profile")
+    accepted = f"auto, none, a TOML path, or one of: {names}"
+    what = _not_a_file(path) or _not_a_file(named)
+    if what is not None:
+        raise ConfigError("--fbcache-bounds", spec, accepted, f"{what}, not a profile file")
+    raise ConfigError("--fbcache-bounds", spec, accepted, "no such profile")
+
+
+def other_workload(search_dir: Path, facts: Mapping[str, str]) -> str | None:
+    """Why ``auto`` found no profile when one fits this run in all but its prompts: the profiles
+    calibrated on another prompt or set, in one line (None when there is no such profile)."""
+    shipped = sorted(search_dir.glob("*.toml")) if search_dir.is_dir() else []
+    near = [p for p in (load_profile(path) for path in shipped) if p.match and p.matches(facts, ignore=("prompts",))]
+    if not near:
+        return None
+    calibrated = "; ".join(f"{p.name} ({Path(p.source).name}) was calibrated on {p.prompts}" for p in near)
+    return (f"no profile matches this workload ({facts.get('prompts', UNSTATED_PROMPTS)}): {calibrated}; "
+            "calibrate one on it with --fbcache-calibrate")
 
 
 def _image_violations(profile: BoundsProfile, threshold: float, floors: Mapping[str, float],
@@ -290,8 +354,24 @@ def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
             + _speedup_violation(profile, record.threshold, bound, record.speedup, ""))
 
 
+def _worst_prompt(records: Iterable[BenchRecord], metric: str) -> int | None:
+    """The prompt with the worst value of ``metric`` ("speedup" or an image metric's name)."""
+    if metric == "speedup":
+        values = {r.prompt_index: r.speedup for r in records if r.speedup is not None}
+        better_high = True
+    else:
+        [image] = [m for m in all_metrics() if m.name == metric]
+        values = {r.prompt_index: v for r in records if (v := r.metrics.get(metric)) is not None}
+        better_high = image.higher_is_better
+    if not values:
+        return None
+    pick = min if better_high else max
+    return pick(values, key=lambda index: values[index])
+
+
 def check_set(profile: BoundsProfile, summary: ThresholdSummary) -> list[Violation]:
-    """The floors on a prompt set as a whole: image metrics on the mean, speedup on the set's speedup."""
+    """The floors on a prompt set as a whole: image metrics on the mean, speedup on the set's speedup.
+    Each violation names the worst prompt: the one that pulled the set below its bound."""
     if summary.threshold is None:
         return []
     bound = profile.bound_for(summary.threshold)
@@ -299,8 +379,14 @@ def check_set(profile: BoundsProfile, summary: ThresholdSummary) -> list[Violati
         return []
     scope = f"mean of {summary.prompts} prompts"
     means = {name: value.mean for name, value in summary.metrics.items()}
-    return (_image_violations(profile, summary.threshold, bound.image, means, "", scope)
-            + _speedup_violation(profile, summary.threshold, bound, summary.speedup, f"{summary.prompts} prompts"))
+    found = (_image_violations(profile, summary.threshold, bound.image, means, "", scope)
+             + _speedup_violation(profile, summary.threshold, bound, summary.speedup, f"{summary.prompts} prompts"))
+    named = []
+    for violation in found:
+        worst = _worst_prompt(summary.records, violation.metric)
+        scope = violation.scope + ("" if worst is None else f", worst p{worst}")
+        named.append(replace(violation, scope=scope, worst_prompt=worst))
+    return named
 
 
 def calibrate(
@@ -316,6 +402,7 @@ def calibrate(
 
     ``metric_margins`` replaces a metric's own ``calibrate_margin`` (e.g. the user's SSIM margin).
     """
+    records = list(records)
     margins = {m.name: metric_margins.get(m.name, m.calibrate_margin) for m in all_metrics()}
     lines = [
         f"# Calibrated by fbcache from a measured run on {measured_on}, {date.today().isoformat()}.",
@@ -328,7 +415,8 @@ def calibrate(
         "",
         "[match]",
     ]
-    lines += [f"{key} = {_toml_str(value)}" for key, value in match.items()]
+    lines += [f"{key} = {_toml_str(value)}" + (f"  # {_workload_note(records)}" if key == "prompts" else "")
+              for key, value in match.items()]
     for summary in summarize(records):
         if summary.threshold is None:
             continue
@@ -349,6 +437,12 @@ def calibrate(
                 measured = f"measured {which + ' ' if which else ''}{metric.format(value)}"
                 lines.append(f"{metric.bound_key}{suffix} = {round(floor, metric.decimals)}  # {measured}")
     return "\n".join(lines) + "\n"
+
+
+def _workload_note(records: list[BenchRecord]) -> str:
+    """What ``[match] prompts`` means, written beside it: auto applies the profile to that workload only."""
+    prompts = {r.prompt_index for r in records if r.prompt_index is not None}
+    return f"calibrated on this set of {len(prompts)} prompts only" if prompts else "calibrated on this prompt only"
 
 
 def _toml_str(value: str) -> str:
