@@ -313,7 +313,7 @@ def render_markdown(report: Report) -> str:
     lines = [f"# fbcache report: {report.run.name}", ""]
     lines += [f"> **{TIMING_ONLY_NOTE}**", ""] if report.timing_only else []
     lines += ["## Run", "", markdown.table(["field", "value"], report.metadata)]
-    lines += ["", *[f"> {markdown.cell(note)}" for note in report.scale_notes]] if report.scale_notes else []
+    lines += [line for note in report.scale_notes for line in ("", f"> {markdown.cell(note)}")]
     lines += ["", "## Results", "", markdown_table(report.records, report.listed or None), ""]
     if report.bounds:
         lines += ["Bounds violations:", "", *[f"- {markdown.cell(line)}" for line in _bounds_shown(report)], ""]
