@@ -30,7 +30,8 @@ def test_a_large_run_is_reported_in_part_and_says_so(tmp_path: Path, monkeypatch
     stderr = capsys.readouterr().err
     assert code == 0, stderr[-3000:]
     steps = re.findall(r"^fbcache report: (.*)$", stderr, re.MULTILINE)
-    assert steps[0].startswith("reading the history") and steps[-1] == "writing report.md and report.html"
+    assert steps[0] == f"0002_synthetic: {BENCHMARKS} benchmarks; copying the images of {scale.FIGURE_LIMIT}"
+    assert steps[-1] == "writing report.md and report.html"
     assert "judging the trend of 2 runs" in steps, "each long step is announced"
 
     figure_prompts = scale.FIGURE_LIMIT // 4

@@ -113,7 +113,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     def progress(step: str) -> None:  # on stderr, so stdout keeps only the result line
         print(f"fbcache report: {step}", file=sys.stderr, flush=True)
 
-    progress(f"reading the history in {args.storage}")
     runs = read_history(args.storage)
     latest = pick(runs, args.run)
     images = Path(args.images) if args.images else None
