@@ -115,6 +115,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from fbcache.render.report import build_report
 
     out = output_dir(args.out, "--out")
+
+    def progress(step: str) -> None:  # on stderr, so stdout keeps only the result line
+        print(f"fbcache report: {step}", file=sys.stderr, flush=True)
+
     runs = read_history(args.storage)
     latest = pick(runs, args.run)
     images = Path(args.images) if args.images else None
@@ -122,7 +126,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         refused, note = mismatch(images, latest.fingerprint)
         if refused:
             print(f"fbcache report: warning: {note}", file=sys.stderr)
-    written = build_report(runs, latest, out, images)
+    written = build_report(runs, latest, out, images, progress)
     print(f"report of {latest.name}: {len(written)} files in {args.out}")
     return EXIT_CLEAN
 

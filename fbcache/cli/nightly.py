@@ -16,6 +16,7 @@ broken bounds alert.
 from __future__ import annotations
 
 import argparse
+import codecs
 import os
 import shlex
 import subprocess
@@ -135,21 +136,26 @@ def check_sweep_options(args: argparse.Namespace) -> None:
 
 
 def sweep(settings: NightlySettings) -> tuple[int, str]:
-    """Run the benchmark suite, streaming its output line by line as it comes (a GPU sweep takes
-    long); return pytest's exit code and the whole output, whose tail goes into a broken-sweep alert."""
+    """Run the benchmark suite, passing its output on as it comes, unfinished lines included (pytest's
+    line of test results, the sweep's progress lines; a GPU sweep takes long); return pytest's exit
+    code and the whole output, whose tail goes into a broken-sweep alert."""
     command = [sys.executable, "-m", "pytest", settings.benchmarks, "-p", "no:cacheprovider",
                "--benchmark-autosave", "--benchmark-save-data", f"--benchmark-storage=file://{settings.storage}",
                f"--fbcache-output-dir={settings.images_dir}", *settings.pytest_args]
     print("fbcache nightly: " + shlex.join(command), flush=True)
-    lines: list[str] = []
+    chunks: list[str] = []
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          errors="replace") as child:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as child:
         assert child.stdout is not None
-        for line in child.stdout:
-            print(line, end="", flush=True)
-            lines.append(line)
-    return child.returncode, "".join(lines)
+        # os.read returns whatever the pipe holds; reading by lines would hold back a line until it ends
+        while data := os.read(child.stdout.fileno(), 65536):
+            text = decoder.decode(data)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            chunks.append(text)
+        chunks.append(decoder.decode(b"", final=True))
+    return child.returncode, "".join(chunks).replace("\r\n", "\n")
 
 
 def judge_new_run(settings: NightlySettings, runs: list[Run], latest: Run) -> CompareResult:

@@ -168,7 +168,7 @@ class BenchRecord:
             raise ValueError(f"extra_info is {type(info).__name__}, not an object")
         if info.get("fbcache_schema") != SCHEMA:
             raise ValueError(f"not an fbcache record (fbcache_schema={info.get('fbcache_schema')!r})")
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         values = {}
         for spec in fields(cls):
             if spec.name in ("schema", "metrics"):
@@ -194,6 +194,16 @@ class BenchRecord:
                     raise ValueError(f"extra_info.{metric.name} = {_short(raw)}: {problem}")
                 metrics[metric.name] = metric.from_json(raw)
         return cls(**values, metrics=metrics)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The annotations of a record class, resolved once: resolving them costs more than checking a record."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _short(value: Any) -> str:

@@ -12,6 +12,7 @@ from fbcache.errors import BoundViolation
 from fbcache.history.record import BenchRecord, label_of
 from fbcache.history.summary import summarize
 from fbcache.plugin.measure import measure
+from fbcache.plugin.progress import terminal_writer
 from fbcache.plugin.session import FBCacheSession
 from fbcache.verdicts.bounds import Violation, check, check_set
 
@@ -26,6 +27,7 @@ EXTRA_INFO_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
 def fbcache_session(request: pytest.FixtureRequest) -> FBCacheSession:
     session = request.config.stash[SESSION_KEY]
     session.config.output_dir.mkdir(parents=True, exist_ok=True)
+    session.progress_write = terminal_writer(request.config)
     return session
 
 

@@ -17,7 +17,8 @@ baseline), times whole generations and turns what came out into a
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
 accelerator synchronisation. Everything else - RNG setup, resetting the decision log, moving
-images to the host, NaN checks, SSIM/PSNR, PNG files - happens outside it.
+images to the host, NaN checks, SSIM/PSNR, PNG files, the progress line of each generation
+(plugin/progress.py) - happens outside it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from fbcache.history.record import UNCACHED, BenchRecord, label_of
 from fbcache.metrics import all_metrics
 from fbcache.metrics import images as pixels
 from fbcache.plugin import machine, recompile, timing
+from fbcache.plugin.progress import Progress
 from fbcache.plugin.session import FBCacheSession
 
 
@@ -81,18 +83,30 @@ def _untimed_uncached_image(session: FBCacheSession, prompt_index: int | None = 
     return pixels.to_uint8_images(images)[0]
 
 
+def _sweep_progress(session: FBCacheSession, benchmarks: int, schedule: str) -> Progress:
+    """The session's progress counter, started; the first benchmark to ask sets the sweep's generation count."""
+    config = session.config
+    progress = session.progress(max(1, benchmarks) * (config.warmup_rounds + config.rounds))
+    progress.start(f"{benchmarks} benchmarks x ({config.warmup_rounds} warm-up + {config.rounds} rounds), {schedule}")
+    return progress
+
+
 def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
-                      prompt_index: int | None = None) -> _Rounds:
+                      prompt_index: int | None = None, threshold: float | None = None) -> _Rounds:
     config = session.config
     seed = config.case(prompt_index).seed
     device = config.device
     rounds = _Rounds()
+    progress = _sweep_progress(session, len(session.health.expected), "sequential")
+    now = timing.clock(config.clock)
+    span = {"started": 0.0}
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         timing.synchronize(device)
         log.start_generation()
         pair = timing.EventPair(device)
         rounds.events.append(pair)
+        span["started"] = now()
         # a CPU generator gives the same initial noise on every device
         return (torch.Generator("cpu").manual_seed(seed), pair), {}
 
@@ -105,7 +119,17 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
         return images
 
     def teardown(generator: torch.Generator, pair: timing.EventPair) -> None:
+        ended = now()
         rounds.decisions.append(log.finish_generation())
+        # after pedantic stopped its timer: the recorded time of a timed round, the span of a warm-up
+        finished = len(rounds.decisions)
+        warmup = finished <= config.warmup_rounds
+        stats = getattr(getattr(benchmark, "stats", None), "stats", None)
+        seconds = ended - span["started"] if warmup or stats is None or not stats.data else float(stats.data[-1])
+        hits = None if threshold is None else summarize(rounds.decisions[-1])[0]
+        number = finished if warmup else finished - config.warmup_rounds
+        progress.generation(threshold, prompt_index, warmup, number,
+                            config.warmup_rounds if warmup else config.rounds, seconds, hits, config.steps)
 
     clock = (_timer(benchmark, timing.clock(config.clock), "time rounds with the process's CPU time through; "
                     "run with --fbcache-clock wall") if config.clock == "cpu" else contextlib.nullcontext())
@@ -146,8 +170,10 @@ class Interleaved:
 _KEPT_IMAGES = 2
 
 
-def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog, into: Interleaved | None) -> None:
-    """One generation with the cache set for ``key``; timed like pedantic's: one synchronised call."""
+def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
+                      into: Interleaved | None) -> tuple[float, int | None]:
+    """One generation with the cache set for ``key``; timed like pedantic's: one synchronised call.
+    Returns its seconds and, with the cache on, its hits."""
     config, backend = session.config, session.backend
     threshold, prompt_index = key
     if threshold is not None:
@@ -168,8 +194,9 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog, into:
     finally:
         if threshold is not None:
             backend.disable()
+    hits = None if threshold is None else summarize(decisions)[0]
     if into is None:
-        return
+        return seconds, hits
     if not pixels.all_finite(images):
         raise NaNImageError(f"{label_of(threshold, prompt_index)}: generation {len(into.seconds) + 1} "
                             "produced NaN/Inf pixels")
@@ -178,6 +205,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog, into:
     into.rounds.decisions.append(decisions)
     into.rounds.events.append(pair)
     into.seconds.append(seconds)
+    return seconds, hits
 
 
 def round_order(keys: list[Any], round_index: int) -> list[Any]:
@@ -196,13 +224,17 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
     results = {key: Interleaved() for key in keys}
     timing.reset_peak_memory(config.device)
     before = machine.sample(config.device)
+    _ = session.backend  # the model loads before the first generation, not inside the time-left estimate
+    progress = _sweep_progress(session, len(keys), "interleaved")
     try:
-        for _ in range(config.warmup_rounds):
+        for index in range(config.warmup_rounds):
             for key in keys:
-                _timed_generation(session, key, logs[key], None)
+                seconds, hits = _timed_generation(session, key, logs[key], None)
+                progress.generation(key[0], key[1], True, index + 1, config.warmup_rounds, seconds, hits, config.steps)
         for index in range(config.rounds):
             for key in round_order(keys, index):
-                _timed_generation(session, key, logs[key], results[key])
+                seconds, hits = _timed_generation(session, key, logs[key], results[key])
+                progress.generation(key[0], key[1], False, index + 1, config.rounds, seconds, hits, config.steps)
     except Exception as exc:
         if timing.is_out_of_memory(exc):
             gc.collect()
@@ -305,7 +337,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
         warmup = recompile.compile_warmup(config.compile, config.device, log, lambda: generate_once(
             session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index))
         with recompile.no_recompile(config.compile, UNCACHED if threshold is None else f"threshold {threshold:g}"):
-            rounds = _time_generations(benchmark, session, log, prompt_index)
+            rounds = _time_generations(benchmark, session, log, prompt_index, threshold)
     except Exception as exc:
         if timing.is_out_of_memory(exc):
             gc.collect()

@@ -19,6 +19,7 @@ from fbcache.config.harness import HarnessConfig
 from fbcache.errors import BrokenRunError
 from fbcache.history.record import BenchRecord, label_of
 from fbcache.models import LoadedModel, load_model
+from fbcache.plugin.progress import Progress, Write
 from fbcache.verdicts.bounds import BoundsProfile
 
 
@@ -64,6 +65,15 @@ class FBCacheSession:
         self.planned_prompts: tuple[int, ...] = ()
         self._interleaved: Any = None
         self._interleave_error: BaseException | None = None
+        #: where each generation's progress line goes (the terminal, set by the fbcache_session fixture)
+        self.progress_write: Write | None = None
+        self._progress: Progress | None = None
+
+    def progress(self, total: int) -> Progress:
+        """The sweep's one progress counter, made by the first benchmark, which passes the sweep's total."""
+        if self._progress is None:
+            self._progress = Progress(self.progress_write, total)
+        return self._progress
 
     @property
     def model(self) -> LoadedModel:

@@ -33,6 +33,7 @@ from fbcache.history.storage import Run
 from fbcache.history.summary import is_prompt_set
 from fbcache.metrics import all_metrics
 from fbcache.render import html_page, plots
+from fbcache.render.scale import FIGURE_LIMIT, LIST_LIMIT, TABLE_LIMIT, capped, subset
 from fbcache.render.table import (
     columns,
     hit_map,
@@ -117,6 +118,11 @@ class Report:
     figures: set[str] = field(default_factory=set)
     trend: list[Run] = field(default_factory=list)
     alerts: list[TrendAlert] = field(default_factory=list)
+    #: the records drawn one by one (figures, images) and listed one by one (tables): all of a normal
+    #: run, a bounded subset of a very large one (render/scale.py), each left-out part named in scale_notes
+    shown: list[BenchRecord] = field(default_factory=list)
+    listed: list[BenchRecord] = field(default_factory=list)
+    scale_notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------ content
@@ -258,10 +264,12 @@ def _grid_rows(images: list[tuple[BenchRecord, list[ImageCell]]], out_dir: Path)
     return rows
 
 
-def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path) -> dict[str, Path]:
-    """One PNG per trend metric; points whose verdict alerted are flagged."""
+def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path,
+                   drawn: set[str] | None = None) -> dict[str, Path]:
+    """One PNG per trend metric (``drawn``: only these labels); points whose verdict alerted are flagged."""
     names = [f"{run.name[:4]} {_short_date(run)[:16]}" for run in series]
-    every_record = {record.label: record for run in series for record in run.records.values()}
+    every_record = {record.label: record for run in series for record in run.records.values()
+                    if drawn is None or record.label in drawn}
     labels = [record.label for record in ordered(every_record.values())]
     flagged = {(a.run, a.label, a.metric) for a in alerts}
     written = {}
@@ -276,22 +284,28 @@ def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path) -
     return written
 
 
-def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool) -> dict[str, Path]:
+def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool,
+             progress: Callable[[str], None] = lambda _: None) -> dict[str, Path]:
     """Every PNG of the report by name; sets ``report.alerts`` when there is a trend to judge."""
     written: dict[str, Path] = {}
+    shown = report.shown or report.records
     if draw_grid:
+        progress("drawing image-grid.png")
         written["image-grid.png"] = plots.image_grid(IMAGE_KINDS, _grid_rows(report.images, out_dir),
                                                      out_dir / "image-grid.png")
     fingerprint = report.run.fingerprint
     title = f"{display_name(report.run)} ({fingerprint.get('model', '?')}, {fingerprint.get('quantization', '?')})"
     title += " - timing only, random weights" if report.timing_only else ""
     for name, draw in (("tradeoff.png", plots.tradeoff_plot), ("hitmap.png", plots.hitmap_plot)):
-        figure = draw(report.records, out_dir / name, title)
+        progress(f"drawing {name}")
+        figure = draw(shown, out_dir / name, title)
         if figure is not None:
             written[name] = figure
     if len(report.trend) > 1:
+        progress(f"judging the trend of {len(report.trend)} runs")
         report.alerts = trend_alerts(runs, report.trend)
-        written.update(_trend_figures(report.trend, report.alerts, out_dir))
+        progress("drawing the trend plots")
+        written.update(_trend_figures(report.trend, report.alerts, out_dir, {r.label for r in shown}))
     return written
 
 
@@ -310,12 +324,13 @@ def render_markdown(report: Report) -> str:
     lines = [f"# fbcache report: {display_name(report.run)}", ""]
     lines += [f"> **{TIMING_ONLY_NOTE}**", ""] if report.timing_only else []
     lines += ["## Run", "", markdown.table(["field", "value"], report.metadata)]
-    lines += ["", "## Results", "", markdown_table(report.records), ""]
+    lines += [line for note in report.scale_notes for line in ("", f"> {markdown.cell(note)}")]
+    lines += ["", "## Results", "", markdown_table(report.records, report.listed or None), ""]
     if report.bounds:
-        lines += ["Bounds violations:", "", *[f"- {markdown.cell(line)}" for line in report.bounds], ""]
+        lines += ["Bounds violations:", "", *[f"- {markdown.cell(line)}" for line in _bounds_shown(report)], ""]
     if "tradeoff.png" in report.figures:
         lines += ["## Speed against quality", "", "![speedup against SSIM](tradeoff.png)", ""]
-    trace = hit_map(report.records)
+    trace = hit_map(report.listed or report.records)
     if trace:
         lines += ["## Cache hits per step", ""]
         lines += ["![hit map](hitmap.png)", ""] if "hitmap.png" in report.figures else []
@@ -341,7 +356,8 @@ def _markdown_trend(report: Report) -> list[str]:
         lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
     if report.alerts:
         lines += ["Regressions, each run as compare judged it (ringed in the plots):", ""]
-        lines += [f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markdown.cell(a.detail)}" for a in report.alerts]
+        lines += capped([f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markdown.cell(a.detail)}"
+                         for a in report.alerts], LIST_LIMIT, "regressions: `fbcache compare` lists them all")
     else:
         lines.append("No regression in any run of the trend.")
     return lines + [""]
@@ -369,20 +385,21 @@ def render_html(report: Report) -> str:
     parts = [f"<h1>fbcache report: {_esc(display_name(report.run)).replace('_', '_<wbr>')}</h1>"]
     parts += [f'<p class="note">{_esc(TIMING_ONLY_NOTE)}</p>'] if report.timing_only else []
     parts += ["<h2>Run</h2>", _html_table(["field", "value"], [[_esc(k), _esc(v)] for k, v in report.metadata])]
+    parts += [f'<p class="note">{_esc(note)}</p>' for note in report.scale_notes]
     header, rows = results(report.records)
     parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in header], [[_esc(cell) for cell in r] for r in rows])]
     if is_prompt_set(report.records):
         compiled = is_compiled(report.records)
         parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled)],
                                                      [[_esc(cell) for cell in row(r, compiled)]
-                                                      for r in ordered(report.records)]),
-                  "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.records)], "</ul>"]
+                                                      for r in ordered(report.listed or report.records)]),
+                  "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.listed or report.records)], "</ul>"]
     if report.bounds:
         parts += ['<p class="alert">Bounds violations:</p><ul>',
-                  *[f"<li>{_esc(line)}</li>" for line in report.bounds], "</ul>"]
+                  *[f"<li>{_esc(line)}</li>" for line in _bounds_shown(report)], "</ul>"]
     if "tradeoff.png" in report.figures:
         parts += ["<h2>Speed against quality</h2>", _img("tradeoff.png", "speedup against SSIM")]
-    trace = hit_map(report.records)
+    trace = hit_map(report.listed or report.records)
     if trace:
         parts.append("<h2>Cache hits per step</h2>")
         parts += [_img("hitmap.png", "hit map")] if "hitmap.png" in report.figures else []
@@ -407,8 +424,9 @@ def _html_trend(report: Report) -> list[str]:
     parts += [_img(m.filename, m.title) for m in trend_metrics() if m.filename in report.figures]
     if report.alerts:
         parts += ['<p class="alert">Regressions, each run as compare judged it (ringed in the plots):</p><ul>',
-                  *[f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "
-                    f"{_esc(a.detail)}</li>" for a in report.alerts], "</ul>"]
+                  *capped([f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "
+                           f"{_esc(a.detail)}</li>" for a in report.alerts], LIST_LIMIT,
+                          "regressions: <code>fbcache compare</code> lists them all"), "</ul>"]
     else:
         parts.append("<p>No regression in any run of the trend.</p>")
     return parts
@@ -417,10 +435,17 @@ def _html_trend(report: Report) -> list[str]:
 # ------------------------------------------------------------------------------ entry point
 
 
-def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None) -> list[Path]:
+def _bounds_shown(report: Report) -> list[str]:
+    return capped(report.bounds, LIST_LIMIT, "bounds violations: the results table marks each with '!'")
+
+
+def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None,
+                 progress: Callable[[str], None] = lambda _: None) -> list[Path]:
     """Write the report of ``latest`` into ``out_dir``; ``runs`` is the whole history. Returns the files written.
 
     Images from a directory that records another sweep's fingerprint are not embedded (the report says so).
+    A very large run is drawn and listed in part (render/scale.py), the report says which part.
+    ``progress`` hears each step as it starts (a large history takes a while).
     Every file is written into a hidden folder of ``out_dir`` first and moved into place only once all
     are written: a write that fails (a full disk) leaves ``out_dir`` as it was and raises OutputWriteError.
 
@@ -434,7 +459,7 @@ def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path |
     except OSError as exc:
         raise OutputWriteError(f"cannot write the report into {out_dir}: {exc.strerror or exc}") from None
     try:
-        staged = _write_report(runs, latest, staging, images_dir)
+        staged = _write_report(runs, latest, staging, images_dir, progress)
         moved = [_move(staging, path, out_dir) for path in staged]
     except BaseException as exc:  # nothing half-written stays behind, whatever stopped the report
         shutil.rmtree(staging, ignore_errors=True)
@@ -457,20 +482,27 @@ def _move(staging: Path, path: Path, out_dir: Path) -> Path:
     return target
 
 
-def _write_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None) -> list[Path]:
+def _write_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None,
+                  progress: Callable[[str], None]) -> list[Path]:
     """Every file of the report, written into ``out_dir``: report.md, report.html, the figures, the images."""
     refuse, provenance_note = provenance.mismatch(images_dir, latest.fingerprint) if images_dir else (False, "")
     records = ordered(latest.records.values())
-    images, image_notes, copies = collect_images(records, None if refuse else images_dir, out_dir)
+    drawn = subset(records, FIGURE_LIMIT, "Figures and images")
+    listed = subset(records, TABLE_LIMIT, "Per-benchmark tables and the hit map")
+    progress(f"{latest.name}: {len(records)} benchmarks" + (f"; copying the images of {len(drawn.records)}"
+                                                            if images_dir is not None and not refuse else ""))
+    images, image_notes, copies = collect_images(drawn.records, None if refuse else images_dir, out_dir)
     if refuse:
         image_notes = [provenance_note]  # instead of "no image directory was given"
     elif provenance_note:
         image_notes = [provenance_note, *image_notes]
     report = Report(latest, run_metadata(latest), is_timing_only(latest), records, bounds_lines(records),
-                    images, image_notes, trend=trend_runs(runs, latest))
-    written = _figures(report, runs, out_dir, draw_grid=bool(copies))
+                    images, image_notes, trend=trend_runs(runs, latest), shown=drawn.records, listed=listed.records,
+                    scale_notes=[note for note in (drawn.note, listed.note) if note])
+    written = _figures(report, runs, out_dir, draw_grid=bool(copies), progress=progress)
     report.figures = set(written)
     markdown_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    progress("writing report.md and report.html")
     markdown_path.write_text(render_markdown(report), encoding="utf-8")
     html_path.write_text(render_html(report), encoding="utf-8")
     return [markdown_path, html_path, *written.values(), *copies]

@@ -89,14 +89,16 @@ def prompt_legend(records: Iterable[BenchRecord]) -> list[str]:
     return [f"p{index} (seed {seen[index].seed}): {seen[index].prompt}" for index in sorted(seen)]
 
 
-def markdown_table(records: Iterable[BenchRecord]) -> str:
-    """The results table; with a prompt set, the per-threshold table, then every prompt's line and the prompts."""
+def markdown_table(records: Iterable[BenchRecord], per_prompt: Iterable[BenchRecord] | None = None) -> str:
+    """The results table; with a prompt set, the per-threshold table, then every prompt's line and the prompts
+    (``per_prompt``: only these records' lines and prompts, for a report that bounds its size)."""
     records = list(records)
+    listed = records if per_prompt is None else list(per_prompt)
     compiled = is_compiled(records)
     text = markdown.table(*results(records))
     if is_prompt_set(records):
-        text += ("\n\nPer prompt:\n\n" + markdown.table(columns(compiled), [row(r, compiled) for r in ordered(records)])
-                 + "\n\nPrompts:\n\n" + "\n".join(f"- {markdown.cell(line)}" for line in prompt_legend(records)))
+        text += ("\n\nPer prompt:\n\n" + markdown.table(columns(compiled), [row(r, compiled) for r in ordered(listed)])
+                 + "\n\nPrompts:\n\n" + "\n".join(f"- {markdown.cell(line)}" for line in prompt_legend(listed)))
     return text
 
 

@@ -253,8 +253,9 @@ def _bounds_verdict(record: BenchRecord) -> Verdict:
 
 def _no_improvement_from_a_slower_baseline(rows: list[ThresholdResult], run: Run) -> None:
     """When an uncached run got slower, its prompt's speedups rise: that is the uncached regression, not a gain."""
+    by_label = {row.label: row for row in rows}  # a lookup per record: a run may hold thousands
     slower = {record.prompt_index for record in run.records.values() if record.threshold is None
-              and (row := next((r for r in rows if r.label == record.label), None)) is not None
+              and (row := by_label.get(record.label)) is not None
               and (verdict := row.verdict(TIME)) is not None and verdict.status == "regression"}
     for row in rows:
         record = run.records.get(row.label)
