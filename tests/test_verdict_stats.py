@@ -14,9 +14,17 @@ import pytest
 
 from fbcache.history.storage import load_runs
 from fbcache.verdicts.compare import RUN_LABEL, TOO_NOISY, CompareSettings
-from fbcache.verdicts.gates import GateSettings, gate, t_quantile
-from fbcache.verdicts.noise import Dispersion, SeriesNoise, dispersion, pool
-from fbcache.verdicts.paired import median_interval, paired_ratios
+from fbcache.verdicts.stats import (
+    Dispersion,
+    GateSettings,
+    SeriesNoise,
+    dispersion,
+    gate,
+    median_interval,
+    paired_ratios,
+    pool,
+    t_quantile,
+)
 from tools.verdict_rates import REGIMES, _factor, aa_rate, judge, simulate, step_rate
 
 GPU_1024, GPU_512, GPU_SHARED, CPU = REGIMES

@@ -10,7 +10,7 @@ baseline), times whole generations and turns what came out into a
   alike. Each benchmark's test then hands its own recorded times to its ``benchmark`` fixture
   through pytest-benchmark's stats API, so the JSON still has one benchmark per threshold with its
   own ``stats.data``; and every cached round records the uncached round timed next to it, the
-  partner of its paired speedup (verdicts/paired.py).
+  partner of its paired speedup (verdicts/stats.py).
 - **sequential** (``--fbcache-interleave=false``; and for cache backends that cannot be removed
   and compiled sessions, see ``HarnessConfig.interleaved``):
   each threshold's rounds back to back with ``benchmark.pedantic``.

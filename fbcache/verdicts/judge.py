@@ -5,10 +5,10 @@ mark every step. Each benchmark has up to three noisy series (segments.py): its 
 paired speedup over the uncached run (cached thresholds), and the geometric mean of all median
 times (row "all benchmarks"); and exact ones (exact.py): each image metric of the registry (SSIM, PSNR, ...) and hits. At every run:
 
-1. each series' run-to-run residuals so far and its within-run noise (noise.py) are pooled over
+1. each series' run-to-run residuals so far and its within-run noise (stats.py) are pooled over
    the benchmarks of that metric;
 2. the number of tests of this compare (a level test and a drift test per noisy series) sets the
-   per-test false-alarm budget (gates.py); each series is judged against its reference segment;
+   per-test false-alarm budget (stats.py); each series is judged against its reference segment;
 3. rules that need more than one series: a slower uncached baseline makes every speedup rise, and
    that is never reported as an improvement (the uncached time itself is the regression); CPU
    timing is advisory unless ``judge_cpu_timing``.
@@ -33,10 +33,18 @@ from fbcache.verdicts.compare import (
     Verdict,
 )
 from fbcache.verdicts.exact import ExactJudgement, HitsTracker, MetricTracker
-from fbcache.verdicts.gates import GateSettings
-from fbcache.verdicts.noise import SeriesNoise, dispersion, logs, median_variance, pool
-from fbcache.verdicts.paired import MedianInterval, median_interval, paired_ratios
 from fbcache.verdicts.segments import Judgement, Point, Tracker
+from fbcache.verdicts.stats import (
+    GateSettings,
+    MedianInterval,
+    SeriesNoise,
+    dispersion,
+    logs,
+    median_interval,
+    median_variance,
+    paired_ratios,
+    pool,
+)
 
 TIME, SPEEDUP = "time", "speedup"
 #: tests per noisy series: its level, the pair of its last two runs, and its drift

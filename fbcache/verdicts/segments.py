@@ -24,7 +24,7 @@ the last step of the same walk.
   noise and false-alarm budget; a drift that is significant and adds up to more than the floor is
   a regression even when no single step is.
 
-Values are logs (noise.py). ``worse`` is +1 when larger is worse (times), -1 when smaller is
+Values are logs (stats.py). ``worse`` is +1 when larger is worse (times), -1 when smaller is
 worse (speedups).
 """
 
@@ -34,8 +34,16 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from fbcache.verdicts.gates import Gate, GateSettings, gate, slope_gate
-from fbcache.verdicts.noise import MEDIAN_VARIANCE_FACTOR, Dispersion, dispersion, mean
+from fbcache.verdicts.stats import (
+    MEDIAN_VARIANCE_FACTOR,
+    Dispersion,
+    Gate,
+    GateSettings,
+    dispersion,
+    gate,
+    mean,
+    slope_gate,
+)
 
 #: runs in the reference before a drift can be tested
 DRIFT_MIN_RUNS = 5
