@@ -14,8 +14,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from conftest import ROOT
+from fbcache.cli.xreport import build_xreport
 from fbcache.history.storage import load_runs
-from fbcache.render.xreport import build_xreport
 
 CPU = ROOT / "tests" / "data" / "tiny-cpu-2026-11-25" / "history"
 H100 = ROOT / "tests" / "data" / "tiny-h100-2026-11-25" / "history"

@@ -19,15 +19,19 @@ from pathlib import Path
 
 from fbcache import backends
 from fbcache.cli.common import output_file, write_file
-from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE
+from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts.agreement import DEFAULT_NEAR, AgreementError, BackendRun, compare_backends, markdown, to_json
+
+HELP = ("run one workload through every installed cache backend and compare their hit maps; "
+        "exit 0 agree, 1 disagree, 2 error")
+DESCRIPTION = __doc__
 
 #: options handed to every backend's sweep unchanged, as --fbcache-<name>
 PASSED = ("model", "thresholds", "steps", "resolution", "seed", "rounds", "warmup_rounds", "device", "quant")
 
 
-def add_agree_options(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="+", help="backends to run, the first is the reference "
                         "(default: every installed one, diffusers first)")
     for spec in backends.all_backends():
@@ -121,18 +125,14 @@ def collect(args: argparse.Namespace) -> tuple[list[BackendRun], list[str]]:
     return runs, skipped
 
 
-def cmd_agree(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # checked before any sweep, so a typo costs a one-line error, not the sweeps' results
     markdown_path = output_file(args.markdown, "--markdown") if args.markdown else None
     json_path = output_file(args.json, "--json") if args.json else None
-    try:
-        runs, skipped = collect(args)
-        for line in skipped:
-            print(f"fbcache agree: {line}", file=sys.stderr)
-        agreement = compare_backends(runs, near=args.near)
-    except AgreementError as exc:
-        print(f"fbcache agree: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    runs, skipped = collect(args)
+    for line in skipped:
+        print(f"fbcache agree: {line}", file=sys.stderr)
+    agreement = compare_backends(runs, near=args.near)  # AgreementError: exit 2 (cli/main.py)
     table = markdown(agreement)
     if skipped:
         table += "\n\nnot compared: " + "; ".join(skipped)

@@ -1,7 +1,8 @@
-"""What every verb shares: reading the storage, picking runs, and the compare options.
+"""What several verbs share: the storage option and reading it, picking runs, checked output files,
+the compare options and the judging they configure.
 
-Both ``fbcache compare`` and ``fbcache nightly`` read their compare settings from here, so the
-two verbs cannot drift apart and neither imports the other.
+Both ``fbcache compare`` and ``fbcache nightly`` read their compare settings and judge from here
+(:func:`judge_run`), so the two verbs cannot drift apart and neither imports the other.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class PlainHelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help_text = super()._get_help_string(action)
         return None if help_text is None else plain(help_text)
+
+
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="pytest-benchmark storage (default .benchmarks)")
 
 
 def storage_path(raw: str) -> Path:
@@ -150,10 +155,8 @@ def baseline_start(runs: list[Run], latest: Run, spec: str) -> Run | None:
     return run
 
 
-def judge_storage(raw_storage: str, latest_name: str | None, baseline_spec: str,
-                  settings: CompareSettings) -> CompareResult:
+def judge_run(runs: list[Run], latest: Run, storage: Path, baseline_spec: str,
+              settings: CompareSettings) -> CompareResult:
     """What compare and nightly both run: the latest run judged against its segmented history."""
-    runs = read_history(raw_storage)
-    latest = pick(runs, latest_name)
     start = baseline_start(runs, latest, baseline_spec)
-    return judge_latest(runs, latest, read_acceptances(storage_path(raw_storage)), settings, start)
+    return judge_latest(runs, latest, read_acceptances(storage), settings, start)

@@ -2,7 +2,7 @@
 
 1. sweep:   ``pytest benchmarks --benchmark-autosave --benchmark-save-data`` (a subprocess);
 2. compare: the new run judged against its fingerprint's segmented history (``--baseline``),
-   exactly as ``fbcache compare`` judges it (cli/common.py: judge_storage);
+   exactly as ``fbcache compare`` judges it (cli/common.py: judge_run);
 3. report:  Markdown/HTML/PNG into the report directory;
 4. alert:   the step summary always; webhook and issue on regression or broken sweep.
 
@@ -27,19 +27,19 @@ from pathlib import Path
 from fbcache.alerts import ConfiguredSink, Finding, add_sink_options, alert, configured_sinks
 from fbcache.cli.common import (
     add_compare_options,
-    baseline_start,
+    add_storage_option,
     check_baseline_spec,
     compare_settings,
-    read_acceptances,
+    judge_run,
     storage_path,
 )
 from fbcache.configure import build_config, option_name, options
 from fbcache.errors import BrokenSweep, ConfigError, MissingDependencyError, SelectionError
 from fbcache.history.selection import find_run
 from fbcache.history.storage import Run, load_runs, run_files
-from fbcache.verdicts.compare import CompareResult, CompareSettings, markdown
-from fbcache.verdicts.judge import judge_latest
+from fbcache.verdicts.compare import CompareSettings, markdown
 
+HELP = "the nightly job: sweep, compare, report, alert"
 LOG_TAIL_LINES = 40
 
 
@@ -72,8 +72,9 @@ def split_pytest_args(raw: str | None) -> list[str]:
         raise ConfigError("--pytest-args", raw, "pytest arguments as one shell-quoted string", str(exc)) from None
 
 
-def add_nightly_options(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The nightly verb's own options, the sweep options it passes on, the compare and alert options."""
+    add_storage_option(parser)
     parser.add_argument("--report-dir", default="fbcache-report", help="where the report goes")
     parser.add_argument("--images", default="fbcache-results", help="--fbcache-output-dir of the sweep")
     parser.add_argument("--benchmarks", default="benchmarks", help="path of the benchmark suite")
@@ -158,12 +159,6 @@ def sweep(settings: NightlySettings) -> tuple[int, str]:
     return child.returncode, "".join(chunks).replace("\r\n", "\n")
 
 
-def judge_new_run(settings: NightlySettings, runs: list[Run], latest: Run) -> CompareResult:
-    """The run just saved, judged against its fingerprint's segmented history (``--baseline``)."""
-    start = baseline_start(runs, latest, settings.baseline)
-    return judge_latest(runs, latest, read_acceptances(settings.storage), settings.compare, start)
-
-
 def history_with(settings: NightlySettings, new_run: Path) -> tuple[list[Run], Run]:
     """The storage's well-formed runs (malformed files named once and skipped) and the run just saved."""
     runs, skipped = load_runs(settings.storage)
@@ -185,7 +180,7 @@ def write_report(settings: NightlySettings, runs: list[Run], latest: Run) -> Non
         print(f"fbcache nightly: report skipped: {exc}", file=sys.stderr)
 
 
-def cmd_nightly(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Alert destinations are checked first: a bad one is a usage error and nothing is sent. Then the
     sweep's options: a bad one is a usage error too, announced through the sinks, with no sweep run."""
     sinks = configured_sinks(args)
@@ -218,7 +213,7 @@ def run_nightly(settings: NightlySettings) -> int:
     else:
         try:
             runs, latest = history_with(settings, new_runs[-1])
-            result = judge_new_run(settings, runs, latest)
+            result = judge_run(runs, latest, settings.storage, settings.baseline, settings.compare)
             print(markdown(result), flush=True)
             write_report(settings, runs, latest)
             finding = Finding(result=result, context=settings.context)

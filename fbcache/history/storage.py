@@ -154,7 +154,7 @@ def install_atomic_storage(benchmark_session: Any, subdir: str | None = None) ->
     """Swap the session's FileStorage for the atomic one (other storages are left alone).
 
     ``subdir``: save under this folder of the storage instead (a shard's own storage, see
-    :mod:`fbcache.history.merge`); nested that deep, its runs never mix with the storage's own.
+    :mod:`fbcache.cli.merge`); nested that deep, its runs never mix with the storage's own.
     """
     storage = benchmark_session.storage
     if isinstance(storage, AtomicFileStorage):

@@ -13,10 +13,15 @@ runner, can be given as it is.
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from fbcache import markdown
+from fbcache.cli.common import DEFAULT_STORAGE, storage_path
+from fbcache.errors import EXIT_CLEAN, DataError
 from fbcache.history.fingerprint import FINGERPRINT_FIELDS, OPTIONAL_FIELDS
 from fbcache.history.storage import Run, load_runs
 from fbcache.history.summary import ThresholdSummary, summarize
@@ -24,7 +29,35 @@ from fbcache.metrics import all_metrics
 from fbcache.render import html_page
 from fbcache.render.report import TIMING_ONLY_NOTE, is_timing_only
 
+HELP = "cross-hardware report: every GPU's newest run side by side"
 MARKDOWN_NAME, HTML_NAME = "xreport.md", "xreport.html"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", action="append",
+                        help="a history directory, searched recursively (repeat for several runners; "
+                             "default .benchmarks)")
+    parser.add_argument("--out", default="fbcache-xreport", help="output directory (default fbcache-xreport)")
+    parser.add_argument("--step-summary", action="store_true",
+                        help="also append the Markdown to $GITHUB_STEP_SUMMARY (when set)")
+
+
+def run(args: argparse.Namespace) -> int:
+    roots = [storage_path(raw) for raw in args.storage or [DEFAULT_STORAGE]]
+    missing = [str(root) for root in roots if not root.is_dir()]
+    if missing:
+        raise DataError(f"no storage directory {', '.join(missing)}")
+    written, groups, skipped = build_xreport(roots, Path(args.out))
+    for message in skipped:
+        print(f"fbcache: warning: {message}", file=sys.stderr)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.step_summary and summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(written[0].read_text(encoding="utf-8"))
+    accelerators = sorted({c.accelerator for g in groups for c in g.columns})
+    print(f"cross-hardware report: {len(groups)} workload(s), {len(accelerators)} accelerator(s) "
+          f"({', '.join(accelerators)}); {', '.join(str(p) for p in written)}")
+    return EXIT_CLEAN
 
 
 @dataclass
@@ -189,11 +222,11 @@ def render_html(groups: list[Group], notes: list[str]) -> str:
 def build_xreport(roots: list[Path], out_dir: Path) -> tuple[list[Path], list[Group], list[str]]:
     """Write ``xreport.md`` and ``xreport.html`` into ``out_dir``; return the files, the groups and warnings.
 
-    Raises ValueError when no fbcache run is found under any root.
+    Raises DataError when no fbcache run is found under any root.
     """
     runs, skipped = load_all(roots)
     if not runs:
-        raise ValueError(f"no fbcache runs under {', '.join(str(r) for r in roots)}")
+        raise DataError(f"no fbcache runs under {', '.join(str(r) for r in roots)}")
     groups = build_groups(runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / MARKDOWN_NAME, out_dir / HTML_NAME]

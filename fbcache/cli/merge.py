@@ -10,11 +10,12 @@ union of the shards' benchmarks. Which GPU ran a benchmark stays in its ``extra_
 
 Nothing is merged unless it is one sweep: every shard present once, one fingerprint, one commit,
 one set of thresholds, every prompt of the set exactly once. The file is written atomically and
-never overwrites (:func:`fbcache.history.storage.write_new_file`).
+never overwrites (:func:`fbcache.history.storage.write_new_file`); a refusal is a MergeError (exit 2).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from dataclasses import dataclass
@@ -23,10 +24,36 @@ from typing import Any
 
 from pytest_benchmark.utils import safe_dumps
 
-from fbcache.errors import MergeError
+from fbcache.cli.common import DEFAULT_STORAGE, storage_path
+from fbcache.errors import EXIT_CLEAN, MergeError
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of
 from fbcache.history.record import BenchRecord
 from fbcache.history.storage import next_run_name, parse_run, run_files, write_new_file
+from fbcache.render.table import markdown_table
+
+HELP = "merge the shards of a sharded sweep into one run file"
+DESCRIPTION = "merge the shards of a sharded sweep (torchrun or --fbcache-shard) into one pytest-benchmark run file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shards", nargs="+", help="shard run files, or shard directories (their newest run), "
+                                                  "e.g. .benchmarks/shards/0-of-2 .benchmarks/shards/1-of-2")
+    parser.add_argument("--out", default=DEFAULT_STORAGE, help="storage to save the merged run in (default .benchmarks)")
+    parser.add_argument("--name", default="merged", help="saved as NNNN_<name>.json (default merged)")
+    parser.add_argument("--machine-id", help="storage folder (default: the shards' pytest-benchmark machine id)")
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = [Path(p) for p in args.shards]
+    merged = merge_shards(inputs)
+    # the shards' pytest-benchmark machine id: the folder their run files are in
+    machine_id = args.machine_id or resolve_inputs(inputs)[0].parent.name
+    path = write_merged(merged, storage_path(args.out), args.name, machine_id)
+    run = parse_run(path, merged)
+    shards = merged["machine_info"]["fbcache"]["merged_from"]
+    print(markdown_table(run.records.values()))
+    print(f"merged {shards['world_size']} shards ({', '.join(shards['runs'])}) into {path}")
+    return EXIT_CLEAN
 
 
 @dataclass
