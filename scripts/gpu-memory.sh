@@ -1,28 +1,23 @@
 #!/usr/bin/env bash
 # Peak GPU memory per threshold of flux-random (full-size FLUX.1-dev architecture, random weights:
 # timing and memory only) at 1024x1024, 28 steps, for each quantization given (default: none
-# torchao-fp8 torchao-int4wo), eager. Rounds run sequentially (--fbcache-interleave false) so each
-# benchmark's peak is its own threshold's, not the sweep's. Results go to $OUT (default: gpu-memory-out):
-# a log and results.md per quantization, the history, and peak-memory.md (one row per benchmark).
+# torchao-fp8; torchao-int4wo eager takes about a minute a generation on an H100), eager. Rounds run
+# sequentially (--fbcache-interleave false) so each benchmark's peak is its own threshold's, not the
+# sweep's. Results go to $OUT (default: gpu-memory-out): a log and results.md per quantization, the
+# history, and peak-memory.md (one row per benchmark), the last two refreshed after every sweep.
 #   scripts/gpu-memory.sh [QUANT ...]
 set -uo pipefail
 OUT=${OUT:-gpu-memory-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 QUANTS=("$@")
-[ ${#QUANTS[@]} -gt 0 ] || QUANTS=(none torchao-fp8 torchao-int4wo)
+[ ${#QUANTS[@]} -gt 0 ] || QUANTS=(none torchao-fp8)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
 python3 -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__)" >> "$OUT/gpu.txt"
 HISTORY=.gpu-memory-history
-for quant in "${QUANTS[@]}"; do
-  python3 -m pytest benchmarks -p no:cacheprovider --fbcache-model flux-random --fbcache-device cuda \
-    --fbcache-bounds none --fbcache-thresholds "0 0.5 0.8" --fbcache-rounds 2 --fbcache-interleave false \
-    --fbcache-quant "$quant" --fbcache-output-dir ".gpu-memory/$quant" \
-    --benchmark-storage="file://$PWD/$HISTORY/$quant" --benchmark-autosave --benchmark-save-data \
-    2>&1 | tee "$OUT/$quant.log"
-  cp ".gpu-memory/$quant/results.md" "$OUT/results-$quant.md" 2>/dev/null
-done
-python3 - "$HISTORY" > "$OUT/peak-memory.md" <<'PY'
+
+peak_table() {  # one row per saved benchmark: its hits and the peak memory of its rounds
+  python3 - "$HISTORY" > "$OUT/peak-memory.md" <<'PY'
 import json, sys
 from pathlib import Path
 print("| quantization | benchmark | hits | peak GPU memory (GiB) |\n|---|---|---|---|")
@@ -31,7 +26,18 @@ for path in sorted(Path(sys.argv[1]).glob("*/*/*.json")):
     for bench in json.loads(path.read_text())["benchmarks"]:
         info = bench["extra_info"]
         peak = info.get("peak_memory_bytes")
-        hits = info.get("hits", "-")
-        print(f"| {quant} | {bench['name']} | {hits} | {peak / 2**30:.2f} |" if peak else f"| {quant} | {bench['name']} | {hits} | - |")
+        shown = f"{peak / 2**30:.2f}" if peak else "-"
+        print(f"| {quant} | {bench['name']} | {info.get('hits', '-')} | {shown} |")
 PY
-tar czf "$OUT/history.tgz" "$HISTORY"
+  tar czf "$OUT/history.tgz" "$HISTORY"
+}
+
+for quant in "${QUANTS[@]}"; do
+  python3 -m pytest benchmarks -p no:cacheprovider --fbcache-model flux-random --fbcache-device cuda \
+    --fbcache-bounds none --fbcache-thresholds "0 0.5 0.8" --fbcache-rounds 2 --fbcache-interleave false \
+    --fbcache-quant "$quant" --fbcache-output-dir ".gpu-memory/$quant" \
+    --benchmark-storage="file://$PWD/$HISTORY/$quant" --benchmark-autosave --benchmark-save-data \
+    2>&1 | tee "$OUT/$quant.log"
+  cp ".gpu-memory/$quant/results.md" "$OUT/results-$quant.md" 2>/dev/null
+  peak_table
+done
