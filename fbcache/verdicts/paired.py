@@ -1,7 +1,7 @@
 """Paired speedup: per round, the uncached time over the cached time of generations timed together.
 
 Dividing two medians measured minutes apart lets any drift of the machine in between read as a
-speedup change. With interleaved rounds (plugin/measure.py) round j of the uncached baseline and
+speedup change. With interleaved rounds (plugin/schedule.py) round j of the uncached baseline and
 round j of a threshold run next to each other, so a drift hits both and cancels in their ratio.
 The median ratio is reported with a distribution-free confidence interval from order statistics
 (no resampling, so the same history always gives the same interval).
