@@ -84,5 +84,7 @@ def next_run_number(storage: Any) -> str:
 
 
 def share_loaded_runs(source: Any, target: Any) -> None:
-    """``target`` reuses the runs ``source`` already loaded (``FileStorage._cache``)."""
-    target._cache = source._cache
+    """``target`` reuses the runs ``source`` already loaded (``FileStorage._cache``). Only spares reading
+    them again, so a pytest-benchmark without it still runs (tests/test_compat.py reports it)."""
+    if hasattr(source, "_cache"):
+        target._cache = source._cache
