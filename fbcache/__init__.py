@@ -2,7 +2,7 @@
 
 Where things happen, one hop each:
 
-- a threshold becomes a timing:     :mod:`fbcache.plugin.measure`
+- a threshold becomes a timing:     :mod:`fbcache.plugin.schedule`, then its record :mod:`fbcache.plugin.records`
 - a timing becomes a stored record: :mod:`fbcache.history.record` (extra_info) and
   :mod:`fbcache.history.storage` (history files)
 - a record becomes an alert:        :mod:`fbcache.verdicts.compare` then :mod:`fbcache.alerts`

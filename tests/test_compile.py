@@ -23,8 +23,9 @@ from fbcache.history.fingerprint import fingerprint_id, match_facts
 from fbcache.history.record import BenchRecord
 from fbcache.models import compile as compile_modes
 from fbcache.models import load_model
-from fbcache.plugin import recompile
+from fbcache.plugin import schedule
 from fbcache.plugin.machine import fbcache_machine_info
+from fbcache.plugin.records import record_warmup
 from fbcache.verdicts.bounds import parse_profile
 
 NO_CUDA = (lambda: False, lambda: 0)
@@ -165,34 +166,34 @@ def compiled_square():
 
 
 def test_guard_lets_warm_calls_through(compiled_square):
-    with recompile.no_recompile("regional", "threshold 0.5"):
+    with schedule.no_recompile("regional", "threshold 0.5"):
         compiled_square(torch.ones(4))
 
 
 def test_guard_fails_a_benchmark_whose_timed_rounds_recompile(compiled_square):
     with pytest.raises(BrokenRunError, match=r"recompiled during the timed rounds of threshold 0.5.*not recorded"), \
-            recompile.no_recompile("regional", "threshold 0.5"):
+            schedule.no_recompile("regional", "threshold 0.5"):
         compiled_square(torch.ones(5))  # a new shape: the guard on the input fails
 
 
 def test_guard_counts_graphs_where_set_stance_is_unavailable(compiled_square, monkeypatch):
-    monkeypatch.setattr(recompile, "_stance", lambda name: recompile.contextlib.nullcontext())
+    monkeypatch.setattr(schedule, "_stance", lambda name: schedule.contextlib.nullcontext())
     with pytest.raises(BrokenRunError, match=r"compiled 1 new graph\(s\).*during the timed rounds of uncached"), \
-            recompile.no_recompile("regional", "uncached"):
+            schedule.no_recompile("regional", "uncached"):
         compiled_square(torch.ones(6))
 
 
 def test_guard_is_off_for_eager_sessions(compiled_square):
-    with recompile.no_recompile("none", "uncached"):
+    with schedule.no_recompile("none", "uncached"):
         compiled_square(torch.ones(7))  # compiles, and an eager session does not care
 
 
 def test_compile_time_is_the_first_call_minus_the_timed_median():
     record = BenchRecord(threshold=None, model="tiny", quantization="none", cache_backend="diffusers", steps=8,
                          resolution="64x64", seed=0, rounds_s=[1.0, 3.0, 2.0])
-    recompile.record_warmup(record, "regional", recompile.WarmUp(12.5, recompile.CompileCounters(3, 0)))
+    record_warmup(record, "regional", schedule.WarmUp(12.5, schedule.CompileCounters(3, 0)))
     assert (record.compile_s, record.compile_graphs, record.compile_mode) == (10.5, 3, "regional")
-    recompile.record_warmup(record, "regional", recompile.WarmUp(1.5, recompile.CompileCounters(0, 0)))
+    record_warmup(record, "regional", schedule.WarmUp(1.5, schedule.CompileCounters(0, 0)))
     assert record.compile_s == 0.0, "a warm call faster than the median compiled nothing"
     again = BenchRecord.from_extra_info(record.to_extra_info())
     assert (again.compile_s, again.compile_warmup_s, again.compile_mode) == (0.0, 1.5, "regional")
@@ -218,7 +219,7 @@ def test_regional_compile_skips_the_compiled_blocks_on_every_hit(monkeypatch):
     backend, log = DiffusersFBCache(loaded.pipe), DecisionLog()
     backend.enable(0.5, log)
     try:
-        before = recompile.counters()
+        before = schedule.counters()
         log.start_generation()
         loaded.pipe(height=64, width=64, num_inference_steps=8, generator=torch.Generator().manual_seed(0),
                     output_type="pt", **loaded.call_kwargs)
@@ -229,7 +230,7 @@ def test_regional_compile_skips_the_compiled_blocks_on_every_hit(monkeypatch):
     hits = sum(d.hit for d in decisions)
     assert len(decisions) == 8 and hits > 0
     assert len(calls) == 8 - hits, "every computed step ran the compiled block, no hit did"
-    assert (recompile.counters() - before).graphs > 0, "the blocks really were compiled"
+    assert (schedule.counters() - before).graphs > 0, "the blocks really were compiled"
     assert last.forward is counted, "disable_cache() restored the compiled forward"
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, STEPS, run_sweep, subprocess_env
 from fbcache.history.storage import run_files
-from fbcache.plugin.progress import Progress, duration_text
+from fbcache.plugin.display import Progress, duration_text
 
 #: one progress line: label, prompt, warm-up or round n/of, seconds, hits, [done/total...]
 LINE = re.compile(r"^fbcache: (?P<label>uncached|[0-9.]+)(?: p(?P<prompt>\d+))? (?P<kind>warm-up|round) "
@@ -60,7 +60,7 @@ def test_time_left_is_as_precise_as_it_is_worth(seconds, text):
 
 
 CAPTURED_TEST = '''
-from fbcache.plugin.progress import terminal_writer
+from fbcache.plugin.display import terminal_writer
 
 def test_writes_while_captured(request):
     print("CAPTURED-PRINT")

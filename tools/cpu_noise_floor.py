@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from fbcache.configure import build_config
-    from fbcache.plugin.measure import generate_once
+    from fbcache.plugin.schedule import generate_once
     from fbcache.plugin.session import FBCacheSession
 
     config = build_config({"model": "tiny", "device": "cpu", "output_dir": str(Path.cwd() / "fbcache-results")})

@@ -30,8 +30,8 @@ import torch
 from fbcache.backends import DecisionLog
 from fbcache.configure import build_config
 from fbcache.models.compile import repeated_blocks
-from fbcache.plugin import timing
-from fbcache.plugin.measure import generate_once
+from fbcache.plugin import schedule
+from fbcache.plugin.schedule import generate_once
 from fbcache.plugin.session import FBCacheSession
 
 #: the parts of a generation, in the order the tables list them
@@ -132,18 +132,18 @@ def _summarize(state: str, events: list[Any], log_steps: list[Any], wall_ms: flo
 def profile_generation(generate: Callable[[], Any], device: str, log: DecisionLog, state: str) -> tuple[Profile, str]:
     """One generation under the profiler; the ranges come from hooks installed by the caller."""
     activities = [torch.profiler.ProfilerActivity.CPU]
-    if timing.is_cuda(device):
+    if schedule.is_cuda(device):
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    timing.synchronize(device)
+    schedule.synchronize(device)
     log.start_generation()
     with torch.profiler.profile(activities=activities) as prof:
         started = time.perf_counter()
         with torch.profiler.record_function("generation"):
             generate()
-            timing.synchronize(device)
+            schedule.synchronize(device)
         wall_ms = (time.perf_counter() - started) * 1000.0
     steps = log.finish_generation()
-    table = prof.key_averages().table(sort_by="self_cuda_time_total" if timing.is_cuda(device) else "self_cpu_time_total",
+    table = prof.key_averages().table(sort_by="self_cuda_time_total" if schedule.is_cuda(device) else "self_cpu_time_total",
                                       row_limit=40)
     return _summarize(state, list(prof.events()), steps, wall_ms), table
 
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     for state, run in states:  # untimed: compiles what each cache state needs
         started = time.perf_counter()
         run()
-        timing.synchronize(config.device)
+        schedule.synchronize(config.device)
         warmup_s[state] = round(time.perf_counter() - started, 3)
 
     ranges = _Ranges()
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ranges.remove()
 
-    device_name = torch.cuda.get_device_name(config.device) if timing.is_cuda(config.device) else "CPU"
+    device_name = torch.cuda.get_device_name(config.device) if schedule.is_cuda(config.device) else "CPU"
     title = (f"{config.model} {config.resolution}, {config.steps} steps, quant {config.quant}, compile "
              f"{config.compile}, {device_name}, {time.strftime('%Y-%m-%d', time.gmtime())}")
     (args.out / "profile.md").write_text(render(profiles, title))

@@ -51,7 +51,7 @@ class HarnessConfig:
     prompt_set: PromptSet | None = None
     #: this process's part of the prompt set (torchrun or --fbcache-shard R/N); None: the whole set
     shard: Shard | None = None
-    #: rounds of all benchmarks interleaved (plugin/measure.py)
+    #: rounds of all benchmarks interleaved (plugin/schedule.py)
     interleave: bool = True
     #: torch threads for CPU runs; None leaves torch's default (GPU runs are never changed)
     threads: int | None = 1

@@ -28,6 +28,7 @@ from typing import Any
 from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
+from fbcache.history import compat
 from fbcache.history.fingerprint import fingerprint_id, fingerprint_of
 from fbcache.history.record import BenchRecord, type_problem
 
@@ -131,7 +132,7 @@ class AtomicFileStorage(FileStorage):
         payload = safe_dumps(output_json, ensure_ascii=True, indent=4).encode()
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            self.saved_path = write_new_file(directory, lambda: f"{self._next_num}_{save}.json", payload)
+            self.saved_path = write_new_file(directory, lambda: f"{compat.next_run_number(self)}_{save}.json", payload)
         except OSError as exc:  # the temporary file is gone: the history is exactly as it was
             self.failure = f"writing {directory} failed: {exc.strerror or exc} (nothing partial left there)"
             return
@@ -156,15 +157,15 @@ def install_atomic_storage(benchmark_session: Any, subdir: str | None = None) ->
     ``subdir``: save under this folder of the storage instead (a shard's own storage, see
     :mod:`fbcache.cli.merge`); nested that deep, its runs never mix with the storage's own.
     """
-    storage = benchmark_session.storage
+    storage = compat.session_storage(benchmark_session)
     if isinstance(storage, AtomicFileStorage):
         return storage
     if type(storage) is not FileStorage:
         return None
     path = storage.path / subdir if subdir else storage.path
     atomic = AtomicFileStorage(path, storage.logger, storage.default_machine_id)
-    atomic._cache = storage._cache
-    benchmark_session.storage = atomic
+    compat.share_loaded_runs(storage, atomic)
+    compat.set_session_storage(benchmark_session, atomic)
     return atomic
 
 

@@ -26,23 +26,23 @@ FAULT = os.environ.get("FBCACHE_TEST_FAULT", "")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from fbcache.plugin import measure, session
+    from fbcache.plugin import schedule, session
 
     if FAULT == "nan":
-        original = measure.generate_once
+        original = schedule.generate_once
 
         def nan_images(fb_session, generator, *args):
             images = original(fb_session, generator, *args)
             return images * float("nan")
 
-        measure.generate_once = nan_images
+        schedule.generate_once = nan_images
     elif FAULT == "no-model":
         def refuse(config):
             raise RuntimeError("MODEL WAS BUILT")
 
         session.load_model = refuse
     elif FAULT == "recompile":
-        timed = measure._time_generations
+        timed = schedule._time_generations
 
         def reset_then_time(*args, **kwargs):
             import torch
@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
             torch._dynamo.reset()
             return timed(*args, **kwargs)
 
-        measure._time_generations = reset_then_time
+        schedule._time_generations = reset_then_time
     elif FAULT == "disk-full":
         for name, value in _full_disk_patches(Path(os.environ["FBCACHE_TEST_FULL_DIR"]),
                                               int(os.environ.get("FBCACHE_TEST_FULL_AFTER", "64"))):

@@ -23,7 +23,7 @@ GATE_S = 60.0
 def pytest_configure(config: pytest.Config) -> None:
     if PROBE != "burn":
         return
-    from fbcache.plugin.progress import Progress
+    from fbcache.plugin.display import Progress
 
     original = Progress.generation
 
