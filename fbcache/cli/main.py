@@ -26,8 +26,10 @@ from fbcache.cli.common import (
     DEFAULT_STORAGE,
     PlainHelpFormatter,
     add_compare_options,
+    add_metric_amounts,
     compare_settings,
     judge_storage,
+    metric_amounts,
     output_dir,
     output_file,
     pick,
@@ -130,13 +132,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from fbcache.verdicts.bounds import calibrate
 
+    margins = metric_amounts(args, "margin")
     out = output_file(args.out, "--out")
     run = pick(read_history(args.storage), args.run)
     fp = run.fingerprint
     accelerator = str(fp.get("accelerator", ""))
     on_cpu = accelerator.startswith("cpu")
     match = match_facts(run.machine_info.get("fbcache", {}))
-    text = calibrate(run.records.values(), args.speedup_margin, {"ssim": args.ssim_margin}, name=args.name or Path(args.out).stem,
+    text = calibrate(run.records.values(), args.speedup_margin, margins, name=args.name or Path(args.out).stem,
                      match=match, enforce_speedup=not on_cpu,
                      measured_on=f"{accelerator}, run {run.name} ({run.datetime[:10]})")
     write_file(out, text, "--out")
@@ -231,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--out", required=True, help="profile to write, e.g. benchmarks/bounds/mine.toml")
     calibrate.add_argument("--name", help="profile name (default: the file stem)")
     calibrate.add_argument("--speedup-margin", type=float, default=0.15, help="relative, below measured (0.15)")
-    calibrate.add_argument("--ssim-margin", type=float, default=0.02, help="absolute, below measured (0.02)")
+    add_metric_amounts(calibrate, "margin", "how far beyond the measured value an image metric's bound goes",
+                       lambda metric: metric.calibrate_margin)
     calibrate.set_defaults(func=cmd_calibrate)
 
     xreport = verbs.add_parser("xreport", help="cross-hardware report: every GPU's newest run side by side",

@@ -17,7 +17,7 @@ baseline), times whole generations and turns what came out into a
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
 accelerator synchronisation. Everything else - RNG setup, resetting the decision log, moving
-images to the host, NaN checks, SSIM/PSNR, PNG files - happens outside it.
+images to the host, NaN checks, image metrics, PNG files - happens outside it.
 """
 
 from __future__ import annotations
