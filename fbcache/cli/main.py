@@ -3,7 +3,7 @@
     fbcache history                  list saved runs and their fingerprints
     fbcache compare                  judge the latest run against its history; exit 0 clean, 1 regression, 2 error
     fbcache accept RUN               the level of RUN is intended: a new baseline segment starts there
-    fbcache alert RESULT.json        step summary, webhook, issue; exit code of the result
+    fbcache alert RESULT.json        send it through every alert sink its options turn on; exit code of the result
     fbcache report [RUN]             Markdown + HTML + PNG report of a run
     fbcache calibrate [RUN] --out P  a bounds profile from a saved run
     fbcache nightly                  sweep, compare, report, alert: the nightly job in one verb
@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
+from fbcache.alerts import Finding, add_sink_options, alert, all_sinks, configured_sinks
 from fbcache.cli.common import (
     DEFAULT_STORAGE,
     PlainHelpFormatter,
@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     accept.add_argument("--reason", default="", help="why, e.g. the commit that made it slower on purpose")
     accept.set_defaults(func=cmd_accept)
 
-    alert_parser = verb("alert", "send a compare result (or a broken sweep) to the step summary, a webhook, an issue")
+    alert_parser = verb("alert", "send a compare result (or a broken sweep) through the alert sinks its options turn "
+                        f"on ({', '.join(sink.name for sink in all_sinks())})")
     alert_parser.add_argument("result", nargs="?", help="JSON written by `fbcache compare --json`")
     alert_parser.add_argument("--broken", help="the sweep broke: say why (exit code 3, not a regression)")
     alert_parser.add_argument("--context", default="", help="where this ran, e.g. the workflow run URL")
