@@ -121,8 +121,8 @@ def add_options(parser: Any, specs: tuple[OptionSpec, ...] | None = None) -> Non
                             help=f"{text} (default: off; env {spec.env}, ini {spec.ini})")
         elif spec.multiple:
             group.addoption(spec.cli, action="append", default=None, dest=spec.dest, metavar=spec.metavar,
-                            help=f"{text} (repeatable; default: {spec.default or spec.default_help}; env {spec.env}, "
-                                 f"ini {spec.ini}, comma-separated)")
+                            help=f"{text} (default: {spec.default or spec.default_help}; env {spec.env}, "
+                                 f"ini {spec.ini}; repeatable, comma-separated in env and ini)")
         else:
             group.addoption(spec.cli, action="store", default=None, dest=spec.dest, metavar=spec.metavar,
                             help=f"{text} (default: {spec.default or spec.default_help}; env {spec.env}, "
