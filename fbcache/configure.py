@@ -1,13 +1,14 @@
 """From raw option strings to a checked :class:`~fbcache.config.harness.HarnessConfig`, before any model is built.
 
-- The option table: the core options (:mod:`fbcache.config.options`) and every registered
-  extension's own (cache backends, quantization modes, model sources), as seen by pytest
-  (``--fbcache-*``), the environment (``FBCACHE_*``), the ini file and ``fbcache nightly``.
+- The option table: the core options (:mod:`fbcache.config.options`), every registered
+  extension's own (cache backends, quantization modes, model sources) and one calibrate margin per
+  image metric, as seen by pytest (``--fbcache-*``), the environment (``FBCACHE_*``), the ini file
+  and ``fbcache nightly``.
 - :func:`build_config`: every option parsed and checked; each registry entry adds its own rules.
   Bad input costs nothing and names the option and the values it accepts.
 - :func:`check_environment`: what needs the environment (packages, GPU), from the same registries.
 
-Nothing here names a particular backend, quantization mode or model source.
+Nothing here names a particular backend, quantization mode, model source or image metric.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fbcache import backends, models, quant
+from fbcache import backends, metrics, models, quant
 from fbcache.config.harness import HarnessConfig
 from fbcache.config.options import (
     BY_NAME,
@@ -39,7 +40,7 @@ from fbcache.config.options import (
     resolve_clock,
 )
 from fbcache.config.prompts import load_prompt_set, parse_shard, shard_device
-from fbcache.errors import ConfigError
+from fbcache.errors import ConfigError, MissingPackageError
 from fbcache.models.compile import FULL_WITH_CACHE_REASON
 
 # ------------------------------------------------------------------------------------ the option table
@@ -58,8 +59,14 @@ def _backend_help() -> str:
     return "; ".join(f"{spec.name}: {spec.summary}" for spec in backends.all_backends())
 
 
+def _margins_help() -> str:
+    return "each metric's own: " + ", ".join(f"{m.name} {m.calibrate_margin:g}" for m in metrics.all_metrics())
+
+
 _REGISTRY_HELP: dict[str, Callable[[], str]] = {"model": _model_help, "quant": _quant_help,
                                                 "cache_backend": _backend_help}
+#: defaults that come from a registry, named in ``--help``
+_REGISTRY_DEFAULT: dict[str, Callable[[], str]] = {"calibrate_margin": _margins_help}
 
 
 def extension_options() -> tuple[OptionSpec, ...]:
@@ -76,11 +83,32 @@ def extension_options() -> tuple[OptionSpec, ...]:
     return tuple(found.values())
 
 
+def margin_option(metric: metrics.ImageMetric) -> OptionSpec:
+    """``--fbcache-calibrate-<metric>-margin DELTA``: the same as ``--fbcache-calibrate-margin <metric>=DELTA``
+    (the one metric that had a margin option before margins were per metric keeps its spelling)."""
+    return OptionSpec(f"calibrate_{metric.name.replace('-', '_')}_margin",
+                      f"the same as {BY_NAME['calibrate_margin'].cli} {metric.name}=DELTA", "", "DELTA",
+                      default_help=f"the metric's own, {metric.calibrate_margin:g}")
+
+
+def metric_options() -> tuple[OptionSpec, ...]:
+    """One calibrate margin option per registered image metric (:func:`margin_option`)."""
+    taken = set(BY_NAME) | {spec.name for spec in extension_options()}
+    found = tuple(margin_option(metric) for metric in metrics.all_metrics())
+    for spec in found:
+        if spec.name in taken:
+            raise ValueError(f"option {spec.cli} of an image metric is declared twice")
+    return found
+
+
 def options() -> tuple[OptionSpec, ...]:
-    """The whole option table: the core options (the registries' choices in their help), then the extensions'."""
+    """The whole option table: the core options (the registries' choices in their help), then the extensions',
+    then the image metrics' margins."""
     core = tuple(replace(spec, help=_REGISTRY_HELP[spec.name]) if spec.help == REGISTRY_HELP else spec
                  for spec in OPTIONS)
-    return core + extension_options()
+    core = tuple(replace(spec, default_help=_REGISTRY_DEFAULT[spec.name]()) if spec.default_help == REGISTRY_HELP
+                 else spec for spec in core)
+    return core + extension_options() + metric_options()
 
 
 def add_options(parser: Any, specs: tuple[OptionSpec, ...] | None = None) -> None:
@@ -91,6 +119,10 @@ def add_options(parser: Any, specs: tuple[OptionSpec, ...] | None = None) -> Non
         if spec.flag:
             group.addoption(spec.cli, action="store_const", const="true", default=None, dest=spec.dest,
                             help=f"{text} (default: off; env {spec.env}, ini {spec.ini})")
+        elif spec.multiple:
+            group.addoption(spec.cli, action="append", default=None, dest=spec.dest, metavar=spec.metavar,
+                            help=f"{text} (default: {spec.default or spec.default_help}; env {spec.env}, "
+                                 f"ini {spec.ini}; repeatable, comma-separated in env and ini)")
         else:
             group.addoption(spec.cli, action="store", default=None, dest=spec.dest, metavar=spec.metavar,
                             help=f"{text} (default: {spec.default or spec.default_help}; env {spec.env}, "
@@ -104,6 +136,8 @@ def resolve_raw(config: Any, environ: Mapping[str, str] | None = None) -> dict[s
     raw: dict[str, str | None] = {}
     for spec in options():
         value = config.getoption(spec.dest, default=None)
+        if isinstance(value, list):  # a repeated flag (``multiple``): its entries, as the environment gives them
+            value = ",".join(value)
         if value is None:
             value = environ.get(spec.env)
         if value is None:
@@ -170,6 +204,9 @@ def build_config(
     compile_mode = parse_choice(cli("compile"), get("compile"), COMPILE_MODES)
     backend = parse_choice(cli("cache_backend"), get("cache_backend"), backends.names())
     extra = {spec.name: spec.value(raw.get(spec.name)) for spec in extension_options()}
+    calibrate_margins = metrics.amounts(cli("calibrate_margin"), [str(raw.get("calibrate_margin") or "")],
+                                        {m.name: (margin_option(m).cli, _text(raw.get(margin_option(m).name)))
+                                         for m in metrics.all_metrics()})
     thresholds = parse_thresholds(cli("thresholds"), str(get("thresholds")))
     steps = parse_int(cli("steps"), get("steps"), 1) if get("steps") else source.default_steps
     width, height = parse_resolution(cli("resolution"), str(get("resolution"))) if get("resolution") \
@@ -217,7 +254,7 @@ def build_config(
         bounds_dir=Path(str(bounds_dir)).expanduser().resolve() if bounds_dir else None,
         calibrate=calibrate_path,
         calibrate_speedup_margin=parse_margin(cli("calibrate_speedup_margin"), str(get("calibrate_speedup_margin")), 1.0),
-        calibrate_ssim_margin=parse_margin(cli("calibrate_ssim_margin"), str(get("calibrate_ssim_margin")), 1.0),
+        calibrate_margins=calibrate_margins,
         device=device,
         force_compare=parse_bool(cli("force_compare"), get("force_compare")),
         selfcheck=parse_bool(cli("selfcheck"), get("selfcheck")),
@@ -236,6 +273,10 @@ def build_config(
     check_quant_device(config)
     check_compile(config)
     return config
+
+
+def _text(raw: str | bool | None) -> str | None:
+    return None if raw is None else str(raw)
 
 
 def check_load_time_quant(config: HarnessConfig) -> None:
@@ -314,8 +355,9 @@ def check_environment(
 ) -> None:
     """Raise ConfigError for anything that would fail later, once weights are already loading.
 
-    The model source, the quantization mode and the cache backend each declare their packages and
-    their own environment checks; the GPU's compute capability is checked here for every mode.
+    The model source, the quantization mode, the cache backend and every image metric each declare
+    their packages (and all but the metrics their own environment checks); the GPU's compute
+    capability is checked here for every mode.
     """
     source = models.source_for(config.model)
     check_requirements(BY_NAME["model"].cli, config.model, source.requires, has_module)
@@ -334,3 +376,7 @@ def check_environment(
     backend = backends.get(config.cache_backend)
     check_requirements(BY_NAME["cache_backend"].cli, config.cache_backend, backend.requires, has_module)
     backend.preflight(config)
+    for metric in metrics.all_metrics():  # every run computes every registered metric
+        for module, hint in metric.requires.items():
+            if not has_module(module):
+                raise MissingPackageError(f"image metric {metric.name}", module, hint)

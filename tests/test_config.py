@@ -204,3 +204,68 @@ def test_the_nunchaku_options_keep_their_spellings_values_and_errors(tmp_path):
     built = config(tmp_path, cuda=ONE_GPU, **{**{k: v for k, v in raw.items() if v is not None}, "model": "org/flux",
                                               "quant": "nunchaku"})
     assert (built.extra["nunchaku_transformer"], built.extra["nunchaku_precision"]) == ("svdq.safetensors", "fp4")
+
+
+# ------------------------------------------------------------------- per-metric calibrate margins
+
+
+@pytest.mark.parametrize("cli, environ, ini, margins", [
+    ({"fbcache_calibrate_margin": ["ssim=0.05", "psnr=1.5"]}, {}, {}, {"ssim": 0.05, "psnr": 1.5}),
+    ({}, {"FBCACHE_CALIBRATE_MARGIN": "ssim=0.05, psnr=1.5"}, {}, {"ssim": 0.05, "psnr": 1.5}),
+    ({}, {}, {"fbcache_calibrate_margin": "psnr=3"}, {"psnr": 3.0}),
+    ({"fbcache_calibrate_ssim_margin": "0.05"}, {}, {}, {"ssim": 0.05}),
+    ({}, {"FBCACHE_CALIBRATE_SSIM_MARGIN": "0.05"}, {}, {"ssim": 0.05}),
+    ({}, {}, {"fbcache_calibrate_ssim_margin": "0.05"}, {"ssim": 0.05}),
+    ({"fbcache_calibrate_margin": ["psnr=1"]}, {"FBCACHE_CALIBRATE_SSIM_MARGIN": "0.05"}, {}, {"ssim": 0.05, "psnr": 1.0}),
+    ({}, {}, {}, {}),
+], ids=["repeated-flag", "env", "ini", "old-flag", "old-env", "old-ini", "both-spellings", "none"])
+def test_calibrate_margins_are_per_metric_in_every_spelling(tmp_path, cli, environ, ini, margins):
+    raw = resolve_raw(FakeConfig(cli=cli, ini=ini), environ=environ)
+    assert build_config({**raw, "output_dir": str(tmp_path)}, cuda=NO_CUDA, environ={}).calibrate_margins == margins
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"calibrate_margin": "lpips=0.1"}, "--fbcache-calibrate-margin: invalid value 'lpips=0.1' (no METRIC 'lpips'); "
+                                        "accepted: METRIC=VALUE, METRIC one of ssim, psnr; several separated by commas"),
+    ({"calibrate_margin": "ssim=1"}, "--fbcache-calibrate-margin: invalid value 'ssim=1' (out of range); accepted: "
+                                     "ssim=VALUE, VALUE a number in [0, 1)"),
+    ({"calibrate_margin": "psnr=-1"}, "--fbcache-calibrate-margin: invalid value 'psnr=-1' (out of range); accepted: "
+                                      "psnr=VALUE, VALUE a finite number >= 0"),
+    ({"calibrate_margin": "ssim"}, "--fbcache-calibrate-margin: invalid value 'ssim' (no METRIC=VALUE)"),
+    ({"calibrate_margin": "ssim=0.1,ssim=0.2"}, "--fbcache-calibrate-margin: invalid value 'ssim=0.2' (ssim given twice)"),
+    ({"calibrate_ssim_margin": "2"}, "--fbcache-calibrate-ssim-margin: invalid value '2' (out of range); accepted: a "
+                                     "number in [0, 1)"),
+    ({"calibrate_margin": "ssim=0.1", "calibrate_ssim_margin": "0.2"},
+     "--fbcache-calibrate-ssim-margin: invalid value '0.2' (--fbcache-calibrate-margin sets ssim too); accepted: "
+     "0.1, as --fbcache-calibrate-margin ssim=0.1 says, or only one of the two"),
+], ids=["unknown-metric", "beyond-the-span", "negative", "no-value", "twice", "old-spelling", "two-spellings-disagree"])
+def test_a_bad_calibrate_margin_names_the_option_and_what_it_accepts(tmp_path, raw, message):
+    with pytest.raises(ConfigError) as refused:
+        config(tmp_path, **raw)
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize("argv, tolerances", [
+    (["--tolerance", "ssim=0.02", "--tolerance", "psnr=0.5"], {"ssim": 0.02, "psnr": 0.5}),
+    (["--tolerance", "ssim=0.02,psnr=0.5"], {"ssim": 0.02, "psnr": 0.5}),
+    (["--ssim-tolerance", "0.02"], {"ssim": 0.02}),
+    ([], {}),
+], ids=["repeated", "comma-separated", "old-spelling", "none"])
+def test_compare_tolerances_are_per_metric_in_either_spelling(argv, tolerances):
+    from fbcache.cli.common import compare_settings
+    from fbcache.cli.main import build_parser
+
+    args = build_parser().parse_args(["compare", *argv])
+    assert compare_settings(args).tolerances == tolerances
+
+
+@pytest.mark.parametrize("argv, margins", [
+    (["--margin", "ssim=0.05", "--margin", "psnr=1"], {"ssim": 0.05, "psnr": 1.0}),
+    (["--ssim-margin", "0.05"], {"ssim": 0.05}),
+], ids=["repeated", "old-spelling"])
+def test_calibrate_margins_of_the_verb_are_per_metric_in_either_spelling(argv, margins):
+    from fbcache.cli.common import metric_amounts
+    from fbcache.cli.main import build_parser
+
+    args = build_parser().parse_args(["calibrate", "--out", "p.toml", *argv])
+    assert metric_amounts(args, "margin") == margins

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, subprocess_env
-from fbcache.configure import options as all_options
+from fbcache.configure import options as option_table
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,6 @@ def test_pytest_help_gives_each_default_once(tmp_path):
             options.append("")
         options[-1] += " " + line.strip()
     group = " ".join(options)
-    assert len(options) == len(all_options())
+    assert len(options) == len(option_table()), "the core options, the extensions' and the metrics' margins"
     assert [o.split("=")[0].split()[0] for o in options if o.count("(default: ") != 1] == []
     assert "see above" not in group and "`" not in group

@@ -1,10 +1,11 @@
 """Extending fbcache through its registries alone: one throwaway of each kind, defined here.
 
-An image metric; a cache backend with its own option, preflight refusal, versions and fingerprint
-settings; a quantization mode applied at load time (a transformer the model source uses instead of
-its own) with its own option; and a model source with its own option. Each is registered with one
-call and nothing in the package is edited. A plugin module (``-p``) registers them in the sweep's
-process too: the options must reach pytest, the environment and the config, and the sweep must run.
+An image metric (and one whose package is missing); a cache backend with its own option, preflight
+refusal, versions and fingerprint settings; a quantization mode applied at load time (a transformer
+the model source uses instead of its own) with its own option; a model source with its own option;
+and an alert sink with its own option. Each is registered with one call and nothing in the package
+is edited. A plugin module (``-p``) registers them in the sweep's process too: the options must reach
+pytest, the environment and the config, and the sweep must run.
 """
 
 from __future__ import annotations
@@ -13,34 +14,43 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fbcache import backends, configure, metrics, models, quant
+from fbcache import alerts, backends, configure, metrics, models, quant
+from fbcache.alerts import AlertSink, Outcome
+from fbcache.alerts.finding import Finding
 from fbcache.backends import BackendSpec
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.cli.main import main as fbcache_main
 from fbcache.config.harness import HarnessConfig
 from fbcache.config.options import OptionSpec, parse_choice, parse_int, parse_margin
-from fbcache.errors import ConfigError
+from fbcache.errors import EXIT_REGRESSION, EXIT_USAGE, ConfigError
 from fbcache.metrics.base import ImageMetric
 from fbcache.models import LoadedModel, ModelSource
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
 from fbcache.quant import QuantMode
 from fbcache.verdicts.bounds import load_profile
+from fbcache.verdicts.compare import CompareResult, CompareSettings, ThresholdResult, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_CUDA = (lambda: False, lambda: 0)
 
 
 def mean_abs_difference(image: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.mean(np.abs(image.astype(np.float64) - reference.astype(np.float64))))
+    """Mean absolute pixel difference, times $THROWAWAY_MAD_SCALE (default 1): a sweep that sets it reads worse."""
+    scale = float(os.environ.get("THROWAWAY_MAD_SCALE", "1"))
+    return float(np.mean(np.abs(image.astype(np.float64) - reference.astype(np.float64)))) * scale
 
 
 THROWAWAY_METRIC = ImageMetric(name="mad", title="MAD", compute=mean_abs_difference, tolerance=0.5,
                                calibrate_margin=1.0, higher_is_better=False, decimals=3)
+#: a metric whose package is not installed: every sweep is refused before a model is built
+NEEDY_METRIC = ImageMetric(name="needy", title="Needy", compute=mean_abs_difference, tolerance=0.5,
+                           calibrate_margin=1.0, requires={"fbcache_throwaway_absent": "pip install throwaway-absent"})
 
 # ------------------------------------------------------------------- a backend with an option of its own
 
@@ -96,6 +106,8 @@ GUIDANCE = OptionSpec("throwaway_guidance", "guidance scale of the throwaway mod
 
 
 def load_throwaway(config: HarnessConfig) -> LoadedModel:
+    if os.environ.get("THROWAWAY_LOADED"):  # a file that says a model was built
+        Path(os.environ["THROWAWAY_LOADED"]).write_text(config.model)
     pipe, spec = build_tiny_pipeline(weights=TINY_WEIGHTS, device=config.device)
     transformer = quant.transformer_for(config)
     if transformer is not None:
@@ -110,12 +122,40 @@ THROWAWAY_SOURCE = ModelSource(name="throwaway-tiny", summary="test-only: the ti
                                default_resolution=(64, 64), options=(GUIDANCE,), takes_transformer=True)
 
 
+# ------------------------------------------------------------------- an alert sink with an option of its own
+
+
+def add_sink_file(parser) -> None:
+    parser.add_argument("--throwaway-sink-file", help="append each finding's headline to this file")
+
+
+def configure_sink_file(args):
+    """Off without its option; a file in a directory that does not exist is refused before anything is sent."""
+    raw = getattr(args, "throwaway_sink_file", None)
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.parent.is_dir():
+        raise ConfigError("--throwaway-sink-file", raw, "a file in an existing directory", f"no directory {path.parent}")
+
+    def send(finding: Finding) -> Outcome:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(finding.headline() + "\n")
+        return Outcome(True, f"throwaway sink: appended to {path}")
+
+    return send
+
+
+THROWAWAY_SINK = AlertSink("throwaway-sink", add_sink_file, configure_sink_file)
+
+
 def register_throwaways() -> None:
     """The only extension code: one registry call each."""
     metrics.register(THROWAWAY_METRIC)
     backends.register(THROWAWAY_BACKEND)
     quant.register(THROWAWAY_QUANT)
     models.register(THROWAWAY_SOURCE)
+    alerts.register(THROWAWAY_SINK)
 
 
 def unregister_throwaways() -> None:
@@ -123,9 +163,11 @@ def unregister_throwaways() -> None:
     backends.unregister(THROWAWAY_BACKEND.name)
     quant.unregister(THROWAWAY_QUANT.name)
     models.unregister(THROWAWAY_SOURCE.name)
+    alerts.unregister(THROWAWAY_SINK.name)
 
 
 PLUGIN = "from test_registries import register_throwaways\nregister_throwaways()\n"
+NEEDY_PLUGIN = PLUGIN + "from test_registries import NEEDY_METRIC\nfrom fbcache import metrics\nmetrics.register(NEEDY_METRIC)\n"
 
 
 @pytest.fixture
@@ -232,3 +274,132 @@ def test_registered_extensions_of_every_kind_run_a_sweep_and_a_compare(sweep, tm
     assert fbcache_main(["calibrate", "--storage", str(runs[-1].storage), "--out", str(profile)]) == 0
     assert "max_mad = " in profile.read_text()
     assert "mad" in load_profile(profile).bound_for(0.5).image
+
+
+# ------------------------------------------------------------------- image metrics, alert sinks
+
+
+def test_an_image_metric_whose_package_is_missing_is_refused_in_preflight(tmp_path):
+    metrics.register(NEEDY_METRIC)
+    try:
+        config = configure.build_config({"output_dir": str(tmp_path)}, cuda=NO_CUDA, environ={})
+        with pytest.raises(ConfigError) as refused:
+            configure.check_environment(config)
+    finally:
+        metrics.unregister(NEEDY_METRIC.name)
+    assert str(refused.value) == ("image metric needy needs fbcache_throwaway_absent, which is not installed: "
+                                  "pip install throwaway-absent")
+
+
+def test_a_sweep_with_a_metric_whose_package_is_missing_stops_before_any_model_is_built(sweep, tmp_path):
+    (tmp_path / "needy_plugin.py").write_text(NEEDY_PLUGIN)
+    loaded = tmp_path / "loaded"
+    run = sweep("--fbcache-model", "throwaway-tiny", "--fbcache-steps", "2", "--fbcache-rounds", "1",
+                "--fbcache-thresholds", "0.5", "--benchmark-autosave",
+                env={"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}:{tmp_path}", "THROWAWAY_LOADED": str(loaded)},
+                plugins=("needy_plugin",))
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.output
+    assert ("fbcache: image metric needy needs fbcache_throwaway_absent, which is not installed: "
+            "pip install throwaway-absent") in run.output
+    assert not loaded.exists(), "the model source was asked to build a model"
+    assert run.saved_runs() == []
+
+
+def test_the_trade_off_plot_takes_its_quality_axis_from_the_primary_attribute(throwaways):
+    from fbcache.history.record import BenchRecord
+    from fbcache.render import plots
+
+    pytest.importorskip("matplotlib")
+    records = [BenchRecord(threshold, "tiny", "none", "diffusers", 4, "64x64", 0, speedup=speedup, metrics=values)
+               for threshold, speedup, values in ((None, 1.0, {"mad": 0.0}), (0.5, 2.0, {"mad": 3.0}))]
+    first = metrics.all_metrics()[0]
+    metrics.register(replace(first, primary=False))
+    metrics.register(replace(THROWAWAY_METRIC, primary=True))
+    try:
+        figure = plots.tradeoff_figure(records, "title")
+    finally:
+        metrics.register(first)
+    assert figure is not None and figure.axes[0].get_ylabel() == "MAD against uncached"
+
+
+def regression_result(path: Path) -> Path:
+    rows = [ThresholdResult("0.5", [Verdict("mad", "regression", 4.0, 1.0, "1.000 -> 4.000, beyond the tolerance 0.5")])]
+    path.write_text(CompareResult("0002_new", "segment", {"model": "tiny"}, CompareSettings(), rows).to_json())
+    return path
+
+
+def test_the_alert_verbs_help_names_a_registered_sink_and_its_option(throwaways):
+    from fbcache.cli.main import build_parser
+
+    verbs = next(a for a in build_parser()._actions if a.dest == "verb")
+    text = " ".join(verbs.choices["alert"].format_help().split())
+    assert "throwaway-sink)" in text and "--throwaway-sink-file" in text
+
+
+def test_an_alert_sinks_own_option_is_checked_before_anything_is_sent(throwaways, tmp_path, monkeypatch, capsys):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code = fbcache_main(["alert", str(regression_result(tmp_path / "r.json")),
+                         "--throwaway-sink-file", str(tmp_path / "absent" / "alerts.txt")])
+    assert code == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        f"fbcache alert: error: --throwaway-sink-file: invalid value '{tmp_path / 'absent' / 'alerts.txt'}' "
+        f"(no directory {tmp_path / 'absent'}); accepted: a file in an existing directory"]
+    assert not summary.exists(), "no sink sent anything"
+
+
+@pytest.mark.integration
+def test_a_registered_metric_is_tabled_judged_calibrated_reported_and_alerted(sweep, tmp_path: Path, throwaways,
+                                                                              capsys):
+    """The tiny model with the throwaway metric (MAD, lower is better): two sweeps, the second reading MAD
+    four times worse; compare judges it by its tolerance, calibrate and the sweep write its bound with the
+    margin given, the report draws its trend, and a throwaway sink receives the regression."""
+    pytest.importorskip("matplotlib")
+    (tmp_path / "throwaway_plugin.py").write_text(PLUGIN)
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}:{tmp_path}"}
+    args = ("--fbcache-steps", "4", "--fbcache-rounds", "1", "--fbcache-warmup-rounds", "0",
+            "--fbcache-thresholds", "0.5", "--fbcache-bounds", "none", "--benchmark-autosave")
+    first = sweep(*args, "--fbcache-calibrate", str(tmp_path / "swept.toml"), "--fbcache-calibrate-margin",
+                  "mad=0.25", "--fbcache-calibrate-margin", "ssim=0.05", env=env, plugins=("throwaway_plugin",))
+    assert first.returncode == 0, first.output
+    second = sweep(*args, env={**env, "THROWAWAY_MAD_SCALE": "4"}, plugins=("throwaway_plugin",))
+    assert second.returncode == 0, second.output
+    first_run = json.loads(second.saved_runs()[0].read_text())  # the two sweeps share one history
+    measured = {b["extra_info"]["threshold"]: b["extra_info"] for b in first_run["benchmarks"]}
+    mad, ssim = measured[0.5]["mad"], measured[0.5]["ssim"]
+    assert mad > 0.25, "the cached image differs: four times its MAD is beyond the tolerance 0.5"
+    assert "| SSIM | PSNR | MAD |" in first.output
+
+    # the sweep's own calibration took the margins given per metric
+    swept = (tmp_path / "swept.toml").read_text()
+    assert f"max_mad = {round(mad + 0.25, 3)}  # measured {mad:.3f}" in swept
+    assert f"min_ssim = {round(ssim - 0.05, 4)}  # measured {ssim:.4f}" in swept
+
+    # compare judges the metric by its tolerance: 3 x MAD is a regression at 0.5, within 4 x MAD it is not
+    storage, result = str(second.storage), tmp_path / "r.json"
+    capsys.readouterr()
+    assert fbcache_main(["compare", "--storage", storage, "--tolerance", "mad=0.5", "--json", str(result)]) == 1
+    assert "MAD" in capsys.readouterr().out
+    verdicts = {v["metric"]: v["status"] for row in json.loads(result.read_text())["rows"] if row["label"] == "0.5"
+                for v in row["verdicts"]}
+    assert (verdicts["mad"], verdicts["ssim"], verdicts["hits"]) == ("regression", "ok", "ok")
+    assert fbcache_main(["compare", "--storage", storage, "--mad-tolerance", str(round(4 * mad, 3))]) == 0
+
+    # calibrate writes its bound with the margin given
+    profile = tmp_path / "mine.toml"
+    assert fbcache_main(["calibrate", "--storage", storage, "--out", str(profile), "--margin", "mad=0.25"]) == 0
+    assert f"max_mad = {round(4 * mad + 0.25, 3)}" in profile.read_text()
+    assert load_profile(profile).bound_for(0.5).image["mad"] == round(4 * mad + 0.25, 3)
+
+    # the report draws its trend, the regression ringed
+    report = tmp_path / "report"
+    assert fbcache_main(["report", "--storage", storage, "--out", str(report), "--images", str(second.output_dir)]) == 0
+    assert (report / "trend-mad.png").is_file()
+    text = (report / "report.md").read_text()
+    assert "![MAD against uncached](trend-mad.png)" in text and "0.5 mad: **regression**" in text
+
+    # and the sink receives the regression from fbcache alert
+    received = tmp_path / "alerts.txt"
+    assert fbcache_main(["alert", str(result), "--throwaway-sink-file", str(received)]) == EXIT_REGRESSION
+    [headline] = received.read_text().splitlines()
+    assert headline.startswith("fbcache REGRESSION") and "0.5 mad regression" in headline

@@ -2,8 +2,8 @@
 
 A verb module ``fbcache/cli/<verb>.py`` (the verb is the module's name) defines:
 
-- ``HELP``: one line, shown by ``fbcache --help`` and, unless the module defines ``DESCRIPTION``,
-  by ``fbcache <verb> --help``;
+- ``HELP``: one line, shown by ``fbcache --help`` and, unless the module defines ``DESCRIPTION`` (or
+  ``describe()``, for a text built from the registries when the parser is built), by ``fbcache <verb> --help``;
 - ``add_arguments(parser)``: its options; those several verbs share (storage, compare settings,
   output files) come from :mod:`fbcache.cli.common`, the alert sinks' from :mod:`fbcache.alerts`;
 - ``run(args) -> int``: the exit code (:mod:`fbcache.errors`). Errors it raises become exit codes

@@ -9,12 +9,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fbcache.alerts import Finding, add_sink_options, alert, configured_sinks
+from fbcache.alerts import Finding, add_sink_options, alert, all_sinks, configured_sinks
 from fbcache.cli.common import add_storage_option
 from fbcache.errors import DataError
 from fbcache.verdicts.compare import CompareResult
 
 HELP = "send a compare result (or a broken sweep) to the step summary, a webhook, an issue"
+
+
+def describe() -> str:
+    """The sinks registered when the parser is built, a test's or a plugin's included."""
+    return f"send a compare result (or a broken sweep) through the alert sinks its options turn on " \
+           f"({', '.join(sink.name for sink in all_sinks())})"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,12 +11,14 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from fbcache.errors import DataError, SelectionError
 from fbcache.history.acceptance import Acceptance, load_acceptances
 from fbcache.history.selection import find_run
 from fbcache.history.storage import Run, load_runs, replace_file
+from fbcache.metrics import ImageMetric, all_metrics, amounts
 from fbcache.verdicts.compare import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest
 
@@ -104,7 +106,7 @@ def write_file(path: Path, text: str, option: str) -> None:
 def compare_settings(args: argparse.Namespace) -> CompareSettings:
     return CompareSettings(alpha=args.alpha, min_effect=args.min_effect, max_mde=args.max_mde, history=args.history,
                            min_history=args.min_history,
-                           tolerances={} if args.ssim_tolerance is None else {"ssim": args.ssim_tolerance},
+                           tolerances=metric_amounts(args, "tolerance"),
                            judge_cpu_timing=args.judge_cpu_timing)
 
 
@@ -123,10 +125,27 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
                         help="most recent runs of a segment that set its level (20)")
     parser.add_argument("--min-history", type=int, default=defaults.min_history,
                         help="earlier runs needed before time and speedup are judged (3)")
-    parser.add_argument("--ssim-tolerance", type=float, default=None,
-                        help="largest SSIM drop that is not a regression (default: the SSIM metric's own, 0.01)")
+    add_metric_amounts(parser, "tolerance", "the largest move of an image metric the wrong way that is not a "
+                       "regression", lambda metric: metric.tolerance)
     parser.add_argument("--judge-cpu-timing", action="store_true",
                         help="alert on time/speedup of CPU runs too (default: advisory, CPU timing is noisy)")
+
+
+def add_metric_amounts(parser: argparse.ArgumentParser, option: str, help_text: str,
+                       default: Callable[[ImageMetric], float]) -> None:
+    """``--OPTION METRIC=X`` (repeatable, or comma-separated), and per image metric ``--METRIC-OPTION X``."""
+    defaults = ", ".join(f"{m.name} {default(m):g}" for m in all_metrics())
+    parser.add_argument(f"--{option}", action="append", default=[], metavar="METRIC=X",
+                        help=f"{help_text} (repeatable, or comma-separated; default: each metric's own: {defaults})")
+    for metric in all_metrics():
+        parser.add_argument(f"--{metric.name}-{option}", dest=f"{option}_{metric.name}", metavar="X",
+                            help=f"the same as --{option} {metric.name}=X")
+
+
+def metric_amounts(args: argparse.Namespace, option: str) -> dict[str, float]:
+    """What :func:`add_metric_amounts`' options say, per metric, checked (ConfigError naming the option)."""
+    return amounts(f"--{option}", getattr(args, option, []),
+                   {m.name: (f"--{m.name}-{option}", getattr(args, f"{option}_{m.name}", None)) for m in all_metrics()})
 
 
 def read_acceptances(storage: Path) -> dict[str, Acceptance]:

@@ -22,13 +22,19 @@ def verb_modules() -> dict[str, ModuleType]:
     return {name.rpartition(".")[2]: importlib.import_module(name) for name in VERBS}
 
 
+def _description(module: ModuleType) -> str:
+    """``describe()`` (built from the registries now), else ``DESCRIPTION``, else ``HELP``."""
+    if hasattr(module, "describe"):
+        return str(module.describe())
+    return str(getattr(module, "DESCRIPTION", module.HELP))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fbcache", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=PlainHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
     for name, module in verb_modules().items():
-        sub = verbs.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
-                               formatter_class=PlainHelpFormatter)
+        sub = verbs.add_parser(name, help=module.HELP, description=_description(module), formatter_class=PlainHelpFormatter)
         module.add_arguments(sub)
     return parser
 

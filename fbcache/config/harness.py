@@ -43,7 +43,8 @@ class HarnessConfig:
     bounds_dir: Path | None = None
     calibrate: Path | None = None
     calibrate_speedup_margin: float = 0.15
-    calibrate_ssim_margin: float = 0.02
+    #: per image metric, a margin for ``calibrate`` that replaces the metric's own
+    calibrate_margins: Mapping[str, float] = field(default_factory=dict, hash=False)
     device: str = "cpu"
     force_compare: bool = False
     selfcheck: bool = False

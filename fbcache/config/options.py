@@ -4,8 +4,9 @@ Every option ``name`` is available as ``--fbcache-<name>`` on the command line, 
 ``FBCACHE_<NAME>`` in the environment and as ``fbcache_<name>`` under ``[tool.pytest.ini_options]``
 (command line > environment > ini > the table's default). ``fbcache nightly`` passes on the options
 marked ``nightly``. Cache backends, quantization modes and model sources declare their own options
-with the same :class:`OptionSpec`; :mod:`fbcache.configure` joins them to this table and lists the
-registries' choices in the help of ``model``, ``quant`` and ``cache_backend``.
+with the same :class:`OptionSpec`; :mod:`fbcache.configure` joins them to this table, adds one
+``--fbcache-calibrate-<metric>-margin`` per image metric and lists the registries' choices in the
+help of ``model``, ``quant``, ``cache_backend`` and ``calibrate_margin``.
 
 Every parser takes the option's name first, so its error names exactly what the user typed
 (``--fbcache-steps`` or ``FBCACHE_STEPS``) and the values it accepts.
@@ -46,6 +47,8 @@ class OptionSpec:
     #: an extension's option: ``parse(option, raw)`` -> the value ``HarnessConfig.option`` gives (raise
     #: ConfigError naming ``option``); None: the text itself. An empty value is None, unparsed.
     parse: Callable[[str, str], Any] | None = None
+    #: NAME=VALUE entries: the flag may be repeated; in the environment and the ini, comma-separated
+    multiple: bool = False
 
     @property
     def cli(self) -> str:
@@ -104,8 +107,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "", "PATH", default_help="none, no profile written"),
     OptionSpec("calibrate_speedup_margin", "relative margin below the measured speedup for --fbcache-calibrate",
                "0.15", "FRACTION"),
-    OptionSpec("calibrate_ssim_margin", "absolute margin below the measured SSIM for --fbcache-calibrate "
-               "(other metrics use their own default margin)", "0.02", "DELTA"),
+    OptionSpec("calibrate_margin", "per image metric, METRIC=DELTA: how far beyond the measured value "
+               "--fbcache-calibrate puts the metric's bound", "", "METRIC=DELTA", multiple=True,
+               default_help=REGISTRY_HELP),
     OptionSpec("device", "auto, cpu, cuda or cuda:N", "auto", "DEVICE", nightly=True),
     OptionSpec("force_compare", "let --benchmark-compare compare runs with different fingerprints", "false",
                flag=True),
@@ -174,7 +178,7 @@ def parse_resolution(option: str, raw: str) -> tuple[int, int]:
 
 
 def parse_margin(option: str, raw: str, upper: float) -> float:
-    accepted = f"a number in [0, {upper})"
+    accepted = f"a number in [0, {upper:g})" if math.isfinite(upper) else "a finite number >= 0"
     try:
         value = float(raw)
     except ValueError:
@@ -182,6 +186,29 @@ def parse_margin(option: str, raw: str, upper: float) -> float:
     if not 0 <= value < upper:
         raise ConfigError(option, raw, accepted, "out of range")
     return value
+
+
+def parse_entries(option: str, raw: str, names: tuple[str, ...], parse: Callable[[str, str, str], Any],
+                  what: str = "NAME") -> dict[str, Any]:
+    """'a=1, b=2' -> {'a': parse(option, 'a', '1'), ...}: each NAME one of ``names``, at most once.
+
+    ``parse(option, name, value)`` raises ConfigError; its error is given again naming the whole entry.
+    """
+    accepted = f"{what}=VALUE, {what} one of {', '.join(names) or '(none registered)'}; several separated by commas"
+    found: dict[str, Any] = {}
+    for entry in (e.strip() for e in str(raw).split(",") if e.strip()):
+        name, equals, value = (part.strip() for part in entry.partition("="))
+        if not equals or not value:
+            raise ConfigError(option, entry, accepted, f"no {what}=VALUE")
+        if name not in names:
+            raise ConfigError(option, entry, accepted, f"no {what} {name!r}")
+        if name in found:
+            raise ConfigError(option, entry, accepted, f"{name} given twice")
+        try:
+            found[name] = parse(option, name, value)
+        except ConfigError as exc:
+            raise ConfigError(option, entry, f"{name}=VALUE, VALUE {exc.accepted}", exc.why) from None
+    return found
 
 
 def parse_choice(option: str, raw: str, choices: tuple[str, ...]) -> str:

@@ -1,6 +1,6 @@
 """Prompt sets (``--fbcache-prompts``), each prompt measured against its own uncached image, and their shards.
 
-One prompt's SSIM and hits say little about a cache; published FBCache evaluations average over
+One prompt's image metrics and hits say little about a cache; published FBCache evaluations average over
 prompt sets. A set is a file:
 
 - ``.txt`` (or any other name): one prompt per line; blank lines and lines starting with ``#`` are

@@ -1,17 +1,21 @@
 """What an image metric is: one comparison of a cached image with the uncached one, and its rules.
 
-A metric declares everything the harness does with it: how to compute it (outside any timed
-region), which direction is better, the change that ``fbcache compare`` tolerates, the floor key a
-bounds profile uses and the margin ``calibrate`` leaves below a measured value.
+A metric declares everything the harness does with it: the packages it needs (checked before any
+model is built), how to compute it (outside any timed region), which direction is better, the
+change that ``fbcache compare`` tolerates, the floor key a bounds profile uses, the margin
+``calibrate`` leaves below a measured value, the values it can take, and whether it is the quality
+axis of the report's trade-off plot (``primary``). Nothing outside the metric's own file names it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from fbcache.config.options import parse_margin
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,25 @@ class ImageMetric:
     decimals: int = 4
     #: the values the metric can take, so a bounds profile's floor outside them is refused (inclusive)
     value_range: tuple[float, float] = (0.0, math.inf)
+    #: importable module name -> how to install it; checked before any model is built
+    requires: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: the quality axis of the report's trade-off plot and the value beside each image of its grid
+    #: (the first registered primary metric; with none, the first registered metric)
+    primary: bool = False
+
+    @property
+    def span(self) -> float:
+        """The largest change the metric can show: a tolerance or margin must stay below it."""
+        low, high = self.value_range
+        return high - low
 
     @property
     def bound_key(self) -> str:
         return f"min_{self.name}" if self.higher_is_better else f"max_{self.name}"
+
+    def amount(self, option: str, raw: str) -> float:
+        """A tolerance or margin of this metric from user input: a number >= 0, below the metric's span."""
+        return parse_margin(option, raw, self.span)
 
     def worse_by(self, now: float, before: float) -> float:
         """How much worse ``now`` is than ``before`` (negative: better)."""

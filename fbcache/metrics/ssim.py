@@ -32,4 +32,4 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 # SSIM of two images is at most 1 (identical); a floor below 0 holds for any image worth keeping
 METRIC = ImageMetric(name="ssim", title="SSIM", compute=ssim, tolerance=0.01, calibrate_margin=0.02,
-                     value_range=(0.0, 1.0))
+                     value_range=(0.0, 1.0), requires={"skimage": "pip install scikit-image"}, primary=True)

@@ -81,7 +81,7 @@ class ModelSource:
     default_steps: int = 28
     #: (width, height) when ``--fbcache-resolution`` is not given
     default_resolution: tuple[int, int] = (1024, 1024)
-    #: random weights: realistic cost per step, meaningless hits and SSIM
+    #: random weights: realistic cost per step, meaningless hits and image metrics
     timing_only: bool = False
     #: importable module name -> how to install it; checked before any model is built
     requires: Mapping[str, str] = field(default_factory=dict)

@@ -2,7 +2,7 @@
 
 Its cost per step is FLUX.1-dev's, but its cache behaviour is not: with random weights the
 first-block residual differences are large at every step (0.40-0.80 measured on an H100), so
-thresholds below about 0.4 never hit. Use it to time the machinery, never to judge hits or SSIM.
+thresholds below about 0.4 never hit. Use it to time the machinery, never to judge hits or image metrics.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ FLUX_VAE = dict(
 )
 T5_SEQUENCE, T5_DIM, CLIP_POOLED_DIM = 512, 4096, 768
 TIMING_ONLY_NOTE = ("flux-random: random weights, TIMING ONLY - per-step cost is FLUX.1-dev's, cache hits "
-                    "and SSIM are not (first-block differences 0.40-0.80 per step on an H100)")
+                    "and image metrics are not (first-block differences 0.40-0.80 per step on an H100)")
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ Two schedules (the records they give are built in :mod:`fbcache.plugin.records`)
 
 The timed region is one pipeline call (text encoding, denoising, VAE decode) followed by an
 accelerator synchronisation. Everything else - RNG setup, resetting the decision log, moving
-images to the host, NaN checks, SSIM/PSNR, PNG files, the progress line of each generation
+images to the host, NaN checks, image metrics, PNG files, the progress line of each generation
 (plugin/display.py) - happens outside it.
 
 **Clocks.** pytest-benchmark reads a host clock before and after the timed call. GPU work is

@@ -391,7 +391,7 @@ def _calibration(config: pytest.Config, fb: FBCacheSession) -> str:
     target = fb.config.calibrate
     assert target is not None  # only called when --fbcache-calibrate was given
     return calibrate(
-        fb.records.values(), fb.config.calibrate_speedup_margin, {"ssim": fb.config.calibrate_ssim_margin},
+        fb.records.values(), fb.config.calibrate_speedup_margin, fb.config.calibrate_margins,
         name=target.stem,
         match=match_facts(info),
         enforce_speedup=fb.config.device.startswith("cuda"),

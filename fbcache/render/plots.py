@@ -9,6 +9,7 @@ libraries, the same runs give byte-identical PNGs.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fbcache.errors import MissingDependencyError
 from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.metrics import ImageMetric, primary
 from fbcache.render.table import ordered
 
 if TYPE_CHECKING:
@@ -102,33 +104,47 @@ def _hex(rgb: Sequence[float]) -> str:
 # ------------------------------------------------------------------------------ trade-off
 
 
-def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
-    """Speedup against SSIM, one point per threshold; None when no threshold has both values."""
-    figure = tradeoff_figure(records, title)
+def tradeoff_plot(records: Sequence[BenchRecord], path: Path, title: str,
+                  metric: ImageMetric | None = None) -> Path | None:
+    """Speedup against an image metric (default: the primary one), one point per threshold; None when no
+    threshold has both values."""
+    figure = tradeoff_figure(records, title, metric)
     return None if figure is None else _save(figure, path)
 
 
-def tradeoff_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
+def _finite(value: float | None) -> float | None:
+    """A value a chart can place: an infinite one (identical images' PSNR) has no point."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def tradeoff_figure(records: Sequence[BenchRecord], title: str, metric: ImageMetric | None = None) -> Figure | None:
     """The trade-off chart (see :func:`tradeoff_plot`).
 
     Points are named in a legend rather than beside them: on random weights most thresholds sit on
     the same spot, and labels printed there would overwrite each other.
     """
-    cached = [r for r in ordered(records) if r.threshold is not None and r.speedup is not None and r.ssim is not None]
+    metric = metric or primary()
+    if metric is None:
+        return None
+    quality = {r.label: value for r in records if (value := _finite(r.metrics.get(metric.name))) is not None}
+    cached = [r for r in ordered(records) if r.threshold is not None and r.speedup is not None and r.label in quality]
     if not cached:
         return None
     colours = palette([r.label for r in ordered(records)])
     figure = _new_figure(7.5, 4.8)
     ax = figure.add_subplot()
-    if any(r.threshold is None for r in records):
-        ax.scatter([1.0], [1.0], s=120, marker="*", color=colours[UNCACHED], zorder=4, label="uncached (reference)")
+    reference = next((quality[r.label] for r in ordered(records) if r.threshold is None and r.label in quality), None)
+    if reference is not None:  # the uncached image against itself: the metric's best value
+        ax.scatter([1.0], [reference], s=120, marker="*", color=colours[UNCACHED], zorder=4,
+                   label="uncached (reference)")
     for i, record in enumerate(cached):
-        ax.scatter([record.speedup or 0.0], [record.ssim or 0.0], s=55, marker=MARKERS[i % len(MARKERS)], color=colours[record.label],
-                   zorder=3, alpha=0.85, label=f"{record.label}: {record.speedup:.2f}x, SSIM {record.ssim:.4f}")
+        ax.scatter([record.speedup or 0.0], [quality[record.label]], s=55, marker=MARKERS[i % len(MARKERS)],
+                   color=colours[record.label], zorder=3, alpha=0.85,
+                   label=f"{record.label}: {record.speedup:.2f}x, {metric.title} {metric.format(quality[record.label])}")
     ax.axvline(1.0, color="#999999", linestyle="--", linewidth=1)
     ax.margins(0.08)
     ax.set_xlabel("speedup over uncached (x)")
-    ax.set_ylabel("SSIM against uncached")
+    ax.set_ylabel(f"{metric.title} against uncached")
     _title(figure, title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="threshold", title_fontsize=8)

@@ -31,7 +31,7 @@ from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.selection import same_fingerprint_before
 from fbcache.history.storage import Run
 from fbcache.history.summary import is_prompt_set
-from fbcache.metrics import all_metrics
+from fbcache.metrics import all_metrics, primary
 from fbcache.render import html_page, plots
 from fbcache.render.scale import FIGURE_LIMIT, LIST_LIMIT, TABLE_LIMIT, capped, subset
 from fbcache.render.table import (
@@ -47,8 +47,8 @@ from fbcache.render.table import (
 from fbcache.verdicts.compare import CompareSettings
 from fbcache.verdicts.judge import judge_series
 
-TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits, "
-                    "SSIM and PSNR are not what trained weights would give; read the timings only.")
+TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits "
+                    "and image metrics are not what trained weights would give; read the timings only.")
 IMAGE_DIR = "images"
 IMAGE_KINDS = ("first", "second")
 
@@ -252,14 +252,16 @@ def trend_alerts(runs: list[Run], series: list[Run], settings: CompareSettings =
 
 
 def _grid_rows(images: list[tuple[BenchRecord, list[ImageCell]]], out_dir: Path) -> list[plots.GridRow]:
-    """Label each row with what explains its images: threshold, hits and SSIM."""
+    """Label each row with what explains its images: threshold, hits and the primary image metric."""
     rows = []
+    metric = primary()
     for record, cells in images:
         lines = [record.label if record.threshold is None else f"threshold {record.label}"]
         if record.hits is not None:
             lines.append(f"hits {record.hits}/{record.steps}")
-        if record.ssim is not None and record.threshold is not None:
-            lines.append(f"SSIM {record.ssim:.4f}")
+        value = None if metric is None else record.metrics.get(metric.name)
+        if metric is not None and value is not None and record.threshold is not None:
+            lines.append(f"{metric.title} {metric.format(value)}")
         rows.append(plots.GridRow(tuple(lines), tuple(out_dir / c.copy if c.copy else None for c in cells)))
     return rows
 
@@ -319,6 +321,11 @@ def _remove_stale(out_dir: Path, written: dict[str, Path]) -> None:
 # ------------------------------------------------------------------------------ Markdown
 
 
+def _tradeoff_alt() -> str:
+    metric = primary()
+    return "speedup against " + ("quality" if metric is None else metric.title)
+
+
 def render_markdown(report: Report) -> str:
     """``report.md``: readable as text and rendered by any Markdown viewer next to its PNGs."""
     lines = [f"# fbcache report: {display_name(report.run)}", ""]
@@ -329,7 +336,7 @@ def render_markdown(report: Report) -> str:
     if report.bounds:
         lines += ["Bounds violations:", "", *[f"- {markdown.cell(line)}" for line in _bounds_shown(report)], ""]
     if "tradeoff.png" in report.figures:
-        lines += ["## Speed against quality", "", "![speedup against SSIM](tradeoff.png)", ""]
+        lines += ["## Speed against quality", "", f"![{_tradeoff_alt()}](tradeoff.png)", ""]
     trace = hit_map(report.listed or report.records)
     if trace:
         lines += ["## Cache hits per step", ""]
@@ -398,7 +405,7 @@ def render_html(report: Report) -> str:
         parts += ['<p class="alert">Bounds violations:</p><ul>',
                   *[f"<li>{_esc(line)}</li>" for line in _bounds_shown(report)], "</ul>"]
     if "tradeoff.png" in report.figures:
-        parts += ["<h2>Speed against quality</h2>", _img("tradeoff.png", "speedup against SSIM")]
+        parts += ["<h2>Speed against quality</h2>", _img("tradeoff.png", _tradeoff_alt())]
     trace = hit_map(report.listed or report.records)
     if trace:
         parts.append("<h2>Cache hits per step</h2>")

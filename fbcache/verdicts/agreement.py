@@ -30,6 +30,7 @@ from fbcache import backends
 from fbcache.errors import AgreementError
 from fbcache.history.record import UNCACHED, BenchRecord
 from fbcache.history.storage import Run
+from fbcache.metrics import all_metrics
 
 #: relative distance from the threshold within which rounding may flip a decision
 DEFAULT_NEAR = 0.005
@@ -164,20 +165,22 @@ def _hit_map(record: BenchRecord) -> str:
 
 
 def markdown(agreement: Agreement) -> str:
-    """Per threshold, one row per backend: hit map, hits, speedup, SSIM, and the verdict."""
+    """Per threshold, one row per backend: hit map, hits, speedup, every image metric, and the verdict."""
+    titles = [m.title for m in all_metrics()]
     lines = [f"Cross-backend agreement ({agreement.accelerator}; {agreement.workload}); reference: "
              f"{agreement.reference}. Hit map: '#' computed, '.' cache hit.", "",
-             "| threshold | backend | hit map | hits | speedup | SSIM | max diff gap | agree |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| " + " | ".join(["threshold", "backend", "hit map", "hits", "speedup", *titles, "max diff gap",
+                                "agree"]) + " |",
+             "|" + "---|" * (6 + len(titles))]
     for row in agreement.rows:
         record = row.record
         hits = f"{record.hits}/{len(record.hit_trace)}" if record.hits is not None else "—"
         speedup = f"{record.speedup:.2f}x" if record.speedup else "—"
-        ssim = f"{record.ssim:.4f}" if record.ssim is not None else "—"
+        measured = " | ".join(m.format(record.metrics.get(m.name)) for m in all_metrics())
         gap = "—" if row.diff_gap is None else f"{row.diff_gap:.1e}"
         verdict = "reference" if row.verdict is None else row.verdict.text
-        lines.append(f"| {row.threshold} | {row.backend} | `{_hit_map(record)}` | {hits} | {speedup} | {ssim} | "
-                     f"{gap} | {verdict} |")
+        lines.append(f"| {row.threshold} | {row.backend} | `{_hit_map(record)}` | {hits} | {speedup} | "
+                     + (f"{measured} | " if titles else "") + f"{gap} | {verdict} |")
     lines += ["", "all backends agree" if agreement.ok else "DISAGREEMENT beyond the documented causes (docs/guide.md, "
               "\"Cache backends\")"]
     return "\n".join(lines)
@@ -188,7 +191,8 @@ def to_json(agreement: Agreement) -> dict[str, Any]:
         "reference": agreement.reference, "backends": agreement.backends, "ok": agreement.ok,
         "workload": agreement.workload, "accelerator": agreement.accelerator,
         "rows": [{"threshold": row.threshold, "backend": row.backend, "hit_trace": row.record.hit_trace,
-                  "hits": row.record.hits, "speedup": row.record.speedup, "ssim": row.record.ssim,
+                  "hits": row.record.hits, "speedup": row.record.speedup,
+                  **{m.name: m.to_json(row.record.metrics.get(m.name)) for m in all_metrics()},
                   "residual_diff_trace": row.record.residual_diff_trace, "diff_gap": row.diff_gap,
                   "agree": None if row.verdict is None else row.verdict.agree,
                   "detail": None if row.verdict is None else row.verdict.detail} for row in agreement.rows],

@@ -16,21 +16,21 @@ A profile looks like::
                                  # absent: the default prompt, on which every older profile was calibrated
     [thresholds."0.1"]
     min_speedup = 1.3
-    min_ssim = 0.93              # or "calibrate on the first run": not checked yet
-    min_psnr = 25.0              # every image metric of fbcache.metrics has its own key
-    min_ssim_worst = 0.85        # with a prompt set: the floor of the worst prompt
+    min_<metric> = 0.93          # every image metric of fbcache.metrics has its own key (max_<metric>
+                                 # where lower is better); or "calibrate on the first run": not checked yet
+    min_<metric>_worst = 0.85    # with a prompt set: the bound of the worst prompt
 
 Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
-type, or a bound outside the values its quantity can take (SSIM in [0, 1], PSNR >= 0, speedup > 0)
+type, or a bound outside the values its quantity can take (each metric's ``value_range``, speedup > 0)
 stops the run before any model is built, naming the file, the key path and the accepted range. The keys of a threshold table come from :func:`threshold_keys` (speedup and
 each registered image metric), so a new metric's floor is accepted, and its typo refused, unchanged.
 
-Timing on a shared CPU is noise; hits and SSIM are deterministic there. So a CPU profile sets
+Timing on a shared CPU is noise; hits and image metrics are deterministic there. So a CPU profile sets
 ``enforce_speedup = false``: its speedup floors are printed, never fatal, and never flake.
 
-With a prompt set (``--fbcache-prompts``) the plain keys hold for the set as a whole: ``min_ssim`` for
+With a prompt set (``--fbcache-prompts``) the plain keys hold for the set as a whole: ``min_<metric>`` for
 the mean over the prompts, ``min_speedup`` for the set's speedup (uncached time of the whole set over
-its cached time); ``<key>_worst`` (``min_ssim_worst``, ``max_<name>_worst``) for every single prompt,
+its cached time); ``<key>_worst`` (``min_<metric>_worst``, ``max_<metric>_worst``) for every single prompt,
 i.e. the worst one. A prompt is checked as soon as it is measured, the mean once the session has
 measured every prompt of the threshold (a shard does not see the whole set, so it checks only the
 ``_worst`` floors; the merged run's mean floors are not checked yet). In a run of one prompt the mean and the worst are that prompt.
@@ -177,8 +177,8 @@ def _bound_range(key: str) -> tuple[float, float, bool, str]:
 
 
 def _floor(value: Any, source: str, path: str) -> float | None:
-    """A bound's value, checked against the range its quantity can take: a floor no run can reach (SSIM
-    1.5) would fail every run, and one no run can miss (speedup 0) would check nothing."""
+    """A bound's value, checked against the range its quantity can take: a floor no run can reach (above
+    the metric's largest value) would fail every run, and one no run can miss (speedup 0) would check nothing."""
     low, high, inclusive, what = _bound_range(path.rsplit(".", 1)[-1])
     span = (f"a number in [{low:g}, {high:g}]" if math.isfinite(high)
             else f"a finite number {'>=' if inclusive else '>'} {low:g}")
@@ -400,7 +400,7 @@ def calibrate(
 ) -> str:
     """A TOML profile: each floor is the measured value minus the stated margin.
 
-    ``metric_margins`` replaces a metric's own ``calibrate_margin`` (e.g. the user's SSIM margin).
+    ``metric_margins`` replaces a metric's own ``calibrate_margin`` (the user's, by metric name).
     """
     records = list(records)
     margins = {m.name: metric_margins.get(m.name, m.calibrate_margin) for m in all_metrics()}

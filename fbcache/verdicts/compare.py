@@ -40,7 +40,7 @@ class CompareSettings:
     history: int = 20
     #: earlier runs of a benchmark before its time and speedup are judged
     min_history: int = 3
-    #: per image metric, a tolerance that replaces the metric's own (``metrics/<name>.py``); e.g. {"ssim": 0.02}
+    #: per image metric, a tolerance that replaces the metric's own (``metrics/<name>.py``), by metric name
     tolerances: dict[str, float] = field(default_factory=dict)
     #: judge time and speedup of CPU runs too (by default they are advisory)
     judge_cpu_timing: bool = False

@@ -1,10 +1,10 @@
-"""Verdicts on deterministic outputs: image metrics (SSIM, PSNR, ...) within a tolerance, hits exactly.
+"""Verdicts on deterministic outputs: each registered image metric within its tolerance, hits exactly.
 
 For a fixed seed and software stack, hits and image metrics do not vary between runs, so there is no noise to
-measure: any hit change is reported, and an SSIM drop beyond the tolerance. Like the timings, they
-are judged against the level at the start of the current segment (the first run, an accepted run,
-or an SSIM improvement), not against the previous night, so a change stays visible on every later
-run until it is undone or accepted.
+measure: any hit change is reported, and an image metric's move the wrong way beyond its tolerance. Like
+the timings, they are judged against the level at the start of the current segment (the first run, an
+accepted run, or an improvement of the metric), not against the previous night, so a change stays
+visible on every later run until it is undone or accepted.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class ExactJudgement:
 
 @dataclass
 class MetricTracker:
-    """An image metric (SSIM, PSNR, ...) against the uncached image, within its tolerance."""
+    """An image metric against the uncached image, within its tolerance."""
 
     metric: ImageMetric
     tolerance: float

@@ -3,7 +3,7 @@
 ``fbcache compare`` and ``fbcache nightly`` show the last step of the walk; the report's trends
 mark every step. Each benchmark has up to three noisy series (segments.py): its median time, its
 paired speedup over the uncached run (cached thresholds), and the geometric mean of all median
-times (row "all benchmarks"); and exact ones (exact.py): each image metric of the registry (SSIM, PSNR, ...) and hits. At every run:
+times (row "all benchmarks"); and exact ones (exact.py): each image metric of the registry and hits. At every run:
 
 1. each series' run-to-run residuals so far and its within-run noise (stats.py) are pooled over
    the benchmarks of that metric;
