@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 
 from fbcache import alerts, backends, configure, metrics, models, quant
-from fbcache.alerts import AlertSink, Outcome
-from fbcache.alerts.finding import Finding
+from fbcache.alerts import AlertSink, Finding, Outcome
 from fbcache.backends import BackendSpec
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.cli.main import main as fbcache_main
