@@ -25,11 +25,8 @@ from PIL import Image, UnidentifiedImageError
 
 from fbcache import markdown
 from fbcache.errors import OutputWriteError
-from fbcache.history import provenance
-from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import UNCACHED, BenchRecord
-from fbcache.history.selection import same_fingerprint_before
-from fbcache.history.storage import Run
+from fbcache.history.storage import Acceptance, Run, images_mismatch, same_fingerprint_before
 from fbcache.history.summary import is_prompt_set
 from fbcache.metrics import all_metrics, primary
 from fbcache.render import html_page, plots
@@ -492,7 +489,7 @@ def _move(staging: Path, path: Path, out_dir: Path) -> Path:
 def _write_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None,
                   progress: Callable[[str], None]) -> list[Path]:
     """Every file of the report, written into ``out_dir``: report.md, report.html, the figures, the images."""
-    refuse, provenance_note = provenance.mismatch(images_dir, latest.fingerprint) if images_dir else (False, "")
+    refuse, provenance_note = images_mismatch(images_dir, latest.fingerprint) if images_dir else (False, "")
     records = ordered(latest.records.values())
     drawn = subset(records, FIGURE_LIMIT, "Figures and images")
     listed = subset(records, TABLE_LIMIT, "Per-benchmark tables and the hit map")

@@ -21,9 +21,8 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import BenchRecord, label_of
-from fbcache.history.storage import Run
+from fbcache.history.storage import Acceptance, Run
 from fbcache.metrics import all_metrics
 from fbcache.verdicts.compare import (
     RUN_LABEL,
