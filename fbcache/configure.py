@@ -41,7 +41,7 @@ from fbcache.config.options import (
 )
 from fbcache.config.prompts import load_prompt_set, parse_shard, shard_device
 from fbcache.errors import ConfigError, MissingPackageError
-from fbcache.models.compile import FULL_WITH_CACHE_REASON
+from fbcache.models import FULL_WITH_CACHE_REASON
 
 # ------------------------------------------------------------------------------------ the option table
 

@@ -14,8 +14,7 @@ import pytest
 from webhook_server import silent_server, webhook_server
 
 from conftest import ROOT
-from fbcache.alerts import AlertSink, ConfiguredSink, Outcome, alert, register, unregister
-from fbcache.alerts.finding import Finding
+from fbcache.alerts import AlertSink, ConfiguredSink, Finding, Outcome, alert, register, unregister
 from fbcache.alerts.github_issue import file_issue
 from fbcache.alerts.step_summary import write_step_summary
 from fbcache.alerts.webhook import WebhookSettings, post_webhook, send_webhook, slack_payload

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_sweep
-from fbcache.history.acceptance import load_acceptances
-from fbcache.history.storage import load_runs, run_files
+from fbcache.history.storage import load_acceptances, load_runs, run_files
 from fbcache.verdicts.compare import CompareSettings
 from fbcache.verdicts.judge import judge_latest
 from tools.cpu_aa_check import scale_times

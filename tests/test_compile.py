@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import run_sweep
+from fbcache import models
 from fbcache.backends import DecisionLog
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.config.harness import HarnessConfig
@@ -21,7 +22,6 @@ from fbcache.configure import build_config, check_compile_selection, check_envir
 from fbcache.errors import BrokenRunError, ConfigError
 from fbcache.history.fingerprint import fingerprint_id, match_facts
 from fbcache.history.record import BenchRecord
-from fbcache.models import compile as compile_modes
 from fbcache.models import load_model
 from fbcache.plugin import schedule
 from fbcache.plugin.machine import fbcache_machine_info
@@ -202,7 +202,7 @@ def test_compile_time_is_the_first_call_minus_the_timed_median():
 # --------------------------------------------------------------------- FBCache under regional compile
 def test_regional_compile_skips_the_compiled_blocks_on_every_hit(monkeypatch):
     """The hooks wrap the compiled forwards: a hit must not call the compiled tail block at all."""
-    monkeypatch.setattr(compile_modes, "BACKEND", "aot_eager")
+    monkeypatch.setattr(models, "COMPILE_BACKEND", "aot_eager")
     torch._dynamo.reset()
     config = HarnessConfig(model="tiny", steps=8, compile="regional", device="cpu")
     loaded = load_model(config)

@@ -24,7 +24,6 @@ LAYERS: dict[str, int] = {
     "fbcache.registry": 0,
     "fbcache.markdown": 0,
     "fbcache.config": 1,
-    "fbcache.prompts": 1,
     "fbcache.metrics": 2,
     "fbcache.backends": 2,
     "fbcache.quant": 3,

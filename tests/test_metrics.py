@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fbcache.metrics.images import all_finite, to_uint8_images
+from fbcache.metrics import all_finite, to_uint8_images
 from fbcache.metrics.psnr import psnr
 from fbcache.metrics.ssim import SSIM_SETTINGS, ssim
 

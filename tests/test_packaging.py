@@ -56,6 +56,7 @@ def test_installed_wheel_registers_the_plugin_in_an_empty_directory(tmp_path: Pa
     [wheel] = wheels.glob("fbcache-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "fbcache/weights/tiny-flux.safetensors" in names
+    assert "fbcache/prompts/default.txt" in names, "the shipped prompt set (a data directory, no __init__.py)"
     assert not [n for n in names if n.startswith("tools/") or "train_tiny" in n], "training code ships in the wheel"
 
     env_dir = tmp_path / "venv"

@@ -21,15 +21,14 @@ import numpy as np
 import pytest
 
 from fbcache import alerts, backends, configure, metrics, models, quant
-from fbcache.alerts import AlertSink, Outcome
-from fbcache.alerts.finding import Finding
+from fbcache.alerts import AlertSink, Finding, Outcome
 from fbcache.backends import BackendSpec
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.cli.main import main as fbcache_main
 from fbcache.config.harness import HarnessConfig
 from fbcache.config.options import OptionSpec, parse_choice, parse_int, parse_margin
 from fbcache.errors import EXIT_REGRESSION, EXIT_USAGE, ConfigError
-from fbcache.metrics.base import ImageMetric
+from fbcache.metrics import ImageMetric
 from fbcache.models import LoadedModel, ModelSource
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
 from fbcache.quant import QuantMode

@@ -18,8 +18,7 @@ from plugins.faults import fill_disk
 from conftest import ROOT
 from fbcache.cli.main import main as fbcache_main
 from fbcache.errors import EXIT_USAGE, MissingDependencyError
-from fbcache.history.selection import find_run
-from fbcache.history.storage import Run, load_runs
+from fbcache.history.storage import Run, find_run, load_runs
 from fbcache.render import plots
 from fbcache.render.report import build_report, trend_alerts, trend_runs
 

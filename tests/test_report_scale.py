@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fbcache.cli.main import main
-from fbcache.render import html_page, scale
+from fbcache.render import html_page
 from fbcache.render import report as report_module
 from tools.large_history import write_history, write_images
 
@@ -30,15 +30,15 @@ def test_a_large_run_is_reported_in_part_and_says_so(tmp_path: Path, monkeypatch
     stderr = capsys.readouterr().err
     assert code == 0, stderr[-3000:]
     steps = re.findall(r"^fbcache report: (.*)$", stderr, re.MULTILINE)
-    assert steps[0] == f"0002_synthetic: {BENCHMARKS} benchmarks; copying the images of {scale.FIGURE_LIMIT}"
+    assert steps[0] == f"0002_synthetic: {BENCHMARKS} benchmarks; copying the images of {report_module.FIGURE_LIMIT}"
     assert steps[-1] == "writing report.md and report.html"
     assert "judging the trend of 2 runs" in steps, "each long step is announced"
 
-    figure_prompts = scale.FIGURE_LIMIT // 4
+    figure_prompts = report_module.FIGURE_LIMIT // 4
     markdown = (out / "report.md").read_text(encoding="utf-8")
     html = (out / "report.html").read_text(encoding="utf-8")
     note = (f"Figures and images show {figure_prompts} of 100 prompts (p0 to p{figure_prompts - 1}), "
-            f"{scale.FIGURE_LIMIT} of {BENCHMARKS} benchmarks; the run's JSON holds every benchmark.")
+            f"{report_module.FIGURE_LIMIT} of {BENCHMARKS} benchmarks; the run's JSON holds every benchmark.")
     assert f"> {note}" in markdown and html_page.esc(note) in html
     assert "Per-benchmark tables and the hit map show 25 of 100 prompts (p0 to p24), 100 of 400 benchmarks" in markdown
     # the set's table still covers every prompt
@@ -46,13 +46,13 @@ def test_a_large_run_is_reported_in_part_and_says_so(tmp_path: Path, monkeypatch
     per_prompt = re.findall(r"^\| (?:uncached|0\.05|0\.1|0\.2)\[p(\d+)\] \| [0-9]", markdown, re.MULTILINE)
     assert len(per_prompt) == TABLE_LIMIT and max(map(int, per_prompt)) == 24
     copied = sorted(p.name for p in (out / "images").iterdir())
-    assert len(copied) == 2 * scale.FIGURE_LIMIT and "flux_t0.2_p15_second.png" in copied
+    assert len(copied) == 2 * report_module.FIGURE_LIMIT and "flux_t0.2_p15_second.png" in copied
     with Image.open(out / "hitmap.png") as hitmap:
-        cached_rows = scale.FIGURE_LIMIT * 3 // 4
+        cached_rows = report_module.FIGURE_LIMIT * 3 // 4
         assert hitmap.height <= (1.6 + cached_rows * 0.38) * 100 + 1, "one row per drawn benchmark, no more"
     assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 8_000_000
 
 
 def test_capped_lists_name_how_many_more():
-    assert scale.capped(["a", "b", "c"], 2, "regressions") == ["a", "b", "... and 1 more regressions"]
-    assert scale.capped(["a", "b"], 2, "regressions") == ["a", "b"]
+    assert report_module.capped(["a", "b", "c"], 2, "regressions") == ["a", "b", "... and 1 more regressions"]
+    assert report_module.capped(["a", "b"], 2, "regressions") == ["a", "b"]

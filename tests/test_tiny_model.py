@@ -19,7 +19,7 @@ from fbcache.backends import DecisionLog, summarize
 from fbcache.backends.diffusers import DiffusersFBCache
 from fbcache.config.harness import DEFAULT_PROMPT, SEED_THRESHOLDS
 from fbcache.history.storage import load_runs
-from fbcache.metrics.images import to_uint8_images
+from fbcache.metrics import to_uint8_images
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
 from tools.train_tiny.train import flow_matching_loss
 

@@ -146,7 +146,7 @@ def test_a_fixed_regression_is_clean_again():
 
 
 def test_an_accepted_regression_starts_a_new_segment():
-    from fbcache.history.acceptance import Acceptance
+    from fbcache.history.storage import Acceptance
 
     history = _gpu_history(8, 1.05, 13)
     accepted = {"0009_synthetic": Acceptance("0009_synthetic", "slower on purpose", "2026-11-27", "x")}

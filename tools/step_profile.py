@@ -29,7 +29,7 @@ import torch
 
 from fbcache.backends import DecisionLog
 from fbcache.configure import build_config
-from fbcache.models.compile import repeated_blocks
+from fbcache.models import repeated_blocks
 from fbcache.plugin import schedule
 from fbcache.plugin.schedule import generate_once
 from fbcache.plugin.session import FBCacheSession

@@ -7,8 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
-from fbcache.alerts.base import AlertSink, Outcome, Send
-from fbcache.alerts.finding import Finding
+from fbcache.alerts import AlertSink, Finding, Outcome, Send
 
 
 def issue_text(finding: Finding) -> tuple[str, str]:

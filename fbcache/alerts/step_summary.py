@@ -7,8 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from fbcache.alerts.base import AlertSink, Outcome, Send
-from fbcache.alerts.finding import Finding
+from fbcache.alerts import AlertSink, Finding, Outcome, Send
 from fbcache.errors import ConfigError
 
 ENV = "GITHUB_STEP_SUMMARY"

@@ -17,8 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fbcache.alerts.base import AlertSink, Outcome, Send
-from fbcache.alerts.finding import Finding
+from fbcache.alerts import AlertSink, Finding, Outcome, Send
 from fbcache.errors import ConfigError
 
 ENV_URL = "FBCACHE_WEBHOOK_URL"

@@ -6,8 +6,7 @@ import argparse
 
 from fbcache.cli.common import add_storage_option, read_history
 from fbcache.errors import EXIT_CLEAN
-from fbcache.history.acceptance import write_acceptance
-from fbcache.history.selection import find_run
+from fbcache.history.storage import find_run, write_acceptance
 
 HELP = "accept the level of RUN as intended: its benchmarks start a new baseline segment"
 

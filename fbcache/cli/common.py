@@ -15,9 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fbcache.errors import DataError, SelectionError
-from fbcache.history.acceptance import Acceptance, load_acceptances
-from fbcache.history.selection import find_run
-from fbcache.history.storage import Run, load_runs, replace_file
+from fbcache.history.storage import Acceptance, Run, find_run, load_acceptances, load_runs, replace_file
 from fbcache.metrics import ImageMetric, all_metrics, amounts
 from fbcache.verdicts.compare import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest

@@ -35,8 +35,7 @@ from fbcache.cli.common import (
 )
 from fbcache.configure import build_config, option_name, options
 from fbcache.errors import BrokenSweep, ConfigError, MissingDependencyError, SelectionError
-from fbcache.history.selection import find_run
-from fbcache.history.storage import Run, load_runs, run_files
+from fbcache.history.storage import Run, find_run, load_runs, run_files
 from fbcache.verdicts.compare import CompareSettings, markdown
 
 HELP = "the nightly job: sweep, compare, report, alert"

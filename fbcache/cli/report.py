@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fbcache.cli.common import add_storage_option, output_dir, pick, read_history
 from fbcache.errors import EXIT_CLEAN
-from fbcache.history.provenance import mismatch
+from fbcache.history.storage import images_mismatch
 from fbcache.render.report import build_report
 
 HELP = "Markdown, HTML and PNG report of a saved run"
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     latest = pick(runs, args.run)
     images = Path(args.images) if args.images else None
     if images is not None:
-        refused, note = mismatch(images, latest.fingerprint)
+        refused, note = images_mismatch(images, latest.fingerprint)
         if refused:
             print(f"fbcache report: warning: {note}", file=sys.stderr)
     written = build_report(runs, latest, out, images, progress)

@@ -26,7 +26,7 @@ from fbcache.errors import ConfigError
 
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
 SEED_THRESHOLDS_TEXT = "0 0.01 0.05 0.1 0.2 0.5 0.8"
-#: ``--fbcache-compile`` values (what each does: fbcache.models.compile)
+#: ``--fbcache-compile`` values (what each does: fbcache.models)
 COMPILE_MODES = ("none", "regional", "full")
 #: the help of an option whose choices a registry lists (fbcache.configure fills it in)
 REGISTRY_HELP = "one of the registered choices"

@@ -1,4 +1,5 @@
-"""History files: pytest-benchmark's own storage, written atomically, and read back defensively.
+"""History files: pytest-benchmark's own storage, written atomically, read back defensively, and the
+runs chosen from it; the acceptances and the image directory's record that sit beside it.
 
 Writing. :class:`AtomicFileStorage` replaces pytest-benchmark's FileStorage for the session. The
 JSON is byte-for-byte what pytest-benchmark would write, but a run reaches the history whole or
@@ -6,11 +7,27 @@ not at all (temporary file, then a hard link that refuses to overwrite), two run
 get different numbers (a lock around numbering), and a broken run can be refused outright. A
 save that fails (a full disk) leaves nothing behind and is recorded as the reason the run was not saved.
 :func:`replace_file` is the same whole-or-nothing write for files that may be replaced (acceptances,
-the files the CLI writes on request).
+the images' record, the files the CLI writes on request).
 
 Reading. :func:`load_runs` reads every run of a storage directory, naming and skipping files that
 are corrupt, partial or not fbcache's, so one bad file never breaks a compare. The same check
 filters what ``--benchmark-compare`` loads through :class:`AtomicFileStorage`.
+
+Choosing. :func:`find_run` picks a run by name; :func:`same_fingerprint_before` the earlier runs
+that share its fingerprint. Runs with different fingerprints (accelerator, model, quantization,
+cache backend, workload) are never mixed: every selection here starts from the latest run's
+fingerprint. Baselines themselves are the judge's segments (fbcache/verdicts/segments.py), not a
+choice of runs made here.
+
+Accepting. ``fbcache accept RUN`` says "this run's level is the new normal". An acceptance is a
+small JSON sidecar next to the run files (``fbcache-accept-<run>.json``), never an edit of
+pytest-benchmark's run file, so the history stays pytest-benchmark's own format. The name does not
+start with four digits, so neither pytest-benchmark nor :func:`run_files` takes it for a run.
+
+The images' record. Images are not in the history, so ``fbcache report --images DIR`` must trust the
+directory. The sweep records its fingerprint next to its images (:func:`write_images_record`); the
+report embeds them only when that fingerprint is the reported run's (:func:`images_mismatch`), so a
+directory left over from another workload is never shown as this run's.
 """
 
 from __future__ import annotations
@@ -18,18 +35,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import stat
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
+from fbcache.errors import SelectionError
 from fbcache.history import compat
-from fbcache.history.fingerprint import fingerprint_id, fingerprint_of
+from fbcache.history.fingerprint import fingerprint_differences, fingerprint_id, fingerprint_of
 from fbcache.history.record import BenchRecord, type_problem
 
 RUN_FILE_MODE = 0o644
@@ -332,3 +352,89 @@ def load_runs(storage: Path) -> tuple[list[Run], list[str]]:
                 reason = str(exc)
             skipped.append(f"skipped {path}: {' '.join(reason.split())}")
     return runs, skipped
+
+
+def find_run(runs: list[Run], name: str) -> Run:
+    """A run by file stem, by its 4-digit number, or by a unique prefix."""
+    if re.fullmatch(r"\d{1,4}", name):
+        name = f"{int(name):04d}_"
+    matches = [r for r in runs if r.name == name or r.name.startswith(name)]
+    if len(matches) != 1:
+        known = ", ".join(r.name for r in runs[-5:]) or "(none)"
+        raise SelectionError(f"run {name!r} matches {len(matches)} runs; latest runs: {known}")
+    return matches[0]
+
+
+def same_fingerprint_before(runs: list[Run], latest: Run) -> list[Run]:
+    """Earlier runs with the latest run's fingerprint, oldest first."""
+    index = runs.index(latest)
+    return [r for r in runs[:index] if r.fingerprint_id == latest.fingerprint_id]
+
+
+#: an acceptance sidecar's name starts with this, never with a run's four digits
+ACCEPTANCE_PREFIX = "fbcache-accept-"
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    run: str
+    reason: str
+    accepted_at: str
+    fingerprint_id: str
+
+
+def acceptance_path(run_file: Path) -> Path:
+    return run_file.with_name(f"{ACCEPTANCE_PREFIX}{run_file.stem}.json")
+
+
+def write_acceptance(run_file: Path, fingerprint_id: str, reason: str) -> Path:
+    """Record that the run in ``run_file`` starts a new baseline segment; replaces an earlier record."""
+    record = Acceptance(run_file.stem, reason, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        fingerprint_id)
+    target = acceptance_path(run_file)
+    replace_file(target, json.dumps(asdict(record), indent=2).encode(), RUN_FILE_MODE)
+    return target
+
+
+def load_acceptances(storage: Path) -> tuple[dict[str, Acceptance], list[str]]:
+    """Every acceptance under ``storage`` by run name, and a warning per unreadable file."""
+    found: dict[str, Acceptance] = {}
+    problems: list[str] = []
+    for path in sorted([*storage.glob(f"*/{ACCEPTANCE_PREFIX}*.json"), *storage.glob(f"{ACCEPTANCE_PREFIX}*.json")]):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            record = Acceptance(str(data["run"]), str(data.get("reason", "")), str(data.get("accepted_at", "")),
+                                str(data.get("fingerprint_id", "")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"skipped acceptance {path}: {exc}")
+            continue
+        found[record.run] = record
+    return found, problems
+
+
+#: the file beside a sweep's images that records its fingerprint
+IMAGES_RECORD_NAME = "fbcache-run.json"
+
+
+def write_images_record(output_dir: Path, fingerprint: Mapping[str, Any]) -> Path:
+    payload = json.dumps({"fingerprint": dict(fingerprint)}, indent=2, sort_keys=True) + "\n"
+    return replace_file(output_dir / IMAGES_RECORD_NAME, payload.encode())
+
+
+def images_mismatch(images_dir: Path, fingerprint: Mapping[str, str]) -> tuple[bool, str]:
+    """(refuse, note): refuse when the directory records another fingerprint; a note when it records none."""
+    path = images_dir / IMAGES_RECORD_NAME
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("fingerprint")
+    except FileNotFoundError:
+        return False, (f"the images in {images_dir} do not record which sweep made them ({IMAGES_RECORD_NAME} is absent); "
+                       "they were not checked against this run")
+    except (OSError, ValueError, AttributeError) as exc:
+        return True, f"images in {images_dir} not used: {IMAGES_RECORD_NAME} is unreadable ({exc})"
+    if not isinstance(recorded, Mapping):
+        return True, f"images in {images_dir} not used: {IMAGES_RECORD_NAME} holds no fingerprint"
+    differences = fingerprint_differences(dict(fingerprint), dict(recorded))
+    if differences:
+        return True, (f"images in {images_dir} not used: they come from another sweep ("
+                      + "; ".join(d.replace("(saved)", "(images)").replace("(now)", "(run)") for d in differences) + ")")
+    return False, ""

@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from fbcache.metrics.base import ImageMetric
-from fbcache.metrics.images import check_pair
+from fbcache.metrics import ImageMetric, check_pair
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

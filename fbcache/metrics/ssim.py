@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fbcache.metrics.base import ImageMetric
-from fbcache.metrics.images import check_pair
+from fbcache.metrics import ImageMetric, check_pair
 
 SSIM_SETTINGS: dict[str, Any] = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
                                      channel_axis=-1)

@@ -28,7 +28,6 @@ from typing import Any
 from fbcache import backends, models, quant
 from fbcache.config.harness import HarnessConfig
 from fbcache.history.fingerprint import machine_entry
-from fbcache.models import compile as compile_modes
 
 GPU_FIELDS = ("clocks.sm", "clocks.mem", "temperature.gpu", "power.draw", "clocks_throttle_reasons.active")
 NVIDIA_SMI_TIMEOUT_S = 5.0
@@ -117,8 +116,8 @@ def fbcache_machine_info(config: HarnessConfig) -> dict[str, Any]:
         accelerator=accelerator_info(config.device),
         versions=library_versions(config),
         quant_config=quant.get(config.quant).settings(config),
-        compile={"mode": config.compile, "backend": compile_modes.BACKEND,
-                 "recipe": compile_modes.describe(config.compile)},
+        compile={"mode": config.compile, "backend": models.COMPILE_BACKEND,
+                 "recipe": models.compile_recipe(config.compile)},
         cache_settings=backends.get(config.cache_backend).settings(config),
         timing_only=models.source_for(config.model).timing_only,
     )

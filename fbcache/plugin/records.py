@@ -19,8 +19,7 @@ from fbcache.errors import BoundViolation, BrokenRunError, NaNImageError
 from fbcache.history import compat
 from fbcache.history.record import UNCACHED, BenchRecord, label_of
 from fbcache.history.summary import summarize as summarize_set
-from fbcache.metrics import all_metrics
-from fbcache.metrics import images as pixels
+from fbcache.metrics import all_finite, all_metrics, to_uint8_images
 from fbcache.plugin import machine, schedule
 from fbcache.plugin.session import FBCacheSession
 from fbcache.verdicts.bounds import Violation, check, check_set
@@ -85,7 +84,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
     for index, images in enumerate(rounds.images):
-        if not pixels.all_finite(images):
+        if not all_finite(images):
             raise NaNImageError(f"generation {index + 1} produced NaN/Inf pixels")
     if seconds is None:
         seconds = compat.recorded_seconds(benchmark)
@@ -99,7 +98,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
                 raise BrokenRunError(
                     f"the cache decided {len(steps)} times in a {config.steps}-step generation; its hooks did "
                     "not see every step (enable the cache before the first cache_context, diffusers #14037)")
-    first_images = [pixels.to_uint8_images(images)[0] for images in timed_images[:2]]
+    first_images = [to_uint8_images(images)[0] for images in timed_images[:2]]
     label = label_of(threshold)
     if threshold is None:
         session.set_reference(first_images[0], prompt_index)

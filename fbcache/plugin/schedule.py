@@ -51,7 +51,7 @@ from fbcache.backends import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history import compat
 from fbcache.history.record import UNCACHED, label_of
-from fbcache.metrics import images as pixels
+from fbcache.metrics import all_finite, to_uint8_images
 from fbcache.plugin import machine
 from fbcache.plugin.display import Progress
 from fbcache.plugin.session import FBCacheSession
@@ -216,9 +216,9 @@ def uncached_image(session: FBCacheSession, prompt_index: int | None = None) -> 
     """The uncached image of this prompt and seed, untimed."""
     seed = session.config.case(prompt_index).seed
     images = generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index)
-    if not pixels.all_finite(images):
+    if not all_finite(images):
         raise NaNImageError("the uncached reference image has NaN/Inf pixels")
-    return pixels.to_uint8_images(images)[0]
+    return to_uint8_images(images)[0]
 
 
 def _sweep_progress(session: FBCacheSession, benchmarks: int, schedule: str) -> Progress:
@@ -370,7 +370,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
     hits = None if threshold is None else summarize(decisions)[0]
     if into is None:
         return seconds, hits
-    if not pixels.all_finite(images):
+    if not all_finite(images):
         raise NaNImageError(f"{label_of(threshold, prompt_index)}: generation {len(into.seconds) + 1} "
                             "produced NaN/Inf pixels")
     if len(into.rounds.images) < _KEPT_IMAGES:

@@ -37,10 +37,16 @@ from fbcache.configure import (
     source_of,
 )
 from fbcache.errors import BoundViolation, BrokenRunError, ConfigError
-from fbcache.history import compat, provenance
+from fbcache.history import compat
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of, match_facts
 from fbcache.history.record import BenchRecord, label_of
-from fbcache.history.storage import AtomicFileStorage, install_atomic_storage, replace_file
+from fbcache.history.storage import (
+    IMAGES_RECORD_NAME,
+    AtomicFileStorage,
+    install_atomic_storage,
+    replace_file,
+    write_images_record,
+)
 from fbcache.models import LoadedModel, load_model
 from fbcache.plugin import display
 from fbcache.plugin.display import Progress, Write
@@ -362,8 +368,8 @@ def finish(session: pytest.Session, exitstatus: int) -> AtomicFileStorage | None
             fingerprint = session.config.stash[MACHINE_INFO_KEY]["fingerprint"]
             _write_output(unwritten, fb.config.output_dir / display.results_file(fb.config),
                           lambda path: replace_file(path, display.results_markdown(fb).encode()))
-            _write_output(unwritten, fb.config.output_dir / provenance.RECORD_NAME,
-                          lambda path: provenance.write_record(path.parent, fingerprint))
+            _write_output(unwritten, fb.config.output_dir / IMAGES_RECORD_NAME,
+                          lambda path: write_images_record(path.parent, fingerprint))
         if fb.config.calibrate is not None and refusal is None and fb.records and fb.config.shard is None:
             _write_output(unwritten, fb.config.calibrate,
                           lambda path: replace_file(path, _calibration(session.config, fb).encode()))

@@ -8,6 +8,13 @@ so the directory can be moved, archived as a CI artifact or opened from disk as 
 Trends cover only runs with the reported run's fingerprint (never mixed), oldest to newest, ending
 at the reported run. Every run is judged as ``fbcache compare`` judged it that night (one walk over
 the history, verdicts/judge.py), and the alerting points are marked.
+
+Size. A run of any size is reported in seconds and megabytes. A run with thousands of benchmarks (a
+large prompt set) would otherwise give every benchmark a row in the hit map, a line and legend entry
+in each trend plot, two copied images, a grid row and table lines: figures of thousands of inches,
+legends matplotlib lays out for minutes. The set's table (one line per threshold over every prompt)
+and the verdicts always cover the whole run; the per-benchmark parts show a subset (:func:`subset`),
+whole prompts in order with every threshold of each, and say so.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -25,15 +33,11 @@ from PIL import Image, UnidentifiedImageError
 
 from fbcache import markdown
 from fbcache.errors import OutputWriteError
-from fbcache.history import provenance
-from fbcache.history.acceptance import Acceptance
 from fbcache.history.record import UNCACHED, BenchRecord
-from fbcache.history.selection import same_fingerprint_before
-from fbcache.history.storage import Run
+from fbcache.history.storage import Acceptance, Run, images_mismatch, same_fingerprint_before
 from fbcache.history.summary import is_prompt_set
 from fbcache.metrics import all_metrics, primary
 from fbcache.render import html_page, plots
-from fbcache.render.scale import FIGURE_LIMIT, LIST_LIMIT, TABLE_LIMIT, capped, subset
 from fbcache.render.table import (
     columns,
     hit_map,
@@ -51,6 +55,58 @@ TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step co
                     "and image metrics are not what trained weights would give; read the timings only.")
 IMAGE_DIR = "images"
 IMAGE_KINDS = ("first", "second")
+
+#: benchmarks drawn one by one (hit map, trade-off, trends, image grid) and whose images are copied;
+#: 64 keeps an 8-prompt set with 7 thresholds whole
+FIGURE_LIMIT = 64
+#: per-benchmark table lines (the per-prompt table and the text hit map)
+TABLE_LIMIT = 1000
+#: lines of a list (bounds violations, trend regressions)
+LIST_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The records a part of the report shows, and the note saying what was left out ("" when nothing was)."""
+
+    records: list[BenchRecord]
+    total: int
+    note: str
+
+
+def _prompt_names(indices: list[int]) -> str:
+    return ", ".join(f"p{i}" for i in indices) if len(indices) <= 8 else f"p{indices[0]} to p{indices[-1]}"
+
+
+def subset(records: Iterable[BenchRecord], limit: int, what: str) -> Subset:
+    """At most ``limit`` of ``records`` (ordered): whole prompts of a set, else the first benchmarks."""
+    every = ordered(records)
+    if len(every) <= limit:
+        return Subset(every, len(every), "")
+    per_prompt = Counter(r.prompt_index for r in every if r.prompt_index is not None)
+    if per_prompt:
+        kept: list[int] = []
+        count = 0
+        for prompt in sorted(per_prompt):
+            if kept and count + per_prompt[prompt] > limit:
+                break
+            kept.append(prompt)
+            count += per_prompt[prompt]
+        chosen = set(kept)
+        shown = [r for r in every if r.prompt_index in chosen]
+        scope = (f"{len(kept)} of {len(per_prompt)} prompts ({_prompt_names(kept)}), "
+                 f"{len(shown)} of {len(every)} benchmarks")
+    else:
+        shown = every[:limit]
+        scope = f"the first {len(shown)} of {len(every)} benchmarks ({shown[0].label} to {shown[-1].label})"
+    return Subset(shown, len(every), f"{what} show {scope}; the run's JSON holds every benchmark.")
+
+
+def capped(lines: list[str], limit: int, rest: str) -> list[str]:
+    """The first ``limit`` lines, then one saying how many more there are and where (``rest``)."""
+    if len(lines) <= limit:
+        return lines
+    return [*lines[:limit], f"... and {len(lines) - limit} more {rest}"]
 
 
 @dataclass(frozen=True)
@@ -119,7 +175,7 @@ class Report:
     trend: list[Run] = field(default_factory=list)
     alerts: list[TrendAlert] = field(default_factory=list)
     #: the records drawn one by one (figures, images) and listed one by one (tables): all of a normal
-    #: run, a bounded subset of a very large one (render/scale.py), each left-out part named in scale_notes
+    #: run, a bounded subset of a very large one (:func:`subset`), each left-out part named in scale_notes
     shown: list[BenchRecord] = field(default_factory=list)
     listed: list[BenchRecord] = field(default_factory=list)
     scale_notes: list[str] = field(default_factory=list)
@@ -451,7 +507,7 @@ def build_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path |
     """Write the report of ``latest`` into ``out_dir``; ``runs`` is the whole history. Returns the files written.
 
     Images from a directory that records another sweep's fingerprint are not embedded (the report says so).
-    A very large run is drawn and listed in part (render/scale.py), the report says which part.
+    A very large run is drawn and listed in part (:func:`subset`), the report says which part.
     ``progress`` hears each step as it starts (a large history takes a while).
     Every file is written into a hidden folder of ``out_dir`` first and moved into place only once all
     are written: a write that fails (a full disk) leaves ``out_dir`` as it was and raises OutputWriteError.
@@ -492,7 +548,7 @@ def _move(staging: Path, path: Path, out_dir: Path) -> Path:
 def _write_report(runs: list[Run], latest: Run, out_dir: Path, images_dir: Path | None,
                   progress: Callable[[str], None]) -> list[Path]:
     """Every file of the report, written into ``out_dir``: report.md, report.html, the figures, the images."""
-    refuse, provenance_note = provenance.mismatch(images_dir, latest.fingerprint) if images_dir else (False, "")
+    refuse, provenance_note = images_mismatch(images_dir, latest.fingerprint) if images_dir else (False, "")
     records = ordered(latest.records.values())
     drawn = subset(records, FIGURE_LIMIT, "Figures and images")
     listed = subset(records, TABLE_LIMIT, "Per-benchmark tables and the hit map")

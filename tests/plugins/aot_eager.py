@@ -7,6 +7,6 @@ generation took 12.8 s with aot_eager and 98.0 s with inductor on the shared 2-c
 Set at import (``-p plugins.aot_eager``), before fbcache's pytest_configure records the backend.
 """
 
-from fbcache.models import compile as compile_modes
+from fbcache import models
 
-compile_modes.BACKEND = "aot_eager"
+models.COMPILE_BACKEND = "aot_eager"

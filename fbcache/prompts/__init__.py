@@ -1,1 +1,0 @@
-"""Prompt sets shipped with fbcache (``--fbcache-prompts default``): one ``<name>.txt`` per set."""
