@@ -118,7 +118,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "generations timed next to each other (false: each threshold's rounds back to back)", "true",
                "BOOL", nightly=True),
     OptionSpec("threads", "torch threads for CPU runs (torch.set_num_threads), or auto to leave torch's default; "
-               "1 measured stable under load on a 2-core VM (2026-11-27)", "1", "N", nightly=True),
+               "1 keeps a CPU run from fighting other jobs for the cores", "1", "N", nightly=True),
     OptionSpec("clock", "what a round's time is: wall (time.perf_counter), cpu (time.process_time: the process's "
                "CPU time, which other jobs on the cores do not stretch; CPU devices only), or auto: cpu on a CPU "
                "device with a fixed --fbcache-threads, wall otherwise", "auto", "auto|wall|cpu", nightly=True),

@@ -17,8 +17,7 @@ any cache is enabled; torch is imported only then.
 fullgraph=True)``), and it must happen before the first ``enable_cache``: diffusers' FBCache hooks
 then wrap the *compiled* forward and stay plain Python, so the cache decision is taken eagerly, a
 hit really skips the compiled blocks, and switching the cache on, off or to another threshold
-compiles nothing new. On an H200 this gave 3 graphs for the whole session and 0 new graphs on every
-cached call (docs/results/h200-compile-2026-11-27/). diffusers' ``compile_repeated_blocks`` is not
+compiles nothing new (docs/gpus.md gives the measured graph counts). diffusers' ``compile_repeated_blocks`` is not
 used: it compiles ``Module.__call__`` and so traces the hooks as well, which recompiles on the first
 cached call and, with ``fullgraph=True``, fails on the hook's ``torch.compiler.disable``'d decision.
 

@@ -1,6 +1,6 @@
 """torchao weight quantization of the transformer, applied after load with ``quantize_``.
 
-The configs are the ones that ran on an H200 with torchao 0.18 (docs/results/h200-compile-2026-11-27/):
+The configs are the ones measured on the GPUs page of the docs:
 ``set_inductor_config=False`` leaves torch.compile's global settings alone, so eager and compiled
 runs of the same mode differ only by compilation. int4 uses the ``tile_packed_to_4d`` packing
 (tinygemm kernels, CUDA sm_80+); torchao's default int4 packing needs the separate ``mslk`` package.
@@ -71,9 +71,8 @@ _FLOAT8 = "float8 needs a CUDA GPU of sm_89 or newer"
 
 MODES: tuple[QuantMode, ...] = (
     _mode("torchao-int8wo", "torchao int8 weight-only, per-row scales", _int8wo,
-          cuda_compile_note="compiled int8 weight-only FLUX blocks never finished a generation on a GPU: on an "
-          "H200 (torch 2.11, torchao 0.18, 2026-11-28) the regional compile took 50 s, then the first 1024x1024 "
-          "generation ran for 14 minutes without finishing (eager: 6.7 s); run it eager"),
+          cuda_compile_note="compiled int8 weight-only FLUX blocks never finished a generation on a GPU (measured: "
+          "docs/gpus.md); run it eager"),
     _mode("torchao-int4wo", "torchao int4 weight-only, group size 128, tile_packed_to_4d packing "
           "(tinygemm; CUDA sm_80+)", _int4wo, cuda_only=True, min_capability=(8, 0),
           hardware_note="int4 tile_packed_to_4d (tinygemm) kernels need a CUDA GPU of sm_80 or newer"),
