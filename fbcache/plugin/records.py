@@ -69,6 +69,7 @@ def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: flo
     schedule.replay(benchmark, mine.seconds, f"time.{schedule.clock(session.config.clock).__name__}")
     record = _build_record(benchmark, session, threshold, mine.rounds, prompt_index, mine.seconds)
     record.schedule = "interleaved"
+    record.peak_memory_bytes = mine.peak_memory_bytes
     record.machine_state = mine.rounds.machine_state
     if threshold is not None:
         record.paired_uncached_s = list(results[(None, prompt_index)].seconds)

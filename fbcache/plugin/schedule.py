@@ -337,6 +337,12 @@ class Interleaved:
 
     rounds: Rounds = field(default_factory=Rounds)
     seconds: list[float] = field(default_factory=list)
+    #: the highest allocator peak of this benchmark's own timed generations (None off CUDA)
+    peak_memory_bytes: int | None = None
+
+    def add_peak(self, peak: int | None) -> None:
+        if peak is not None:
+            self.peak_memory_bytes = max(peak, self.peak_memory_bytes or 0)
 
 
 #: timed images kept per benchmark (the first and second go to disk; NaN is checked on every one)
@@ -354,6 +360,8 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
     try:
         generator = torch.Generator("cpu").manual_seed(config.case(prompt_index).seed)
         synchronize(config.device)
+        # per generation, outside the clock: each benchmark keeps the peak of its own rounds only
+        reset_peak_memory(config.device)
         log.start_generation()
         pair = EventPair(config.device)
         now = clock(config.clock)
@@ -363,6 +371,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
         pair.record_end()
         synchronize(config.device)
         seconds = now() - started
+        peak = peak_memory_bytes(config.device)
         decisions = log.finish_generation()
     finally:
         if threshold is not None:
@@ -378,6 +387,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
     into.rounds.decisions.append(decisions)
     into.rounds.events.append(pair)
     into.seconds.append(seconds)
+    into.add_peak(peak)
     return seconds, hits
 
 
@@ -395,7 +405,6 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
                        for threshold in [None, *session.planned_thresholds]]
     logs = {key: DecisionLog() for key in keys}
     results = {key: Interleaved() for key in keys}
-    reset_peak_memory(config.device)
     before = machine.sample(config.device)
     _ = session.backend  # the model loads before the first generation, not inside the time-left estimate
     progress = _sweep_progress(session, len(keys), "interleaved")
