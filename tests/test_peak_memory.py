@@ -5,7 +5,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+import tomllib
+
+from fbcache.errors import ConfigError
 from fbcache.history.storage import load_runs
+from fbcache.verdicts.bounds import calibrate, check, parse_profile
 from fbcache.verdicts.judge import PEAK_MEMORY, judge_series
 from tools.verdict_rates import REGIMES, simulate
 
@@ -80,3 +85,44 @@ def test_an_interleaved_benchmark_keeps_the_highest_peak_of_its_own_generations(
     for peak in (5, 9, None, 7):
         mine.add_peak(peak)
     assert mine.peak_memory_bytes == 9
+
+
+# ---------------------------------------------------------------------------------- bounds
+
+def _bench(threshold, peak_gib=None, prompt_index=None):
+    from fbcache.history.record import BenchRecord
+
+    return BenchRecord(threshold=threshold, model="flux-random", quantization="none", cache_backend="diffusers",
+                       steps=28, resolution="1024x1024", seed=0, speedup=1.5, metrics={"ssim": 0.95},
+                       prompt_index=prompt_index,
+                       peak_memory_bytes=None if peak_gib is None else int(peak_gib * (1 << 30)))
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), "lots", True])
+def test_a_peak_memory_ceiling_out_of_range_is_refused(value):
+    with pytest.raises(ConfigError, match=r"max_peak_memory_gib.*> 0"):
+        parse_profile({"thresholds": {"0.1": {"max_peak_memory_gib": value}}}, "bad.toml")
+
+
+def test_a_peak_above_its_ceiling_is_a_violation_and_one_below_is_not():
+    profile = parse_profile({"profile": {"name": "gpu"}, "thresholds": {"0.1": {"max_peak_memory_gib": 25.0}}},
+                            "gpu.toml")
+    [violation] = check(profile, _bench(0.1, 26.0))
+    assert violation.enforced and violation.key == "max_peak_memory_gib"
+    assert violation.message() == "threshold 0.1: peak memory GiB 26.0000 is above max_peak_memory_gib 25 (profile gpu)"
+    assert check(profile, _bench(0.1, 24.9)) == []
+    assert check(profile, _bench(0.1, None)) == [], "a CPU run has no peak to check"
+    assert len(check(profile, _bench(0.1, 26.0, prompt_index=2))) == 1, "every prompt of a set alike"
+
+
+def test_calibrate_writes_the_peak_ceiling_from_a_gpu_run():
+    text = calibrate([_bench(None, 20.0), _bench(0.1, 24.0)], 0.15, {}, name="gpu", match={"model": "flux-random"},
+                     enforce_speedup=True, measured_on="NVIDIA H100")
+    assert tomllib.loads(text)["thresholds"]["0.1"]["max_peak_memory_gib"] == 26.4
+    assert "x 1.1: allocator peaks barely move between runs" in text
+
+
+def test_calibrate_writes_no_peak_ceiling_from_a_cpu_run():
+    text = calibrate([_bench(None), _bench(0.1)], 0.15, {}, name="cpu", match={"model": "tiny"},
+                     enforce_speedup=False, measured_on="cpu")
+    assert "max_peak_memory_gib" not in tomllib.loads(text)["thresholds"]["0.1"]
