@@ -126,3 +126,53 @@ def test_calibrate_writes_no_peak_ceiling_from_a_cpu_run():
     text = calibrate([_bench(None), _bench(0.1)], 0.15, {}, name="cpu", match={"model": "tiny"},
                      enforce_speedup=False, measured_on="cpu")
     assert "max_peak_memory_gib" not in tomllib.loads(text)["thresholds"]["0.1"]
+
+
+# ---------------------------------------------------------------------------------- table and report
+
+CPU = Path(__file__).parent / "data" / "tiny-cpu-2026-11-25" / "history"
+
+
+def _latest(storage: Path):
+    runs, _ = load_runs(storage)
+    return runs, runs[-1]
+
+
+def test_the_results_table_of_a_recorded_h100_run_shows_each_benchmarks_peak_in_gib():
+    from fbcache.render.table import NO_PEAK_NOTE, markdown_table
+
+    _, run = _latest(H100)
+    text = markdown_table(run.records.values())
+    header = text.splitlines()[0]
+    assert header.endswith("| peak GiB |") and NO_PEAK_NOTE not in text
+    line = next(x for x in text.splitlines() if x.startswith("| uncached "))
+    assert line.endswith(f"| {run.records['uncached'].peak_memory_bytes / (1 << 30):.2f} |")
+
+
+def test_the_results_table_of_a_cpu_run_omits_the_column_with_one_line_why():
+    from fbcache.render.table import NO_PEAK_NOTE, markdown_table
+
+    _, run = _latest(CPU)
+    text = markdown_table(run.records.values())
+    assert "peak GiB" not in text and text.count(NO_PEAK_NOTE) == 1
+
+
+def test_the_report_of_a_gpu_run_has_the_peak_column_and_trend(tmp_path: Path):
+    from fbcache.render.report import build_report
+
+    runs, latest = _latest(H100)
+    build_report(runs, latest, tmp_path / "report", None)
+    text = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| peak GiB |" in text and (tmp_path / "report" / "trend-peak-memory.png").is_file()
+
+
+def test_the_report_of_a_cpu_run_says_why_it_has_no_peak(tmp_path: Path):
+    from fbcache.render.report import build_report
+    from fbcache.render.table import NO_PEAK_NOTE
+
+    runs, latest = _latest(CPU)
+    build_report(runs, latest, tmp_path / "report", None)
+    out = tmp_path / "report"
+    assert NO_PEAK_NOTE in (out / "report.md").read_text(encoding="utf-8")
+    assert NO_PEAK_NOTE in (out / "report.html").read_text(encoding="utf-8")
+    assert not (out / "trend-peak-memory.png").exists()
