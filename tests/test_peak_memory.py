@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import tomllib
@@ -76,6 +77,44 @@ def test_peak_memory_waits_for_a_second_run_like_the_other_exact_values():
 def test_cpu_runs_have_no_peak_memory_verdict():
     history = simulate(GPU, random.Random(1), 4)
     assert all(row.verdict(PEAK_MEMORY) is None for row in judge_series(history)[-1].rows)
+
+
+class _Allocator:
+    """A stand-in for CUDA's peak counter: each benchmark's generation allocates its own amount."""
+
+    def __init__(self, sizes):
+        self.sizes, self.current, self.peak, self.resets = sizes, None, 0, 0
+
+    def reset(self, device):
+        self.peak, self.resets = 0, self.resets + 1
+
+    def read(self, device):
+        return self.peak
+
+    def generate(self, **kwargs):
+        import torch
+
+        self.peak = max(self.peak, self.sizes[self.current])
+        return SimpleNamespace(images=torch.zeros(1, 3, 2, 2))
+
+
+def test_each_interleaved_benchmark_gets_the_peak_of_its_own_generations(monkeypatch):
+    from fbcache.plugin import schedule
+
+    allocator = _Allocator({None: 300, 0.1: 100})
+    monkeypatch.setattr(schedule, "reset_peak_memory", allocator.reset)
+    monkeypatch.setattr(schedule, "peak_memory_bytes", allocator.read)
+    backend = SimpleNamespace(enable=lambda threshold, log: setattr(allocator, "current", threshold),
+                              disable=lambda: setattr(allocator, "current", None))
+    progress = SimpleNamespace(start=lambda *a: None, generation=lambda *a: None)
+    config = SimpleNamespace(device="cpu", clock="wall", warmup_rounds=1, rounds=3, steps=2, height=2, width=2,
+                             resolution="2x2", case=lambda index: SimpleNamespace(seed=0, text=None))
+    session = SimpleNamespace(config=config, backend=backend, planned_prompts=[], planned_thresholds=[0.1],
+                              progress=lambda n: progress,
+                              model=SimpleNamespace(pipe=allocator.generate, kwargs_for=lambda prompt: {}))
+    results = schedule.run_interleaved(session)
+    assert {key[0]: result.peak_memory_bytes for key, result in results.items()} == {None: 300, 0.1: 100}
+    assert allocator.resets == 2 * (1 + 3), "a reset before every generation, warm-ups included"
 
 
 def test_an_interleaved_benchmark_keeps_the_highest_peak_of_its_own_generations():
@@ -176,3 +215,10 @@ def test_the_report_of_a_cpu_run_says_why_it_has_no_peak(tmp_path: Path):
     assert NO_PEAK_NOTE in (out / "report.md").read_text(encoding="utf-8")
     assert NO_PEAK_NOTE in (out / "report.html").read_text(encoding="utf-8")
     assert not (out / "trend-peak-memory.png").exists()
+
+
+def test_the_compare_table_has_a_peak_column_on_gpu_runs_only():
+    from fbcache.verdicts.compare import markdown
+
+    assert "| peak GiB (now / base) |" in markdown(judge_series(_h100_series())[-1])
+    assert "peak GiB" not in markdown(judge_series(simulate(GPU, random.Random(1), 2))[-1])
