@@ -82,8 +82,9 @@ def test_cpu_runs_have_no_peak_memory_verdict():
 class _Allocator:
     """A stand-in for CUDA's peak counter: each benchmark's generation allocates its own amount."""
 
-    def __init__(self, sizes):
+    def __init__(self, sizes, sequence=None):
         self.sizes, self.current, self.peak, self.resets = sizes, None, 0, 0
+        self.sequence = None if sequence is None else iter(sequence)
 
     def reset(self, device):
         self.peak, self.resets = 0, self.resets + 1
@@ -94,7 +95,8 @@ class _Allocator:
     def generate(self, **kwargs):
         import torch
 
-        self.peak = max(self.peak, self.sizes[self.current])
+        size = self.sizes[self.current] if self.sequence is None else next(self.sequence)
+        self.peak = max(self.peak, size)
         return SimpleNamespace(images=torch.zeros(1, 3, 2, 2))
 
 
@@ -222,3 +224,34 @@ def test_the_compare_table_has_a_peak_column_on_gpu_runs_only():
 
     assert "| peak GiB (now / base) |" in markdown(judge_series(_h100_series())[-1])
     assert "peak GiB" not in markdown(judge_series(simulate(GPU, random.Random(1), 2))[-1])
+
+
+class _Pedantic:
+    """A stand-in for pytest-benchmark's fixture: setup, call, teardown per round; timed rounds recorded."""
+
+    def __init__(self):
+        self.stats = SimpleNamespace(stats=SimpleNamespace(data=[]))
+
+    def pedantic(self, target, setup, teardown, rounds, warmup_rounds, iterations):
+        for index in range(warmup_rounds + rounds):
+            args, _ = setup()
+            target(*args)
+            if index >= warmup_rounds:
+                self.stats.stats.data.append(0.01)
+            teardown(*args)
+
+
+def test_a_sequential_benchmark_gets_the_peak_of_its_timed_rounds_not_its_warm_up(monkeypatch):
+    from fbcache.plugin import schedule
+
+    allocator = _Allocator({}, sequence=[500, 100, 120, 110])  # the warm-up allocates most
+    monkeypatch.setattr(schedule, "reset_peak_memory", allocator.reset)
+    monkeypatch.setattr(schedule, "peak_memory_bytes", allocator.read)
+    progress = SimpleNamespace(start=lambda *a: None, generation=lambda *a: None)
+    config = SimpleNamespace(device="cpu", clock="wall", warmup_rounds=1, rounds=3, steps=2, height=2, width=2,
+                             compile="none", resolution="2x2", case=lambda index: SimpleNamespace(seed=0, text=None))
+    session = SimpleNamespace(config=config, backend=SimpleNamespace(), health=SimpleNamespace(expected=[1]),
+                              progress=lambda n: progress,
+                              model=SimpleNamespace(pipe=allocator.generate, kwargs_for=lambda prompt: {}))
+    rounds, _ = schedule.run_sequential(_Pedantic(), session, None, None)
+    assert rounds.peak_memory_bytes == 120

@@ -201,6 +201,8 @@ class Rounds:
     decisions: list[list[StepDecision]] = field(default_factory=list)
     events: list[EventPair] = field(default_factory=list)
     machine_state: dict[str, Any] = field(default_factory=dict)
+    #: the highest allocator peak of the timed generations (None off CUDA, or before any timed round)
+    peak_memory_bytes: int | None = None
 
 
 def generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
@@ -244,6 +246,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         synchronize(device)
+        reset_peak_memory(device)  # before pedantic starts its timer: each round's own peak
         log.start_generation()
         pair = EventPair(device)
         rounds.events.append(pair)
@@ -268,6 +271,8 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
         recorded = compat.recorded_seconds(benchmark)
         seconds = ended - span["started"] if warmup or not recorded else float(recorded[-1])
         hits = None if threshold is None else summarize(rounds.decisions[-1])[0]
+        if not warmup and (peak := peak_memory_bytes(device)) is not None:
+            rounds.peak_memory_bytes = max(peak, rounds.peak_memory_bytes or 0)
         number = finished if warmup else finished - config.warmup_rounds
         progress.generation(threshold, prompt_index, warmup, number,
                             config.warmup_rounds if warmup else config.rounds, seconds, hits, config.steps)
