@@ -212,7 +212,7 @@ def test_regressions_are_marked_within_one_fingerprint(tmp_path: Path, monkeypat
     build_report(runs, latest, out, None)
     marked = {name: {(p.run_index, p.label) for p in points if p.alert} for name, points in drawn.items()}
     assert marked == {"trend-time.png": set(), "trend-ssim.png": {(1, "0.5")}, "trend-psnr.png": set(),
-                      "trend-hits.png": {(1, "0.8")}}
+                      "trend-hits.png": {(1, "0.8")}, "trend-peak-memory.png": set()}
     text = (out / "report.md").read_text(encoding="utf-8")
     assert "0.5 ssim: **regression**" in text and "0.8 hits: **changed**" in text
     assert_self_contained(out)

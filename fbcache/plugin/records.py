@@ -53,6 +53,8 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
     rounds, warmup = schedule.run_sequential(benchmark, session, threshold, prompt_index)
     record = _build_record(benchmark, session, threshold, rounds, prompt_index)
     record.machine_state = machine.evidence(before, machine.sample(config.device))
+    if rounds.peak_memory_bytes is not None:  # the timed rounds' own peak, warm-ups left out
+        record.peak_memory_bytes = rounds.peak_memory_bytes
     record_warmup(record, config.compile, warmup)
     if threshold is None and config.selfcheck:
         record.bare_loop_s = schedule.bare_loop(session, config.rounds, prompt_index)
@@ -69,6 +71,7 @@ def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: flo
     schedule.replay(benchmark, mine.seconds, f"time.{schedule.clock(session.config.clock).__name__}")
     record = _build_record(benchmark, session, threshold, mine.rounds, prompt_index, mine.seconds)
     record.schedule = "interleaved"
+    record.peak_memory_bytes = mine.peak_memory_bytes
     record.machine_state = mine.rounds.machine_state
     if threshold is not None:
         record.paired_uncached_s = list(results[(None, prompt_index)].seconds)

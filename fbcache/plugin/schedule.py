@@ -201,6 +201,8 @@ class Rounds:
     decisions: list[list[StepDecision]] = field(default_factory=list)
     events: list[EventPair] = field(default_factory=list)
     machine_state: dict[str, Any] = field(default_factory=dict)
+    #: the highest allocator peak of the timed generations (None off CUDA, or before any timed round)
+    peak_memory_bytes: int | None = None
 
 
 def generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
@@ -244,6 +246,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         synchronize(device)
+        reset_peak_memory(device)  # before pedantic starts its timer: each round's own peak
         log.start_generation()
         pair = EventPair(device)
         rounds.events.append(pair)
@@ -268,6 +271,8 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
         recorded = compat.recorded_seconds(benchmark)
         seconds = ended - span["started"] if warmup or not recorded else float(recorded[-1])
         hits = None if threshold is None else summarize(rounds.decisions[-1])[0]
+        if not warmup and (peak := peak_memory_bytes(device)) is not None:
+            rounds.peak_memory_bytes = max(peak, rounds.peak_memory_bytes or 0)
         number = finished if warmup else finished - config.warmup_rounds
         progress.generation(threshold, prompt_index, warmup, number,
                             config.warmup_rounds if warmup else config.rounds, seconds, hits, config.steps)
@@ -337,6 +342,12 @@ class Interleaved:
 
     rounds: Rounds = field(default_factory=Rounds)
     seconds: list[float] = field(default_factory=list)
+    #: the highest allocator peak of this benchmark's own timed generations (None off CUDA)
+    peak_memory_bytes: int | None = None
+
+    def add_peak(self, peak: int | None) -> None:
+        if peak is not None:
+            self.peak_memory_bytes = max(peak, self.peak_memory_bytes or 0)
 
 
 #: timed images kept per benchmark (the first and second go to disk; NaN is checked on every one)
@@ -354,6 +365,8 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
     try:
         generator = torch.Generator("cpu").manual_seed(config.case(prompt_index).seed)
         synchronize(config.device)
+        # per generation, outside the clock: each benchmark keeps the peak of its own rounds only
+        reset_peak_memory(config.device)
         log.start_generation()
         pair = EventPair(config.device)
         now = clock(config.clock)
@@ -363,6 +376,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
         pair.record_end()
         synchronize(config.device)
         seconds = now() - started
+        peak = peak_memory_bytes(config.device)
         decisions = log.finish_generation()
     finally:
         if threshold is not None:
@@ -378,6 +392,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
     into.rounds.decisions.append(decisions)
     into.rounds.events.append(pair)
     into.seconds.append(seconds)
+    into.add_peak(peak)
     return seconds, hits
 
 
@@ -395,7 +410,6 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
                        for threshold in [None, *session.planned_thresholds]]
     logs = {key: DecisionLog() for key in keys}
     results = {key: Interleaved() for key in keys}
-    reset_peak_memory(config.device)
     before = machine.sample(config.device)
     _ = session.backend  # the model loads before the first generation, not inside the time-left estimate
     progress = _sweep_progress(session, len(keys), "interleaved")

@@ -39,11 +39,14 @@ from fbcache.history.summary import is_prompt_set
 from fbcache.metrics import all_metrics, primary
 from fbcache.render import html_page, plots
 from fbcache.render.table import (
+    GIB,
     columns,
+    has_peaks,
     hit_map,
     is_compiled,
     markdown_table,
     ordered,
+    peak_note,
     prompt_legend,
     results,
     row,
@@ -122,7 +125,7 @@ class TrendMetric:
 
 
 def trend_metrics() -> list[TrendMetric]:
-    """Time, every registered image metric, and hits: each drawn across the runs of one fingerprint."""
+    """Time, every registered image metric, hits and (GPU runs) peak memory: each across one fingerprint's runs."""
     def metric_of(name: str) -> Callable[[BenchRecord], float | None]:
         return lambda record: record.metrics.get(name)
 
@@ -132,7 +135,9 @@ def trend_metrics() -> list[TrendMetric]:
                         lambda r: r.median_s, True),
             *image_metrics,
             TrendMetric("hits", "trend-hits.png", "Cache hits", "hits (skipped steps)",
-                        lambda r: None if r.hits is None else float(r.hits), False)]
+                        lambda r: None if r.hits is None else float(r.hits), False),
+            TrendMetric("peak_memory", "trend-peak-memory.png", "Peak GPU memory per benchmark", "peak (GiB)",
+                        lambda r: None if r.peak_memory_bytes is None else r.peak_memory_bytes / GIB, True)]
 
 
 def figure_names() -> tuple[str, ...]:
@@ -336,6 +341,8 @@ def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path,
         points = [plots.TrendPoint(label, i, value, (run.name, label, metric.metric) in flagged)
                   for i, run in enumerate(series) for label in shown
                   if label in run.records and (value := metric.value(run.records[label])) is not None]
+        if not points and metric.metric == "peak_memory":
+            continue  # CPU runs: no allocator peak to draw (the results table says why)
         written[metric.filename] = plots.trend_plot(names, points, shown, out_dir / metric.filename,
                                                     f"{metric.title}: {len(series)} runs, fingerprint "
                                                     f"{series[-1].fingerprint_id}", metric.ylabel)
@@ -451,10 +458,12 @@ def render_html(report: Report) -> str:
     parts += [f'<p class="note">{_esc(note)}</p>' for note in report.scale_notes]
     header, rows = results(report.records)
     parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in header], [[_esc(cell) for cell in r] for r in rows])]
+    note = peak_note(report.records)
+    parts += [f'<p class="note">{_esc(note)}</p>'] if note is not None else []
     if is_prompt_set(report.records):
-        compiled = is_compiled(report.records)
-        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled)],
-                                                     [[_esc(cell) for cell in row(r, compiled)]
+        compiled, peaks = is_compiled(report.records), has_peaks(report.records)
+        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled, peaks)],
+                                                     [[_esc(cell) for cell in row(r, compiled, peaks)]
                                                       for r in ordered(report.listed or report.records)]),
                   "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.listed or report.records)], "</ul>"]
     if report.bounds:

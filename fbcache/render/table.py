@@ -13,15 +13,35 @@ from fbcache.history.record import BenchRecord
 from fbcache.history.summary import ThresholdSummary, is_prompt_set, summarize
 from fbcache.metrics import all_metrics
 
+GIB = float(1 << 30)
+PEAK_TITLE = "peak GiB"
+#: said once under the table of a run without the peak column
+NO_PEAK_NOTE = "Peak GPU memory: not shown: a CPU run has no GPU allocator to read."
 
-def columns(compiled: bool = False) -> list[str]:
+
+def columns(compiled: bool = False, peaks: bool = False) -> list[str]:
     """The seed's columns, then speedup and hits, then every registered image metric.
 
-    A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median.
+    A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median;
+    a GPU run adds ``peak GiB``: each benchmark's allocator peak over its own timed generations.
     """
-    extra = ["compile (s)"] if compiled else []
+    extra = (["compile (s)"] if compiled else []) + ([PEAK_TITLE] if peaks else [])
     return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in all_metrics()),
             *extra]
+
+
+def has_peaks(records: Iterable[BenchRecord]) -> bool:
+    """Whether any benchmark recorded a GPU allocator peak (a CPU run has none)."""
+    return any(r.peak_memory_bytes is not None for r in records)
+
+
+def peak_note(records: Iterable[BenchRecord]) -> str | None:
+    """The one line that says why the peak column is missing, or None when it is shown."""
+    return None if has_peaks(records) else NO_PEAK_NOTE
+
+
+def _gib(peak: int | None) -> str:
+    return "—" if peak is None else f"{peak / GIB:.2f}"
 
 
 def is_compiled(records: Iterable[BenchRecord]) -> bool:
@@ -38,7 +58,7 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def row(record: BenchRecord, compiled: bool = False) -> list[str]:
+def row(record: BenchRecord, compiled: bool = False, peaks: bool = False) -> list[str]:
     first, second = record.first_s, record.second_s
     total = first + second if first is not None and second is not None else None
     if record.threshold is None:
@@ -51,16 +71,19 @@ def row(record: BenchRecord, compiled: bool = False) -> list[str]:
     label = record.label + (" !" if not record.bounds_ok else "")
     measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
     extra = ["—" if record.compile_s is None else f"{record.compile_s:.1f}"] if compiled else []
+    extra += [_gib(record.peak_memory_bytes)] if peaks else []
     return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured, *extra]
 
 
-def set_columns() -> list[str]:
-    """A prompt set's line per threshold: the set's speedup, hits over the prompts, each metric's mean and worst."""
+def set_columns(peaks: bool = False) -> list[str]:
+    """A prompt set's line per threshold: the set's speedup, hits over the prompts, each metric's mean and worst
+    (and on a GPU the highest peak of its prompts)."""
     metrics = [title for m in all_metrics() for title in (f"{m.title} mean", f"{m.title} worst")]
-    return ["threshold", "prompts", "mean time (s)", "speedup", "hits mean (min-max)/steps", *metrics]
+    return ["threshold", "prompts", "mean time (s)", "speedup", "hits mean (min-max)/steps", *metrics,
+            *([f"{PEAK_TITLE} max"] if peaks else [])]
 
 
-def set_row(summary: ThresholdSummary) -> list[str]:
+def set_row(summary: ThresholdSummary, peaks: bool = False) -> list[str]:
     mean = summary.mean_median_s
     if summary.threshold is None:
         speedup, hits = "1.00 (ref)", "— (no cache)"
@@ -71,16 +94,19 @@ def set_row(summary: ThresholdSummary) -> list[str]:
     label = summary.label + (" !" if not all(r.bounds_ok for r in summary.records) else "")
     metrics = [m.format(value) for m in all_metrics()
                for value in (summary.metrics[m.name].mean, summary.metrics[m.name].worst)]
-    return [label, str(summary.prompts), _seconds(mean), speedup, hits, *metrics]
+    found = [r.peak_memory_bytes for r in summary.records if r.peak_memory_bytes is not None]
+    extra = [_gib(max(found) if found else None)] if peaks else []
+    return [label, str(summary.prompts), _seconds(mean), speedup, hits, *metrics, *extra]
 
 
 def results(records: Iterable[BenchRecord]) -> tuple[list[str], list[list[str]]]:
     """The main table: one line per benchmark, or per threshold over a prompt set."""
     records = list(records)
+    peaks = has_peaks(records)
     if is_prompt_set(records):
-        return set_columns(), [set_row(s) for s in summarize(records)]
+        return set_columns(peaks), [set_row(s, peaks) for s in summarize(records)]
     compiled = is_compiled(records)
-    return columns(compiled), [row(r, compiled) for r in ordered(records)]
+    return columns(compiled, peaks), [row(r, compiled, peaks) for r in ordered(records)]
 
 
 def prompt_legend(records: Iterable[BenchRecord]) -> list[str]:
@@ -94,10 +120,14 @@ def markdown_table(records: Iterable[BenchRecord], per_prompt: Iterable[BenchRec
     (``per_prompt``: only these records' lines and prompts, for a report that bounds its size)."""
     records = list(records)
     listed = records if per_prompt is None else list(per_prompt)
-    compiled = is_compiled(records)
+    compiled, peaks = is_compiled(records), has_peaks(records)
     text = markdown.table(*results(records))
+    note = peak_note(records)
+    if note is not None:
+        text += f"\n\n{note}"
     if is_prompt_set(records):
-        text += ("\n\nPer prompt:\n\n" + markdown.table(columns(compiled), [row(r, compiled) for r in ordered(listed)])
+        text += ("\n\nPer prompt:\n\n" + markdown.table(columns(compiled, peaks),
+                                                          [row(r, compiled, peaks) for r in ordered(listed)])
                  + "\n\nPrompts:\n\n" + "\n".join(f"- {markdown.cell(line)}" for line in prompt_legend(listed)))
     return text
 

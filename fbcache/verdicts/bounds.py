@@ -19,6 +19,7 @@ A profile looks like::
     min_<metric> = 0.93          # every image metric of fbcache.metrics has its own key (max_<metric>
                                  # where lower is better); or "calibrate on the first run": not checked yet
     min_<metric>_worst = 0.85    # with a prompt set: the bound of the worst prompt
+    max_peak_memory_gib = 28.5   # each benchmark's peak GPU memory of its timed rounds (not checked on a CPU)
 
 Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
 type, or a bound outside the values its quantity can take (each metric's ``value_range``, speedup > 0)
@@ -72,11 +73,20 @@ class ThresholdBound:
     image: Mapping[str, float] = field(default_factory=dict)
     #: image-metric floors on the worst prompt (key ``min_<name>_worst``)
     worst: Mapping[str, float] = field(default_factory=dict)
+    #: ceiling on each benchmark's own peak GPU memory, GiB (every prompt of a set alike)
+    max_peak_memory_gib: float | None = None
 
 
 def threshold_keys() -> tuple[str, ...]:
     """The keys a ``[thresholds."T"]`` table may hold: speedup and each registered metric's bound keys."""
-    return ("min_speedup", *(m.bound_key for m in all_metrics()), *(m.bound_key + WORST for m in all_metrics()))
+    return ("min_speedup", PEAK_KEY, *(m.bound_key for m in all_metrics()),
+            *(m.bound_key + WORST for m in all_metrics()))
+
+
+PEAK_KEY = "max_peak_memory_gib"
+GIB = float(1 << 30)
+#: calibrate's ceiling over the measured peak: allocator peaks barely move, so this is room for a library update
+PEAK_MARGIN = 1.10
 
 
 #: the workload of a profile that does not name one: every profile written before profiles named their
@@ -171,6 +181,8 @@ def _bound_range(key: str) -> tuple[float, float, bool, str]:
     """(low, high, low inclusive, what) of a threshold key: speedup > 0, an image metric within its values."""
     if key == "min_speedup":
         return 0.0, math.inf, False, "speedup over uncached"
+    if key == PEAK_KEY:
+        return 0.0, math.inf, False, "peak GPU memory in GiB"
     metric = next(m for m in all_metrics() if key in (m.bound_key, m.bound_key + WORST))
     low, high = metric.value_range
     return low, high, True, metric.title
@@ -226,6 +238,7 @@ def _thresholds(data: Any, source: str) -> dict[float, ThresholdBound]:
             min_speedup=floors.get("min_speedup"),
             image={m.name: value for m in all_metrics() if (value := floors.get(m.bound_key)) is not None},
             worst={m.name: value for m in all_metrics() if (value := floors.get(m.bound_key + WORST)) is not None},
+            max_peak_memory_gib=floors.get(PEAK_KEY),
         )
     return thresholds
 
@@ -335,6 +348,17 @@ def _speedup_violation(profile: BoundsProfile, threshold: float, bound: Threshol
                       "min_speedup", scope)]
 
 
+def _peak_violation(profile: BoundsProfile, record: BenchRecord, bound: ThresholdBound, scope: str) -> list[Violation]:
+    """A benchmark's own peak GPU memory over its ceiling; a CPU run has no peak and is not checked."""
+    if bound.max_peak_memory_gib is None or record.peak_memory_bytes is None or record.threshold is None:
+        return []
+    peak = record.peak_memory_bytes / GIB
+    if peak <= bound.max_peak_memory_gib:
+        return []
+    return [Violation(record.threshold, "peak memory GiB", peak, bound.max_peak_memory_gib, True, profile.name,
+                      PEAK_KEY, scope)]
+
+
 def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
     """Every bound one benchmark breaks; empty when it keeps them all (or has none).
 
@@ -347,11 +371,13 @@ def check(profile: BoundsProfile, record: BenchRecord) -> list[Violation]:
     if bound is None:
         return []
     if record.prompt_index is not None:
-        return _image_violations(profile, record.threshold, bound.worst, record.metrics, WORST,
-                                 f"prompt p{record.prompt_index}")
+        scope = f"prompt p{record.prompt_index}"
+        return (_image_violations(profile, record.threshold, bound.worst, record.metrics, WORST, scope)
+                + _peak_violation(profile, record, bound, scope))
     return (_image_violations(profile, record.threshold, bound.image, record.metrics, "", "")
             + _image_violations(profile, record.threshold, bound.worst, record.metrics, WORST, "")
-            + _speedup_violation(profile, record.threshold, bound, record.speedup, ""))
+            + _speedup_violation(profile, record.threshold, bound, record.speedup, "")
+            + _peak_violation(profile, record, bound, ""))
 
 
 def _worst_prompt(records: Iterable[BenchRecord], metric: str) -> int | None:
@@ -436,6 +462,11 @@ def calibrate(
                 floor = max(value + step, 0.0)
                 measured = f"measured {which + ' ' if which else ''}{metric.format(value)}"
                 lines.append(f"{metric.bound_key}{suffix} = {round(floor, metric.decimals)}  # {measured}")
+        peaks = [r.peak_memory_bytes for r in summary.records if r.peak_memory_bytes is not None]
+        if peaks:  # a GPU run; a CPU run has no allocator peak to bound
+            peak = max(peaks) / GIB
+            lines.append(f"{PEAK_KEY} = {round(peak * PEAK_MARGIN, 2)}  # measured {peak:.2f} GiB x "
+                         f"{PEAK_MARGIN:g}: allocator peaks barely move between runs; the 10% is room for a library update")
     return "\n".join(lines) + "\n"
 
 

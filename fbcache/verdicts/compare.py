@@ -177,14 +177,20 @@ def _speedup(verdict: Verdict | None) -> str:
 def markdown(result: CompareResult) -> str:
     header = ["threshold", "time s (now / base)", "time change (MDE)", "paired speedup (now / base) [CI]",
               "speedup change (MDE)", *(m.title for m in all_metrics()), "hits", "verdict"]
+    # a CPU run has no allocator peak: the column appears only when some benchmark has one
+    peaks = any(row.verdict("peak_memory") is not None for row in result.rows)
+    if peaks:
+        header.insert(-1, "peak GiB (now / base)")
     rows = []
     for row in result.rows:
         hits = row.verdict("hits")
         hits_text = "—" if hits is None or hits.latest is None else f"{hits.latest:g} / {_number(hits.baseline, 0)}"
-        rows.append([row.label, _pair(row.verdict("time"), 3), _change(row.verdict("time")),
-                     _speedup(row.verdict("speedup")), _change(row.verdict("speedup")),
-                     *[_metric_pair(row.verdict(m.name), m) for m in all_metrics()], hits_text,
-                     row.status.upper() if row.status in ALERTING else row.status])
+        cells = [row.label, _pair(row.verdict("time"), 3), _change(row.verdict("time")),
+                 _speedup(row.verdict("speedup")), _change(row.verdict("speedup")),
+                 *[_metric_pair(row.verdict(m.name), m) for m in all_metrics()], hits_text]
+        if peaks:
+            cells.append(_pair(row.verdict("peak_memory"), 2))
+        rows.append([*cells, row.status.upper() if row.status in ALERTING else row.status])
     lines = [f"**fbcache compare**: `{result.latest}` against {result.baseline}", "", render_markdown.table(header, rows)]
     judged = coverage(result)
     if judged:
@@ -202,7 +208,7 @@ def markdown(result: CompareResult) -> str:
 
 def _metric_titles() -> dict[str, str]:
     """Display names, in the order coverage lists them."""
-    return {"bounds": "bounds", "hits": "hits", **{m.name: m.title for m in all_metrics()},
+    return {"bounds": "bounds", "hits": "hits", **{m.name: m.title for m in all_metrics()}, "peak_memory": "peak memory",
             "time": "time", "speedup": "paired speedup"}
 
 

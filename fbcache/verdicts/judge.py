@@ -19,6 +19,13 @@ so there is no noise to measure: any hit change is reported, and an image metric
 beyond its tolerance. Like the timings, they are judged against the level at the start of the current
 segment (the first run, an accepted run, or an improvement of the metric), not against the previous
 night, so a change stays visible on every later run until it is undone or accepted.
+
+Peak GPU memory (:class:`PeakMemoryTracker`) is nearly exact: an allocator's peak barely moves between
+identical runs. Its reference is the median peak of the current segment and its tolerance is
+``max(2%, 3 x spread)``, where the spread is the largest relative distance of the segment's peaks from
+that median; a rise beyond the tolerance is a regression, a fall beyond it an improvement (and the new
+reference). Like the other exact values it is judged from a benchmark's second run; a CPU run has no
+allocator peak (None) and is not judged.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fbcache.history.record import BenchRecord, label_of
 from fbcache.history.storage import Acceptance, Run
@@ -51,7 +58,12 @@ from fbcache.verdicts.stats import (
     pool,
 )
 
-TIME, SPEEDUP = "time", "speedup"
+TIME, SPEEDUP, PEAK_MEMORY = "time", "speedup", "peak_memory"
+#: the peak-memory tolerance never falls below this relative change ...
+PEAK_MEMORY_FLOOR = 0.02
+#: ... and is at least this many times the segment's run-to-run spread
+PEAK_MEMORY_SPREADS = 3.0
+GIB = float(1 << 30)
 #: tests per noisy series: its level, the pair of its last two runs, and its drift
 TESTS_PER_SERIES = 3
 
@@ -185,6 +197,44 @@ class HitsTracker:
 
 
 @dataclass
+class PeakMemoryTracker:
+    """A benchmark's allocator peak against its segment's median, within ``max(2%, 3 x spread)``."""
+
+    segment: list[int] = field(default_factory=list)
+    since: int | None = None
+
+    def tolerance(self) -> float:
+        centre = statistics.median(self.segment)
+        spread = max(abs(p / centre - 1.0) for p in self.segment)
+        return max(PEAK_MEMORY_FLOOR, PEAK_MEMORY_SPREADS * spread)
+
+    def judge(self, index: int, peak: int | None, accepted: bool) -> ExactJudgement:
+        if peak is None or peak <= 0:
+            return ExactJudgement("not judged", None, None, "no GPU allocator peak in this run")
+        latest = peak / GIB
+        if accepted:
+            self.segment, self.since = [peak], None
+            return ExactJudgement("accepted", latest, latest, "accepted")
+        if not self.segment:
+            self.segment = [peak]
+            return ExactJudgement("not judged", latest, None, FIRST_RUN, runs_needed=1)
+        centre = statistics.median(self.segment)
+        tolerance = self.tolerance()
+        change = peak / centre - 1.0
+        delta = f"{centre / GIB:.3f} -> {latest:.3f} GiB ({change:+.1%})"
+        rule = f"tolerance {tolerance:.1%} = max({PEAK_MEMORY_FLOOR:.0%}, {PEAK_MEMORY_SPREADS:g} x run-to-run spread)"
+        if change > tolerance:
+            self.since = index if self.since is None else self.since
+            return ExactJudgement("regression", latest, centre / GIB, f"{delta}, beyond the {rule}", self.since)
+        self.since = None
+        if change < -tolerance:
+            self.segment = [peak]
+            return ExactJudgement("improvement", latest, centre / GIB, f"{delta}, beyond the {rule}; the new reference")
+        self.segment.append(peak)
+        return ExactJudgement("ok", latest, centre / GIB, f"{delta}, within the {rule}")
+
+
+@dataclass
 class _Series:
     tracker: Tracker
     within: list[list[float]]
@@ -203,6 +253,7 @@ class HistoryJudge:
         self.series: dict[tuple[str, str], _Series] = {}
         self.image_metrics: dict[tuple[str, str], MetricTracker] = {}
         self.hits: dict[str, HitsTracker] = {}
+        self.peaks: dict[str, PeakMemoryTracker] = {}
         self._current = ""
 
     def _series(self, metric: str, label: str) -> _Series:
@@ -268,6 +319,10 @@ class HistoryJudge:
                     verdicts.append(self._exact_verdict(name, judged))
                 hits = self.hits.setdefault(record.label, HitsTracker())
                 verdicts.append(self._exact_verdict("hits", hits.judge(index, record, accepted is not None)))
+            if record.peak_memory_bytes is not None:  # a CPU run has no allocator peak: no verdict, shown "—"
+                peaks = self.peaks.setdefault(record.label, PeakMemoryTracker())
+                verdicts.append(self._exact_verdict(PEAK_MEMORY, peaks.judge(index, record.peak_memory_bytes,
+                                                                            accepted is not None)))
             rows.append(ThresholdResult(record.label, verdicts))
         if (TIME, RUN_LABEL) in noisy:
             rows.append(ThresholdResult(RUN_LABEL, [self._noisy_verdict(index, TIME, *noisy[(TIME, RUN_LABEL)],
