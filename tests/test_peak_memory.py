@@ -124,7 +124,7 @@ def test_an_interleaved_benchmark_keeps_the_highest_peak_of_its_own_generations(
 
     mine = Interleaved()
     for peak in (5, 9, None, 7):
-        mine.add_peak(peak)
+        mine.rounds.add_peak(peak)
     assert mine.peak_memory_bytes == 9
 
 

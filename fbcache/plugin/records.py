@@ -48,13 +48,10 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
     if threshold is not None:
         # the uncached image must exist before a cache that cannot be removed is applied
         session.reference_image(lambda: schedule.uncached_image(session, prompt_index), prompt_index)
-    schedule.reset_peak_memory(config.device)
     before = machine.sample(config.device)
     rounds, warmup = schedule.run_sequential(benchmark, session, threshold, prompt_index)
     record = _build_record(benchmark, session, threshold, rounds, prompt_index)
     record.machine_state = machine.evidence(before, machine.sample(config.device))
-    if rounds.peak_memory_bytes is not None:  # the timed rounds' own peak, warm-ups left out
-        record.peak_memory_bytes = rounds.peak_memory_bytes
     record_warmup(record, config.compile, warmup)
     if threshold is None and config.selfcheck:
         record.bare_loop_s = schedule.bare_loop(session, config.rounds, prompt_index)
@@ -71,7 +68,6 @@ def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: flo
     schedule.replay(benchmark, mine.seconds, f"time.{schedule.clock(session.config.clock).__name__}")
     record = _build_record(benchmark, session, threshold, mine.rounds, prompt_index, mine.seconds)
     record.schedule = "interleaved"
-    record.peak_memory_bytes = mine.peak_memory_bytes
     record.machine_state = mine.rounds.machine_state
     if threshold is not None:
         record.paired_uncached_s = list(results[(None, prompt_index)].seconds)
@@ -120,7 +116,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         warmup_rounds=config.warmup_rounds,
         cuda_event_s=[s for s in (pair.seconds() for pair in rounds.events[-timed:]) if s is not None],
         metrics={metric.name: metric.compute(first_images[0], reference) for metric in all_metrics()},
-        peak_memory_bytes=schedule.peak_memory_bytes(config.device),
+        peak_memory_bytes=rounds.peak_memory_bytes,  # the timed generations' own, warm-ups left out
         model_digest=model.digest,
         timing_only=model.timing_only,
         prompt_index=prompt_index,

@@ -204,6 +204,10 @@ class Rounds:
     #: the highest allocator peak of the timed generations (None off CUDA, or before any timed round)
     peak_memory_bytes: int | None = None
 
+    def add_peak(self, peak: int | None) -> None:
+        if peak is not None:
+            self.peak_memory_bytes = max(peak, self.peak_memory_bytes or 0)
+
 
 def generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
     config, model = session.config, session.model
@@ -271,8 +275,8 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
         recorded = compat.recorded_seconds(benchmark)
         seconds = ended - span["started"] if warmup or not recorded else float(recorded[-1])
         hits = None if threshold is None else summarize(rounds.decisions[-1])[0]
-        if not warmup and (peak := peak_memory_bytes(device)) is not None:
-            rounds.peak_memory_bytes = max(peak, rounds.peak_memory_bytes or 0)
+        if not warmup:
+            rounds.add_peak(peak_memory_bytes(device))
         number = finished if warmup else finished - config.warmup_rounds
         progress.generation(threshold, prompt_index, warmup, number,
                             config.warmup_rounds if warmup else config.rounds, seconds, hits, config.steps)
@@ -342,12 +346,10 @@ class Interleaved:
 
     rounds: Rounds = field(default_factory=Rounds)
     seconds: list[float] = field(default_factory=list)
-    #: the highest allocator peak of this benchmark's own timed generations (None off CUDA)
-    peak_memory_bytes: int | None = None
-
-    def add_peak(self, peak: int | None) -> None:
-        if peak is not None:
-            self.peak_memory_bytes = max(peak, self.peak_memory_bytes or 0)
+    @property
+    def peak_memory_bytes(self) -> int | None:
+        """The highest allocator peak of this benchmark's own timed generations (None off CUDA)."""
+        return self.rounds.peak_memory_bytes
 
 
 #: timed images kept per benchmark (the first and second go to disk; NaN is checked on every one)
@@ -392,7 +394,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
     into.rounds.decisions.append(decisions)
     into.rounds.events.append(pair)
     into.seconds.append(seconds)
-    into.add_peak(peak)
+    into.rounds.add_peak(peak)
     return seconds, hits
 
 
