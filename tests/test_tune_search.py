@@ -30,8 +30,10 @@ class Simulated:
     since the last computed step, so a reuse changes every later difference, as a real trajectory does.
     Quality falls with the differences of the reused steps."""
 
-    def __init__(self, prompts: int = 1, steps: int = 28, strict: bool = False, record_hit_diffs: bool = True):
+    def __init__(self, prompts: int = 1, steps: int = 28, strict: bool = False, record_hit_diffs: bool = True,
+                 compares_at_zero: bool = True):
         self.steps = steps
+        self.compares_at_zero = compares_at_zero  # cache-dit computes every step at 0 without comparing
         self.strict = strict  # cache-dit and nunchaku reuse when diff < t; diffusers when not diff > t
         self.record_hit_diffs = record_hit_diffs
         self.rates = [[0.02 + 0.013 * ((7 * k + 3 * p) % 5) + 0.001 * p for k in range(steps)] for p in range(prompts)]
@@ -43,7 +45,8 @@ class Simulated:
             diff = self.rates[prompt][k] * (k - last)
             hit = diff < threshold if self.strict else not diff > threshold
             hits.append(hit)
-            diffs.append(diff if self.record_hit_diffs or not hit else None)
+            compared = self.compares_at_zero or threshold > 0
+            diffs.append(diff if compared and (self.record_hit_diffs or not hit) else None)
             if hit:
                 loss += diff
             else:
@@ -137,6 +140,13 @@ def test_without_differences_for_its_hits_the_search_bisects_down_to_its_resolut
     holds, breaks = found.boundary.holds, found.boundary.breaks
     gap = breaks.interval[0] - holds.interval[1]
     assert (0 < gap <= 1.0 / 2**10, holds.holds(found.floors), breaks.holds(found.floors)) == (True, True, False)
+
+
+def test_a_cache_that_compares_nothing_at_0_gives_no_interval_there_and_the_same_answer():
+    quiet = search([0], [ssim_floor(0.97)], 1.0, [], Simulated(strict=True, compares_at_zero=False).generate)
+    bottom = quiet.book.probes[0][0]
+    answer = search([0], [ssim_floor(0.97)], 1.0, [], Simulated(strict=True).generate)
+    assert (bottom.interval, quiet.recommended.interval) == ((0.0, 0.0), answer.recommended.interval)
 
 
 def test_a_floor_that_holds_up_to_the_limit_recommends_the_limits_pattern_with_nothing_faster():

@@ -7,9 +7,9 @@ depends only on the decisions taken before it. So two thresholds that take the s
 step make the same generation, and one generation's decision trace says which thresholds do: every one
 strictly between the largest difference it reused (a hit) and the smallest it computed. That open
 interval is the probe's hit pattern's (:attr:`Probe.interval`), whichever way the backend breaks a tie
-(``diff > t`` or ``diff < t``). A trace that cannot say (a hit with no recorded difference: a cache that
-reuses without comparing) gives the probe's own threshold alone, and the search then halves the gap
-down to :data:`HALVINGS` halvings of the range.
+(``diff > t`` or ``diff < t``). A trace that cannot say (a step decided without a recorded
+difference once something was cached: a cache that decides without comparing) gives the probe's own
+threshold alone, and the search then halves the gap down to :data:`HALVINGS` halvings of the range.
 
 **Bisection on untimed generations.** The lowest threshold (0: nothing reused) and the upper limit
 bracket the answer; each probe at the middle of the gap between the highest passing pattern and the
@@ -131,17 +131,20 @@ class Probe:
     @property
     def interval(self) -> tuple[float, float]:
         """The open interval of thresholds that give this hit pattern (see the module docstring);
-        ``(threshold, threshold)`` when the trace cannot tell (a hit with no recorded difference, or a
-        difference on the wrong side of the threshold for its decision)."""
+        ``(threshold, threshold)`` when the trace cannot tell: a step decided without a recorded difference
+        after something was cached (cache-dit compares nothing at a threshold of 0 or from 1 on), or a
+        difference on the wrong side of the threshold for its decision."""
         point = (self.threshold, self.threshold)
         reused: list[float] = []
         computed: list[float] = []
+        cached = False
         for hit, diff in zip(self.hits, self.diffs):
             if diff is None or math.isnan(diff):
-                if hit:
-                    return point
-                continue  # computed without comparing (the first step): the same at every threshold
-            (reused if hit else computed).append(diff)
+                if hit or cached:
+                    return point  # decided without comparing, with something cached: not the threshold's doing
+            else:
+                (reused if hit else computed).append(diff)
+            cached = cached or not hit  # nothing cached before the first computed step: it compares nothing
         low, high = max(reused, default=0.0), min(computed, default=math.inf)
         if not low <= self.threshold <= high or not low < high:
             return point
