@@ -112,7 +112,7 @@ def test_the_worst_prompt_decides_and_a_prompt_whose_trace_covers_a_threshold_is
     best = found.recommended
     worst = min(p.metrics["ssim"] for p in best.probes)
     per_prompt_calls = len(sim.calls)
-    assert (best.worst(SSIM) == worst, found.book.reused > 0, per_prompt_calls < 3 * len(set(found.book.asked))) \
+    assert (best.worst(SSIM) == worst, found.book.skipped > 0, per_prompt_calls < 3 * len(set(found.book.asked))) \
         == (True, True, True)
 
 

@@ -304,11 +304,14 @@ class Book:
         for probe in known:
             if probe.prompt in self.probes:
                 self.probes[probe.prompt].append(probe)
+        self._given = {id(p) for probes in self.probes.values() for p in probes}
         self._generate = generate
         #: probes generated in this search, in order
         self.new: list[Probe] = []
-        #: per (prompt, threshold) asked for, the generations a known probe saved
-        self.reused = 0
+        #: generations a probe of the given trace answered (a rerun)
+        self.from_trace = 0
+        #: generations a probe of this search answered: a prompt whose interval already held the threshold
+        self.skipped = 0
         #: every step evaluated, by pattern
         self.steps: dict[tuple[str, ...], Step] = {}
         #: every threshold evaluated, in order
@@ -340,8 +343,10 @@ class Book:
                 probe = self._generate(prompt, threshold)
                 self.probes[prompt].append(probe)
                 self.new.append(probe)
+            elif id(probe) in self._given:
+                self.from_trace += 1
             else:
-                self.reused += 1
+                self.skipped += 1
             probes.append(probe)
         spans = [self.span(p) for p in probes]
         step = Step(tuple(probes), (max(low for low, _ in spans), min(high for _, high in spans)))
@@ -427,7 +432,7 @@ class Search:
     @property
     def recommended(self) -> Step | None:
         """The pattern to ship: it and every measured one below it keep every floor, and it reuses a step."""
-        step = self.boundary.holds
+        step = self.book.current(self.boundary.holds)
         return step if step is not None and step.hits > 0 else None
 
     @property
@@ -442,7 +447,7 @@ class Search:
     @property
     def faster(self) -> Step | None:
         """The next pattern above the recommendation: it breaks a floor."""
-        return self.boundary.breaks
+        return self.book.current(self.boundary.breaks)
 
     def generations(self) -> int:
         return len(self.book.new)
