@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fbcache.config.options import parse_entries
+from fbcache.config import parse_entries
 from fbcache.errors import ConfigError, DataError
 from fbcache.metrics import ImageMetric, all_metrics, get, names
 
@@ -264,8 +264,10 @@ class Trace:
     probes: list[Probe] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps({"fbcache_tune_trace": TRACE_VERSION, "workload": self.workload,
-                           "probes": [p.to_json() for p in self.probes]}, indent=1, sort_keys=True) + "\n"
+        """JSON with one probe per line: a rerun's new probes show as new lines in a diff."""
+        head = json.dumps({"fbcache_tune_trace": TRACE_VERSION, "workload": self.workload}, sort_keys=True)
+        probes = ",\n  ".join(json.dumps(p.to_json(), sort_keys=True) for p in self.probes)
+        return f'{head[:-1]},\n "probes": [\n  {probes}\n ]}}\n'
 
 
 def read_trace(text: str, source: str) -> Trace:
