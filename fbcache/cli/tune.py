@@ -139,26 +139,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                help=f"{spec.help_text()} (default: {default})")
 
 
-def sweep_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> HarnessConfig:
+def sweep_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> tuple[HarnessConfig, dict[str, str]]:
     """The sweep options as the sweep parses them (command line, then FBCACHE_* variables, then tune's or the
-    table's default); an error names the flag or variable the value came from."""
+    table's default), and where each came from: tune's flag or the variable."""
     environ = dict(os.environ) if environ is None else environ
     raw: dict[str, str | None] = {"shard": "off", "interleave": "true", "bounds": "none", "output_dir": args.out_dir}
-    given: dict[str, str] = {}
+    sources = {"output_dir": "--out-dir"}
     for spec in sweep_options():
         value = getattr(args, _dest(spec), None)
         if isinstance(value, list):
             value = ",".join(value)
-        where = _flag(spec)
+        sources[spec.name] = _flag(spec)
         if value is None and environ.get(spec.env) not in (None, ""):
-            value, where = environ[spec.env], spec.env
+            value, sources[spec.name] = environ[spec.env], spec.env
         raw[spec.name] = value if value is not None else DEFAULTS.get(spec.name)
-        given[spec.name] = where
     try:
-        return build_config(raw)
+        return build_config(raw), sources
     except ConfigError as exc:
-        name = option_name(exc.option)
-        raise exc.from_source(given.get(name or "", "--out-dir" if name == "output_dir" else exc.option)) from None
+        raise as_given(exc, sources) from None
+
+
+def as_given(exc: ConfigError, sources: dict[str, str]) -> ConfigError:
+    """The same error, naming the option as it was given to tune (``--steps``, ``FBCACHE_STEPS``), not pytest's."""
+    name = option_name(exc.option)
+    return exc.from_source(sources[name]) if name in sources else exc
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,8 @@ class Settings:
     untimed: str | None
     fresh: bool
     config: HarnessConfig
+    #: where each sweep option came from (tune's flag or an FBCACHE_* variable), for error messages
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def _positive(option: str, raw: str) -> float:
@@ -205,13 +211,13 @@ def settings(args: argparse.Namespace) -> Settings:
     trace = output_file(args.trace, "--trace") if args.trace else out_dir / TRACE_FILE
     json_path = output_file(args.json, "--json") if args.json else None
     bounds_out = output_file(args.bounds_out, "--bounds-out") if args.bounds_out else None
-    config = sweep_config(args)
+    config, sources = sweep_config(args)
     untimed = "--untimed" if args.untimed else None if config.interleaved else untimed_reason(config)
     if min_speedup is not None and untimed is not None:
         raise ConfigError("--min-speedup", args.min_speedup, "leave it out, or run the timed proof",
                           f"nothing is timed: {untimed}")
     return Settings(floors, limit, min_speedup, margin, margins, out_dir, trace, json_path, bounds_out, untimed,
-                    args.fresh, config)
+                    args.fresh, config, sources)
 
 
 def untimed_reason(config: HarnessConfig) -> str:
@@ -582,7 +588,10 @@ def tune(settings: Settings, write: Callable[[str], None] = _stderr) -> Answer:
     from fbcache.plugin.machine import fbcache_machine_info
 
     config = settings.config
-    check_environment(config)
+    try:
+        check_environment(config)
+    except ConfigError as exc:
+        raise as_given(exc, settings.sources) from None
     info = fbcache_machine_info(config)
     identity = workload_identity(config, info["fingerprint"])
     trace = read_known(settings, identity)
