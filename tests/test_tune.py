@@ -192,3 +192,13 @@ def test_a_floor_no_reused_step_keeps_exits_4_with_no_recommendation(tuned, tmp_
     code, answer = tune("--min-ssim", "1", "--out-dir", str(tuned["shared"]), "--json", str(tmp_path / "r.json"),
                         "--untimed")
     assert (code, answer["recommended_threshold"], answer["unmet"]) == (EXIT_UNMET, None, "no threshold keeps every floor")
+
+
+@pytest.mark.integration
+@pytest.mark.xdist_group("tune")
+def test_a_min_speedup_beyond_reach_exits_4_and_writes_no_profile(tuned, tmp_path):
+    profile = tmp_path / "never.toml"
+    code, answer = tune("--min-ssim", "0.97", "--out-dir", str(tuned["shared"]), "--json", str(tmp_path / "r.json"),
+                        "--min-speedup", "100", "--bounds-out", str(profile), *PROOF)
+    assert (code, answer["unmet"].startswith("its speedup "), answer["unmet"].endswith("is below --min-speedup 100"),
+            profile.exists()) == (EXIT_UNMET, True, True, False)

@@ -679,9 +679,11 @@ def run(args: argparse.Namespace) -> int:
 
         write_file(settings_.json, json.dumps(to_json(answer), indent=1) + "\n", "--json")
         written.append(str(settings_.json))
-    if settings_.bounds_out is not None and answer.search.recommended is not None:
+    if settings_.bounds_out is not None and answer.unmet is None:  # a profile only for what meets every requirement
         write_file(settings_.bounds_out, bounds_profile(answer), "--bounds-out")
         written.append(str(settings_.bounds_out))
+    if settings_.bounds_out is not None and answer.unmet is not None:
+        print(f"--bounds-out {settings_.bounds_out}: not written: the recommendation does not meet the requirements")
     print(f"\nwrote {', '.join(written)}; the search trace is {settings_.trace}")
     if not plotted.endswith(PLOT_FILE):
         print(plotted)
