@@ -14,6 +14,13 @@ run of one prompt every aggregate is that prompt's own value, so a single-prompt
 The set's speedup is the uncached time of the whole set over the cached time of the whole set (the
 ratio of the sums of per-prompt median times): what a user of the set would wait, not a mean of
 ratios that lets one fast prompt hide a slow one.
+
+**Per run.** The model's load time and its first generation's (the cold start) happen once per session, so
+:class:`Startup` is stored once per run: a top-level ``fbcache_startup`` object of the run file, added through
+pytest-benchmark's ``pytest_benchmark_update_json`` hook (its documented place for custom fields; it and its
+``compare`` ignore the key). Not in ``machine_info``: pytest-benchmark warns on every ``--benchmark-compare``
+whose machine_info differs, and a measurement differs every run. A run saved before the key existed loads
+with no startup.
 """
 
 from __future__ import annotations
@@ -357,3 +364,62 @@ def summarize(records: Iterable[BenchRecord]) -> list[ThresholdSummary]:
 def is_prompt_set(records: Iterable[BenchRecord]) -> bool:
     """Whether these records come from a run with a prompt set (any record names its prompt)."""
     return any(getattr(r, "prompt_index", None) is not None for r in records)
+
+
+#: the run file's top-level key of :class:`Startup`
+STARTUP_KEY = "fbcache_startup"
+#: the row labels of the two startup series in compare, nightly and the report
+LOAD_LABEL = "model load"
+COLD_START_LABEL = "cold start"
+
+
+@dataclass(frozen=True)
+class Startup:
+    """Wall-clock seconds, once per run; None where the session never got that far."""
+
+    #: loading the pipeline onto the device
+    model_load_s: float | None = None
+    #: the session's first generation (its first warm-up round; its first timed round without warm-ups):
+    #: what the first image after a load costs, one-time work (kernel loading, autotuning, compilation) included
+    cold_start_s: float | None = None
+
+    def by_label(self) -> dict[str, float]:
+        """The series this run has a value for, by row label."""
+        values = {LOAD_LABEL: self.model_load_s, COLD_START_LABEL: self.cold_start_s}
+        return {label: value for label, value in values.items() if value is not None and value > 0}
+
+    def to_json(self) -> dict[str, float]:
+        return {name: value for name, value in (("model_load_s", self.model_load_s),
+                                                ("cold_start_s", self.cold_start_s)) if value is not None}
+
+    @classmethod
+    def from_run(cls, data: dict[str, Any]) -> Startup | None:
+        """The startup of a run file's document (None: saved without one); ValueError naming the field if malformed."""
+        raw = data.get(STARTUP_KEY)
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{STARTUP_KEY} is {type(raw).__name__}, not an object")
+        values: dict[str, float | None] = {}
+        for name in ("model_load_s", "cold_start_s"):
+            value = raw.get(name)
+            problem = type_problem(value, float | None)
+            if not problem and value is not None and value < 0:
+                problem = "a duration below 0"
+            if problem:
+                raise ValueError(f"{STARTUP_KEY}.{name} = {_short(value)}: {problem}")
+            values[name] = None if value is None else float(value)
+        return cls(**values)
+
+
+def slowest_startup(startups: Iterable[Startup | None]) -> Startup | None:
+    """The shards of one sweep as one run: each value the slowest shard's, the one the sweep waited for."""
+    known = [s for s in startups if s is not None]
+
+    def worst(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return max(present) if present else None
+
+    if not known:
+        return None
+    return Startup(worst([s.model_load_s for s in known]), worst([s.cold_start_s for s in known]))

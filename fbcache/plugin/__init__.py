@@ -73,6 +73,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     fbsession.update_machine_info(config, machine_info)
 
 
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
+    fbsession.update_json(config, output_json)
+
+
 def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any, machine_info: dict,
                                           compared_benchmark: dict) -> None:
     fbsession.check_comparable(config, machine_info, compared_benchmark)

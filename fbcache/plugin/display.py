@@ -40,6 +40,7 @@ class Results(Protocol):
     records: dict[str, BenchRecord]
     profile: BoundsProfile | None
     model_load_s: float | None
+    cold_start_s: float | None
 
     @property
     def notes(self) -> list[str]: ...
@@ -188,7 +189,8 @@ def results_lines(fb: Results, bound_failures: int, bounds_note: str | None) -> 
              f"{'interleaved' if c.interleaved else 'sequential'})"
              + (f" | torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else "")
              + (" | CPU clock (process time)" if c.clock == "cpu" else "")
-             + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else "")]
+             + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else "")
+             + (f" | first generation (cold start) {fb.cold_start_s:.2f} s" if fb.cold_start_s is not None else "")]
     if c.prompt_set is not None:
         lines.append(f"prompt set {c.prompt_set.name} ({len(c.cases)} prompts, digest {c.prompt_set.digest})"
                      + (f" | shard {c.shard.rank}/{c.shard.world_size} ({c.shard.origin}): prompts "

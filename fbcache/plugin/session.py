@@ -35,7 +35,7 @@ from fbcache.configure import (
     source_of,
 )
 from fbcache.errors import BoundViolation, BrokenRunError, ConfigError
-from fbcache.history import BenchRecord, compat, label_of
+from fbcache.history import STARTUP_KEY, BenchRecord, Startup, compat, label_of
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of, match_facts
 from fbcache.history.storage import (
     IMAGES_RECORD_NAME,
@@ -93,6 +93,8 @@ class FBCacheSession:
         self.records: dict[str, BenchRecord] = {}
         self.health = RunHealth()
         self.model_load_s: float | None = None
+        #: wall time of the session's first generation (schedule.generate_once), once per run
+        self.cold_start_s: float | None = None
         self._model: LoadedModel | None = None
         self._load_failure: str | None = None
         self._backend: CacheBackend | None = None
@@ -335,6 +337,13 @@ def update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     info = config.stash.get(MACHINE_INFO_KEY, None)
     if info is not None:
         machine_info["fbcache"] = info
+
+
+def update_json(config: pytest.Config, output_json: dict) -> None:
+    """The run's startup, once per run, as a top-level key of the run file (fbcache.history.Startup)."""
+    fb = config.stash.get(SESSION_KEY, None)
+    if fb is not None and (fb.model_load_s is not None or fb.cold_start_s is not None):
+        output_json[STARTUP_KEY] = Startup(fb.model_load_s, fb.cold_start_s).to_json()
 
 
 def check_comparable(config: pytest.Config, machine_info: dict, compared_benchmark: dict) -> None:

@@ -7,7 +7,8 @@ so the directory can be moved, archived as a CI artifact or opened from disk as 
 
 Trends cover only runs with the reported run's fingerprint (never mixed), oldest to newest, ending
 at the reported run. Every run is judged as ``fbcache compare`` judged it that night (one walk over
-the history, verdicts/judge.py), and the alerting points are marked.
+the history, verdicts/judge.py), and the alerting points are marked. The run's model load and cold start
+(once per run) are in the Run table and, across the trend, in their own plot.
 
 Size. A run of any size is reported in seconds and megabytes. A run with thousands of benchmarks (a
 large prompt set) would otherwise give every benchmark a row in the hit map, a line and legend entry
@@ -33,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fbcache import markup
 from fbcache.errors import OutputWriteError
-from fbcache.history import UNCACHED, BenchRecord, is_prompt_set
+from fbcache.history import COLD_START_LABEL, LOAD_LABEL, UNCACHED, BenchRecord, is_prompt_set
 from fbcache.history.storage import Acceptance, Run, images_mismatch, same_fingerprint_before
 from fbcache.metrics import all_metrics, primary
 from fbcache.render import (
@@ -139,9 +140,13 @@ def trend_metrics() -> list[TrendMetric]:
                         lambda r: None if r.peak_memory_bytes is None else r.peak_memory_bytes / GIB, True)]
 
 
+#: the run's model load and cold start across the trend (once per run, not per benchmark)
+STARTUP_FIGURE, STARTUP_TITLE = "trend-startup.png", "Model load and cold start"
+
+
 def figure_names() -> tuple[str, ...]:
     """Every fixed-name file a report may contain; a stale one from an earlier report is removed."""
-    return ("image-grid.png", "tradeoff.png", "hitmap.png", *(m.filename for m in trend_metrics()))
+    return ("image-grid.png", "tradeoff.png", "hitmap.png", *(m.filename for m in trend_metrics()), STARTUP_FIGURE)
 
 
 @dataclass(frozen=True)
@@ -228,7 +233,17 @@ def run_metadata(run: Run) -> list[tuple[str, str]]:
         ("versions", versions or "unknown"),
         ("commit", commit_text),
         ("fingerprint", run.fingerprint_id),
+        *_startup_rows(run),
     ]
+
+
+def _startup_rows(run: Run) -> list[tuple[str, str]]:
+    """The run's model load and first generation (wall time, once per run)."""
+    startup = run.startup
+    if startup is None:
+        return [("model load, cold start", "not recorded (a run saved before fbcache stored them)")]
+    shown = [(LOAD_LABEL, startup.model_load_s), (f"{COLD_START_LABEL} (first generation)", startup.cold_start_s)]
+    return [(name, "not recorded" if value is None else f"{value:.2f} s") for name, value in shown]
 
 
 def is_timing_only(run: Run) -> bool:
@@ -348,6 +363,21 @@ def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path,
     return written
 
 
+def _startup_figure(series: list[Run], alerts: list[TrendAlert], out_dir: Path) -> dict[str, Path]:
+    """The model load and cold start of each run; none when no run of the trend recorded them."""
+    labels = [LOAD_LABEL, COLD_START_LABEL]
+    flagged = {(a.run, a.label) for a in alerts}
+    points = [plots.TrendPoint(label, i, value, (run.name, label) in flagged)
+              for i, run in enumerate(series) if run.startup is not None
+              for label, value in run.startup.by_label().items()]
+    if not points:
+        return {}
+    names = [f"{run.name[:4]} {_short_date(run)[:16]}" for run in series]
+    return {STARTUP_FIGURE: plots.trend_plot(names, points, labels, out_dir / STARTUP_FIGURE,
+                                             f"{STARTUP_TITLE}: {len(series)} runs, fingerprint "
+                                             f"{series[-1].fingerprint_id}", "wall time (s)")}
+
+
 def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool,
              progress: Callable[[str], None] = lambda _: None) -> dict[str, Path]:
     """Every PNG of the report by name; sets ``report.alerts`` when there is a trend to judge."""
@@ -370,6 +400,7 @@ def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool,
         report.alerts = trend_alerts(runs, report.trend)
         progress("drawing the trend plots")
         written.update(_trend_figures(report.trend, report.alerts, out_dir, {r.label for r in shown}))
+        written.update(_startup_figure(report.trend, report.alerts, out_dir))
     return written
 
 
@@ -423,6 +454,7 @@ def _markdown_trend(report: Report) -> list[str]:
              + ", ".join(f"`{run.name}`" for run in report.trend) + ".", ""]
     for metric in trend_metrics():
         lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
+    lines += [f"![{STARTUP_TITLE}]({STARTUP_FIGURE})", ""] if STARTUP_FIGURE in report.figures else []
     if report.alerts:
         lines += ["Regressions, each run as compare judged it (ringed in the plots):", ""]
         lines += capped([f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markup.cell(a.detail)}"
@@ -493,6 +525,7 @@ def _html_trend(report: Report) -> list[str]:
     parts = ["<h2>Trend</h2>", f"<p>{len(report.trend)} runs with fingerprint {_esc(report.run.fingerprint_id)}, "
              f"oldest first: {_esc(', '.join(run.name for run in report.trend))}.</p>"]
     parts += [_img(m.filename, m.title) for m in trend_metrics() if m.filename in report.figures]
+    parts += [_img(STARTUP_FIGURE, STARTUP_TITLE)] if STARTUP_FIGURE in report.figures else []
     if report.alerts:
         parts += ['<p class="alert">Regressions, each run as compare judged it (ringed in the plots):</p><ul>',
                   *capped([f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "

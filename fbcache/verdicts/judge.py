@@ -26,6 +26,16 @@ identical runs. Its reference is the median peak of the current segment and its 
 that median; a rise beyond the tolerance is a regression, a fall beyond it an improvement (and the new
 reference). Like the other exact values it is judged from a benchmark's second run; a CPU run has no
 allocator peak (None) and is not judged.
+
+Startup (rows "model load" and "cold start", from the run's :class:`~fbcache.history.Startup`): one value
+a run, so no within-run noise exists. Each is a noisy time series judged by the same tracker, with its
+run-to-run noise from its own history alone, and two guards against that noise being underestimated
+(startup times have a long upper tail: docs/verdicts.md shows the measured case): it is "too noisy to
+judge" until its noise has ``STARTUP_MIN_DF`` degrees of freedom (a few quiet runs by chance would set
+a narrow gate), and it alerts only on a confirmed step: a second run beyond the gate in the same
+regression (a regression since the first). A first run beyond the gate, and whatever else the tracker
+calls a regression without two runs beyond the gate, is advisory: shown, not alerting (a false alarm
+costs more than a late one).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fbcache.history import BenchRecord, label_of
+from fbcache.history import COLD_START_LABEL, LOAD_LABEL, BenchRecord, label_of
 from fbcache.history.storage import Acceptance, Run
 from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.verdicts import (
@@ -61,6 +71,10 @@ from fbcache.verdicts.stats import (
 )
 
 TIME, SPEEDUP, PEAK_MEMORY = "time", "speedup", "peak_memory"
+#: the series key of the startup times (their verdicts are "time" verdicts of their own rows)
+STARTUP = "startup"
+#: degrees of freedom a startup series' run-to-run noise needs before it is judged (about 11 runs)
+STARTUP_MIN_DF = 10
 #: the peak-memory tolerance never falls below this relative change ...
 PEAK_MEMORY_FLOOR = 0.02
 #: ... and is at least this many times the segment's run-to-run spread
@@ -262,7 +276,8 @@ class HistoryJudge:
         key = (metric, label)
         if key not in self.series:
             worse = -1 if metric == SPEEDUP else 1
-            self.series[key] = _Series(Tracker(worse, self.gates, self.settings.history), [])
+            min_df = STARTUP_MIN_DF if metric == STARTUP else 1
+            self.series[key] = _Series(Tracker(worse, self.gates, self.settings.history, min_df=min_df), [])
         return self.series[key]
 
     def walk(self) -> list[CompareResult]:
@@ -279,6 +294,9 @@ class HistoryJudge:
                 found[(SPEEDUP, record.label)] = obs
         if (obs := observe_geomean(run, self.labels)) is not None:
             found[(TIME, RUN_LABEL)] = obs
+        for label, seconds in (run.startup.by_label() if run.startup is not None else {}).items():
+            value = math.log(seconds)
+            found[(STARTUP, label)] = Observation(value, [value])  # one value: no within-run noise
         return found
 
     def _noisy_judgements(self, index: int, accepted: str | None) -> dict[tuple[str, str], tuple[Judgement, Observation]]:
@@ -289,8 +307,8 @@ class HistoryJudge:
             series.within.append(obs.rounds)
             variances[key] = median_variance(dispersion(series.within), len(obs.rounds))
         noise = {k: SeriesNoise(self.series[k].tracker.residuals(), variances[k]) for k in observations}
-        pooled = {metric: pool(n for k, n in noise.items() if k[0] == metric) for metric in (TIME, SPEEDUP)}
-        judged = sum(1 for k in observations if self.series[k].tracker.seen >= self.settings.min_history)
+        pooled = {metric: pool(n for k, n in noise.items() if k[0] == metric) for metric in (TIME, SPEEDUP, STARTUP)}
+        judged = sum(1 for k in observations if self._tested(self.series[k].tracker))
         tests = max(1, TESTS_PER_SERIES * judged)
         results = {}
         for key, obs in observations.items():
@@ -299,6 +317,12 @@ class HistoryJudge:
                                                        self.settings.min_history, accepted)
             results[key] = (judgement, obs)
         return results
+
+    def _tested(self, tracker: Tracker) -> bool:
+        """Whether this series is tested at this run (and so takes a share of the false-alarm budget)."""
+        if tracker.seen < self.settings.min_history:
+            return False
+        return tracker.min_df <= 1 or tracker.residuals().df >= tracker.min_df
 
     def _judge_run(self, index: int) -> CompareResult:
         run = self.runs[index]
@@ -329,6 +353,9 @@ class HistoryJudge:
         if (TIME, RUN_LABEL) in noisy:
             rows.append(ThresholdResult(RUN_LABEL, [self._noisy_verdict(index, TIME, *noisy[(TIME, RUN_LABEL)],
                                                                         geomean=True)]))
+        for label in (LOAD_LABEL, COLD_START_LABEL):
+            if (STARTUP, label) in noisy:
+                rows.append(ThresholdResult(label, [self._startup_verdict(index, *noisy[(STARTUP, label)])]))
         notes = self._notes(index)
         _no_improvement_from_a_slower_baseline(rows, run)
         if str(run.fingerprint.get("accelerator", "")).startswith("cpu") and not self.settings.judge_cpu_timing:
@@ -355,6 +382,20 @@ class HistoryJudge:
         mde = None if judgement.gate is None else judgement.gate.mde
         return Verdict(metric, judgement.status, latest, baseline, detail, judgement.effect, mde, since, interval,
                        judgement.runs_needed)
+
+    def _startup_verdict(self, index: int, judgement: Judgement, obs: Observation) -> Verdict:
+        """A startup time's verdict. It alerts only on a confirmed step: this run beyond the gate, and an earlier
+        run of the same regression too; any other regression (a first run beyond the gate, a run inside it, a
+        pair or a drift inside it) is advisory, since one slow value may be the tail of the noise."""
+        verdict = self._noisy_verdict(index, TIME, judgement, obs)
+        if verdict.status != "regression":
+            return verdict
+        beyond = judgement.gate is not None and judgement.effect is not None and judgement.effect > judgement.gate.mde
+        if beyond and judgement.since is not None and judgement.since != index:
+            return verdict
+        verdict.status = "advisory"
+        verdict.detail += "; one value a run: it alerts once a second run is beyond the gate"
+        return verdict
 
     def _exact_verdict(self, metric: str, judgement: ExactJudgement) -> Verdict:
         since = self._name(judgement.since)
