@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fbcache import render
-from fbcache.config import HarnessConfig
+from fbcache.config import HarnessConfig, Threshold
 from fbcache.history import UNCACHED, BenchRecord
 from fbcache.verdicts.bounds import BoundsProfile
 
@@ -94,7 +94,7 @@ class Progress:
         if self._write is not None and schedule:
             self._write(f"fbcache: timing {self.total} generations ({schedule})")
 
-    def generation(self, threshold: float | None, prompt_index: int | None, warmup: bool, number: int, of: int,
+    def generation(self, threshold: Threshold | None, prompt_index: int | None, warmup: bool, number: int, of: int,
                    seconds: float | None, hits: int | None = None, steps: int | None = None) -> str:
         """Count one finished generation and write its line; returns the line (written or not)."""
         self.start()
