@@ -151,7 +151,7 @@ def test_nunchaku_sweep_on_each_supported_layout(sweep, version):
 @pytest.mark.parametrize("version", ["1.1.0", "0.3.2"])
 def test_nunchaku_double_cache_sweep_counts_hits_per_stage_on_each_layout(sweep, version):
     """MULTI/SINGLE pairs through the double first-block cache on the 1.x and 0.3.2 stand-ins: each stage's
-    hits stored, the pair in the fingerprint."""
+    hits stored, the pair in the fingerprint, two hit maps shown."""
     result = sweep("--fbcache-model", MODEL, *NUNCHAKU_SWEEP, "--fbcache-thresholds", "0.5 0/0.5", "--benchmark-autosave",
                    env=standin_env(STANDINS / f"nunchaku-{version}"))
     assert result.returncode == 0, result.output
@@ -163,6 +163,8 @@ def test_nunchaku_double_cache_sweep_counts_hits_per_stage_on_each_layout(sweep,
     assert "single_hits" not in records["0.5"] and 0 < records["0.5"]["hits"] < 8
     assert "thresholds 0/0.5 0.5," in run["machine_info"]["fbcache"]["fingerprint"]["procedure"]
     assert run["machine_info"]["fbcache"]["cache_settings"] == {"use_double_fb_cache": True}
+    single_map = result.output.split("Hits per step of the single-stream decision")[1]
+    assert f"   0/0.5  {''.join('.' if hit else '#' for hit in pair['single_hit_trace'])}" in single_map
     assert (result.output_dir / "flux_t0-0.5_first.png").is_file()
 
 

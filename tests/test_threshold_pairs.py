@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ from fbcache.errors import BrokenRunError, ConfigError
 from fbcache.history import BenchRecord
 from fbcache.history.fingerprint import procedure_key, workload_key
 from fbcache.history.storage import load_runs
+from fbcache.render import hit_map, row
 from fbcache.verdicts.bounds import calibrate, check, load_profile, parse_profile
+from fbcache.verdicts.judge import HitsTracker
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "tests" / "standins"
@@ -218,3 +221,24 @@ def test_calibrate_writes_a_pair_under_its_label_and_single_thresholds_under_the
     assert sorted(tomllib.loads(text)["thresholds"]) == ["0.09/0.12", "0.1"]
     (tmp_path / "cal.toml").write_text(text)
     assert load_profile(tmp_path / "cal.toml").bound_for(PAIR).image == {"ssim": 0.88}
+
+
+# ---------------------------------------------------------------------------------- verdicts, views
+
+
+def test_a_flip_of_the_single_stream_decision_alone_is_a_hits_change():
+    tracker = HitsTracker()
+    tracker.judge(0, pair_record([False, True, True, False]), accepted=False)
+    judged = tracker.judge(1, pair_record([False, True, False, False]), accepted=False)
+    assert judged.status == "changed"
+    assert "single-stream 2 -> 1, steps that flipped: [2]" in judged.detail
+
+
+def test_a_pair_shows_both_stages_hits_and_a_second_hit_map():
+    records = [record(None), record(0.1, hits=1, hit_trace=[False, True, False, False]),
+               pair_record([False, True, True, False])]
+    assert hit_map(records).splitlines() == ["0.09/0.12  #.##  1/4 hits", "     0.1  #.##  1/4 hits"]
+    assert hit_map(records, single_stream=True).splitlines() == ["0.09/0.12  #..#  2/4 hits"]
+    assert row(records[2])[5] == "1/4, single-stream 2/4"
+    assert row(replace(records[2], single_hits_per_round=[2, 1]))[5] == \
+        "1/4, single-stream 2/4 (varied: [1], single-stream [1, 2])"

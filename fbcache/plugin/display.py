@@ -145,6 +145,9 @@ def results_markdown(fb: Results) -> str:
     parts = [render.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
              render.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
              render.residual_ranges(records), "```"]
+    if render.hit_map(records, single_stream=True):
+        parts += ["", f"Hits per step of {render.SINGLE_STREAM_MAP}:", "```", render.hit_map(records, True), "```",
+                  "", "Its relative residual difference per step:", "```", render.residual_ranges(records, True), "```"]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
     warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})
