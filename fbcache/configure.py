@@ -28,6 +28,7 @@ from fbcache.config import (
     REGISTRY_HELP,
     HarnessConfig,
     OptionSpec,
+    ThresholdPair,
     check_writable_dir,
     load_prompt_set,
     parse_bool,
@@ -272,6 +273,7 @@ def build_config(
     source.validate(config)
     check_load_time_quant(config)
     backends.get(backend).validate(config)
+    check_threshold_pairs(config)
     check_quant_device(config)
     check_compile(config)
     return config
@@ -290,6 +292,18 @@ def check_load_time_quant(config: HarnessConfig) -> None:
         raise ConfigError(BY_NAME["quant"].cli, config.quant, ", ".join(quant.runnable_on(config.device)),
                           f"{config.quant} loads its own transformer, and the {source.name} model source builds "
                           f"its own; sources that take one: {takers}")
+
+
+def check_threshold_pairs(config: HarnessConfig) -> None:
+    """A MULTI/SINGLE pair needs a cache that decides twice per step (its spec's ``two_stages``)."""
+    pair = next((t for t in config.thresholds if isinstance(t, ThresholdPair)), None)
+    spec = backends.get(config.cache_backend)
+    if pair is None or spec.two_stages:
+        return
+    takers = ", ".join(b.name for b in backends.all_backends() if b.two_stages) or "none registered"
+    raise ConfigError(BY_NAME["thresholds"].cli, f"{pair:g}", f"single thresholds like 0.1 with the {spec.name} cache "
+                      f"backend; MULTI/SINGLE pairs with a backend that decides twice per step: {takers}",
+                      f"the {spec.name} cache decides once per step, after the first block")
 
 
 def check_quant_device(config: HarnessConfig) -> None:

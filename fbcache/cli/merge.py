@@ -25,6 +25,7 @@ from typing import Any
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.cli import DEFAULT_STORAGE, storage_path
+from fbcache.config import threshold_order
 from fbcache.errors import EXIT_CLEAN, MergeError
 from fbcache.history import STARTUP_KEY, BenchRecord, Startup, slowest_startup
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of
@@ -134,9 +135,10 @@ def _check_one_sweep(shards: list[Shard]) -> int:
     return size
 
 
-def _order(bench: dict[str, Any]) -> tuple[bool, float, int]:
+def _order(bench: dict[str, Any]) -> tuple[bool, tuple[float, int, float], int]:
     record = BenchRecord.from_extra_info(bench["extra_info"])
-    return record.threshold is not None, record.threshold or 0.0, record.prompt_index or 0
+    threshold = (0.0, 0, 0.0) if record.threshold is None else threshold_order(record.threshold)
+    return record.threshold is not None, threshold, record.prompt_index or 0
 
 
 def merge_shards(paths: list[Path]) -> dict[str, Any]:

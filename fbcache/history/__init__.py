@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from fbcache.config import Threshold, ThresholdPair, threshold_from_json, threshold_to_json
 from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.metrics import names as metric_names
 
@@ -44,10 +45,12 @@ UNCACHED = "uncached"
 #: extra_info fields that only runs with a prompt set have; absent (not null) otherwise, so a
 #: single-prompt run keeps the layout it always had
 PROMPT_FIELDS = ("prompt_index", "prompt")
+#: extra_info fields of a MULTI/SINGLE threshold pair's second (single-stream) decision; absent otherwise
+SINGLE_STREAM_FIELDS = ("single_hits", "single_hits_per_round", "single_residual_diff_trace", "single_hit_trace")
 
 
-def label_of(threshold: float | None, prompt_index: int | None = None) -> str:
-    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1'); with a prompt
+def label_of(threshold: Threshold | None, prompt_index: int | None = None) -> str:
+    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1', a pair '0.09/0.12'); with a prompt
     set, the prompt's index follows as in the pytest id: '0.1[p3]', 'uncached[p3]'."""
     base = UNCACHED if threshold is None else f"{threshold:g}"
     return base if prompt_index is None else f"{base}[p{prompt_index}]"
@@ -57,7 +60,7 @@ def label_of(threshold: float | None, prompt_index: int | None = None) -> str:
 class BenchRecord:
     """One threshold's measurement (``threshold is None`` is the uncached baseline: no hooks at all)."""
 
-    threshold: float | None
+    threshold: Threshold | None
     model: str
     quantization: str
     cache_backend: str
@@ -85,6 +88,12 @@ class BenchRecord:
     #: per step: relative first-block residual difference (None at step 0) and whether it hit
     residual_diff_trace: list[float | None] = field(default_factory=list)
     hit_trace: list[bool] = field(default_factory=list)
+    #: MULTI/SINGLE threshold pairs: the same for each step's second decision, after the first single-stream
+    #: block (the fields above then hold the first, after the first double-stream block)
+    single_hits: int | None = None
+    single_hits_per_round: list[int] = field(default_factory=list)
+    single_residual_diff_trace: list[float | None] = field(default_factory=list)
+    single_hit_trace: list[bool] = field(default_factory=list)
     #: image metrics against the uncached image, by registry name (fbcache.metrics); stored in
     #: extra_info under their own names, as pytest-benchmark users expect; ``record.<name>`` reads one
     metrics: dict[str, float | None] = field(default_factory=dict)
@@ -155,7 +164,7 @@ class BenchRecord:
 
     @property
     def hits_consistent(self) -> bool:
-        return len(set(self.hits_per_round)) <= 1
+        return len(set(self.hits_per_round)) <= 1 and len(set(self.single_hits_per_round)) <= 1
 
     @property
     def bounds_ok(self) -> bool:
@@ -164,6 +173,7 @@ class BenchRecord:
     # -------------------------------------------------------------------- (de)serialisation
     def to_extra_info(self) -> dict[str, Any]:
         info = asdict(self)
+        info["threshold"] = None if self.threshold is None else threshold_to_json(self.threshold)
         info["fbcache_schema"] = info.pop("schema")
         info["first_s"], info["second_s"], info["median_s"] = self.first_s, self.second_s, self.median_s
         info["hits_consistent"] = self.hits_consistent
@@ -174,6 +184,9 @@ class BenchRecord:
         del info["metrics"]
         for name in PROMPT_FIELDS:
             if info[name] is None:
+                del info[name]
+        if not isinstance(self.threshold, ThresholdPair):
+            for name in SINGLE_STREAM_FIELDS:
                 del info[name]
         return info
 
@@ -189,13 +202,19 @@ class BenchRecord:
         if info.get("fbcache_schema") != SCHEMA:
             raise ValueError(f"not an fbcache record (fbcache_schema={info.get('fbcache_schema')!r})")
         hints = _type_hints(cls)
-        values = {}
+        values: dict[str, Any] = {}
         for spec in fields(cls):
             if spec.name in ("schema", "metrics"):
                 continue
             if spec.name not in info:
                 if spec.default is MISSING and spec.default_factory is MISSING:
                     raise ValueError(f"extra_info.{spec.name} is missing")
+                continue
+            if spec.name == "threshold" and info["threshold"] is not None:  # a number, or a pair's object
+                try:
+                    values["threshold"] = threshold_from_json(info["threshold"])
+                except ValueError as exc:
+                    raise ValueError(f"extra_info.threshold = {_short(info['threshold'])}: {exc}") from None
                 continue
             problem = type_problem(info[spec.name], hints[spec.name])
             if problem:
@@ -286,7 +305,7 @@ class MetricSummary:
 class ThresholdSummary:
     """A threshold over every prompt the run measured (``threshold is None``: the uncached rows)."""
 
-    threshold: float | None
+    threshold: Threshold | None
     records: list[BenchRecord]
     #: sum over the prompts of each prompt's median time
     total_median_s: float | None
@@ -334,7 +353,7 @@ def _prompt_key(record: BenchRecord) -> int:
 
 def summarize(records: Iterable[BenchRecord]) -> list[ThresholdSummary]:
     """Per threshold (uncached first, then ascending), the records of every prompt folded together."""
-    by_threshold: dict[float | None, list[BenchRecord]] = {}
+    by_threshold: dict[Threshold | None, list[BenchRecord]] = {}
     for record in records:
         by_threshold.setdefault(record.threshold, []).append(record)
     uncached = by_threshold.get(None, [])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fbcache import render
-from fbcache.config import HarnessConfig
+from fbcache.config import HarnessConfig, Threshold
 from fbcache.history import UNCACHED, BenchRecord
 from fbcache.verdicts.bounds import BoundsProfile
 
@@ -95,7 +95,7 @@ class Progress:
         if self._write is not None and schedule:
             self._write(f"fbcache: timing {self.total} generations ({schedule})")
 
-    def generation(self, threshold: float | None, prompt_index: int | None, warmup: bool, number: int, of: int,
+    def generation(self, threshold: Threshold | None, prompt_index: int | None, warmup: bool, number: int, of: int,
                    seconds: float | None, hits: int | None = None, steps: int | None = None) -> str:
         """Count one finished generation and write its line; returns the line (written or not)."""
         self.start()
@@ -146,6 +146,9 @@ def results_markdown(fb: Results) -> str:
     parts = [render.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
              render.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
              render.residual_ranges(records), "```"]
+    if render.hit_map(records, single_stream=True):
+        parts += ["", f"Hits per step of {render.SINGLE_STREAM_MAP}:", "```", render.hit_map(records, True), "```",
+                  "", "Its relative residual difference per step:", "```", render.residual_ranges(records, True), "```"]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
     warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from fbcache import models
-from fbcache.backends import summarize
+from fbcache.backends import single_stream_hits, summarize
+from fbcache.config import Threshold, ThresholdPair
 from fbcache.errors import BoundViolation, BrokenRunError, NaNImageError
 from fbcache.history import UNCACHED, BenchRecord, compat, label_of
 from fbcache.history import summarize as summarize_set
@@ -26,14 +27,15 @@ from fbcache.verdicts.bounds import Violation, check, check_set
 
 def image_name(label: str, which: str, stem: str = "flux", prompt_index: int | None = None) -> str:
     """The seed's file names: flux_t0.1_first.png; the baseline is flux_uncached_first.png; a prompt
-    of a set adds its index: flux_t0.1_p3_first.png."""
-    name = f"{stem}_{UNCACHED}" if label == UNCACHED else f"{stem}_t{label}"
+    of a set adds its index: flux_t0.1_p3_first.png; a MULTI/SINGLE pair's '/' (no file name holds one)
+    becomes '-': flux_t0.09-0.12_first.png."""
+    name = f"{stem}_{UNCACHED}" if label == UNCACHED else f"{stem}_t{label.replace('/', '-')}"
     if prompt_index is not None:
         name += f"_p{prompt_index}"
     return f"{name}_{which}.png"
 
 
-def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
+def measure(benchmark: Any, session: FBCacheSession, threshold: Threshold | None,
             prompt_index: int | None = None) -> BenchRecord:
     """Time one threshold (``None``: uncached, no hooks at all) on one prompt (``None``: the run's single
     prompt; else its index in the prompt set) and return its record."""
@@ -57,7 +59,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
     return record
 
 
-def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: float | None,
+def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: Threshold | None,
                          prompt_index: int | None) -> BenchRecord:
     results = session.interleaved(lambda: schedule.run_interleaved(session))
     key = (threshold, prompt_index)
@@ -77,7 +79,7 @@ def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: flo
     return record
 
 
-def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: schedule.Rounds,
+def _build_record(benchmark: Any, session: FBCacheSession, threshold: Threshold | None, rounds: schedule.Rounds,
                   prompt_index: int | None = None, seconds: list[float] | None = None) -> BenchRecord:
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
@@ -96,6 +98,12 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
                 raise BrokenRunError(
                     f"the cache decided {len(steps)} times in a {config.steps}-step generation; its hooks did "
                     "not see every step (enable the cache before the first cache_context, diffusers #14037)")
+            pair = isinstance(threshold, ThresholdPair)
+            wrong = [s.step for s in steps if (s.single_hit is not None) != pair]
+            if wrong:
+                raise BrokenRunError(f"threshold {threshold:g}: " + (
+                    f"no single-stream decision at steps {wrong}; a MULTI/SINGLE pair decides twice per step" if pair
+                    else f"a single-stream decision at steps {wrong}; a single threshold decides once per step"))
     first_images = [to_uint8_images(images)[0] for images in timed_images[:2]]
     label = label_of(threshold)
     if threshold is None:
@@ -127,6 +135,11 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         record.hits_per_round = [summarize(steps)[0] for steps in timed_decisions]
         record.residual_diff_trace = [step.diff for step in first]
         record.hit_trace = [step.hit for step in first]
+    if isinstance(threshold, ThresholdPair):
+        record.single_hits = single_stream_hits(first)
+        record.single_hits_per_round = [single_stream_hits(steps) for steps in timed_decisions]
+        record.single_residual_diff_trace = [step.single_diff for step in first]
+        record.single_hit_trace = [bool(step.single_hit) for step in first]
     median, baseline = record.median_s, session.uncached_median(prompt_index)
     if threshold is not None and median and baseline:
         record.speedup = baseline / median
@@ -156,7 +169,7 @@ def record_warmup(record: BenchRecord, compile_mode: str, warmup: schedule.WarmU
     record.compile_s = max(0.0, warmup.seconds - median) if median is not None else None
 
 
-def bench(benchmark: Any, session: FBCacheSession, threshold: float | None = None,
+def bench(benchmark: Any, session: FBCacheSession, threshold: Threshold | None = None,
           prompt_index: int | None = None) -> BenchRecord:
     """Measure one threshold on one prompt, check its bounds (and, with its prompt the set's last, the
     set's) and hand the record to pytest-benchmark; :class:`BoundViolation` when an enforced one broke."""

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from fbcache.backends import DecisionLog, StepDecision, summarize
+from fbcache.config import Threshold
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history import UNCACHED, compat, label_of
 from fbcache.metrics import all_finite, to_uint8_images
@@ -268,7 +269,7 @@ def _sweep_progress(session: FBCacheSession, benchmarks: int, schedule: str) -> 
 
 
 def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
-                      prompt_index: int | None = None, threshold: float | None = None) -> Rounds:
+                      prompt_index: int | None = None, threshold: Threshold | None = None) -> Rounds:
     config = session.config
     seed = config.case(prompt_index).seed
     device = config.device
@@ -320,7 +321,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
     return rounds
 
 
-def run_sequential(benchmark: Any, session: FBCacheSession, threshold: float | None,
+def run_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold | None,
                    prompt_index: int | None) -> tuple[Rounds, WarmUp | None]:
     """One benchmark's rounds back to back through ``benchmark.pedantic``, the cache set for ``threshold``
     (``None``: uncached), after the untimed warm-up of a compiled session."""
@@ -366,7 +367,7 @@ def bare_loop(session: FBCacheSession, rounds: int, prompt_index: int | None = N
 
 
 #: one benchmark of the interleaved schedule: (threshold or None for uncached, prompt index or None)
-Key = tuple[float | None, int | None]
+Key = tuple[Threshold | None, int | None]
 
 
 @dataclass

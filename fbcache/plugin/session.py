@@ -25,7 +25,7 @@ import pytest
 
 from fbcache import backends
 from fbcache.backends import CacheBackend
-from fbcache.config import HarnessConfig, Shard, check_writable_dir
+from fbcache.config import HarnessConfig, Shard, Threshold, check_writable_dir
 from fbcache.configure import (
     build_config,
     check_compile_selection,
@@ -101,7 +101,7 @@ class FBCacheSession:
         #: the uncached image of each prompt (key: prompt index, None without a set)
         self._references: dict[int | None, np.ndarray] = {}
         #: thresholds and prompts whose benchmarks were collected (all configured ones unless deselected)
-        self.planned_thresholds: tuple[float, ...] = config.thresholds
+        self.planned_thresholds: tuple[Threshold, ...] = config.thresholds
         self.planned_prompts: tuple[int, ...] = ()
         self._interleaved: Any = None
         self._interleave_error: BaseException | None = None

@@ -1,7 +1,10 @@
-"""The results table (the seed's columns plus speedup, hits and similarity) and the hit map.
+"""The results table (the seed's columns plus speedup, hits and similarity) and the hit maps.
 
 A run with a prompt set gets one line per threshold over the whole set (:func:`set_table`: mean and
 worst prompt of every image metric, mean hits, the set's speedup), then the per-prompt lines.
+
+A MULTI/SINGLE threshold pair decides twice per step: its hits cell shows both decisions' hits, and
+its single-stream decisions get a hit map of their own (:func:`hit_map` with ``single_stream``).
 
 """
 
@@ -66,8 +69,12 @@ def row(record: BenchRecord, compiled: bool = False, peaks: bool = False) -> lis
     else:
         speedup = "—" if record.speedup is None else f"{record.speedup:.2f}x"
         hits = "—" if record.hits is None else f"{record.hits}/{record.steps}"
+        if record.single_hits is not None:
+            hits += f", single-stream {record.single_hits}/{record.steps}"
         if not record.hits_consistent:
-            hits += f" (varied: {sorted(set(record.hits_per_round))})"
+            hits += f" (varied: {sorted(set(record.hits_per_round))}"
+            hits += f", single-stream {sorted(set(record.single_hits_per_round))})" if record.single_hits_per_round \
+                else ")"
     label = record.label + (" !" if not record.bounds_ok else "")
     measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
     extra = ["—" if record.compile_s is None else f"{record.compile_s:.1f}"] if compiled else []
@@ -132,22 +139,31 @@ def markdown_table(records: Iterable[BenchRecord], per_prompt: Iterable[BenchRec
     return text
 
 
-def hit_map(records: Iterable[BenchRecord]) -> str:
-    """One line per threshold, one character per denoising step: '#' computed, '.' cache hit."""
+#: what the second hit map shows, where a run has MULTI/SINGLE pairs
+SINGLE_STREAM_MAP = "the single-stream decision of each MULTI/SINGLE pair (after the first single-stream block)"
+
+
+def hit_map(records: Iterable[BenchRecord], single_stream: bool = False) -> str:
+    """One line per threshold, one character per denoising step: '#' computed, '.' cache hit. The step's
+    decision (a pair's double-stream one); with ``single_stream``, each pair's second decision instead."""
     lines = []
     for record in ordered(records):
-        if record.threshold is None or not record.hit_trace:
+        trace, hits = (record.single_hit_trace, record.single_hits) if single_stream else \
+            (record.hit_trace, record.hits)
+        if record.threshold is None or not trace:
             continue
-        steps = "".join("." if hit else "#" for hit in record.hit_trace)
-        lines.append(f"{record.label:>8}  {steps}  {record.hits}/{record.steps} hits")
+        steps = "".join("." if hit else "#" for hit in trace)
+        lines.append(f"{record.label:>8}  {steps}  {hits}/{record.steps} hits")
     return "\n".join(lines)
 
 
-def residual_ranges(records: Iterable[BenchRecord]) -> str:
-    """Range of the relative first-block residual difference per threshold (what the cache compared)."""
+def residual_ranges(records: Iterable[BenchRecord], single_stream: bool = False) -> str:
+    """Range of the relative first-block residual difference per threshold (what the cache compared); with
+    ``single_stream``, of each MULTI/SINGLE pair's first single-stream block."""
     lines = []
     for record in ordered(records):
-        diffs = [d for d in record.residual_diff_trace if d is not None]
+        trace = record.single_residual_diff_trace if single_stream else record.residual_diff_trace
+        diffs = [d for d in trace if d is not None]
         if record.threshold is not None and diffs:
             lines.append(f"{record.label:>8}  min {min(diffs):.3f}  median {sorted(diffs)[len(diffs) // 2]:.3f}"
                          f"  max {max(diffs):.3f}")

@@ -39,6 +39,7 @@ from fbcache.history.storage import Acceptance, Run, images_mismatch, same_finge
 from fbcache.metrics import all_metrics, primary
 from fbcache.render import (
     GIB,
+    SINGLE_STREAM_MAP,
     columns,
     has_peaks,
     hit_map,
@@ -435,6 +436,9 @@ def render_markdown(report: Report) -> str:
         lines += ["## Cache hits per step", ""]
         lines += ["![hit map](hitmap.png)", ""] if "hitmap.png" in report.figures else []
         lines += ["'#' computed, '.' cache hit (skipped):", "", "```", trace, "```", ""]
+    single = hit_map(report.listed or report.records, single_stream=True)
+    if single:
+        lines += [f"Hits per step of {SINGLE_STREAM_MAP}:", "", "```", single, "```", ""]
     image_rows = [[record.label, *[f"![{record.label} {c.kind}]({quote(c.copy)})" if c.copy
                                    else f"missing: {c.name or 'not recorded'}" for c in cells]]
                   for record, cells in report.images]
@@ -507,6 +511,9 @@ def render_html(report: Report) -> str:
         parts.append("<h2>Cache hits per step</h2>")
         parts += [_img("hitmap.png", "hit map")] if "hitmap.png" in report.figures else []
         parts.append(f"<p>'#' computed, '.' cache hit (skipped):</p><pre>{_esc(trace)}</pre>")
+    single = hit_map(report.listed or report.records, single_stream=True)
+    if single:
+        parts.append(f"<p>Hits per step of {_esc(SINGLE_STREAM_MAP)}:</p><pre>{_esc(single)}</pre>")
     parts += ["<h2>Images</h2>", _html_table(["threshold", *IMAGE_KINDS], [
         [_esc(record.label), *[_img(c.copy, f"{record.label} {c.kind}") if c.copy else
                                f'<span class="missing">missing: {_esc(c.name or "not recorded")}</span>'

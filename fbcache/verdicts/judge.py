@@ -193,8 +193,9 @@ class HitsTracker:
         if record.hits is None:
             return ExactJudgement("not judged", None, None, "no hits recorded")
         if not record.hits_consistent:
+            single = f", single-stream {record.single_hits_per_round}" if record.single_hits_per_round else ""
             return ExactJudgement("unstable", record.hits, None if self.reference is None else self.reference.hits,
-                                  f"hits varied between rounds of one run: {record.hits_per_round}")
+                                  f"hits varied between rounds of one run: {record.hits_per_round}{single}")
         if accepted:
             self.reference, self.since = record, None
             return ExactJudgement("accepted", record.hits, record.hits, "accepted")
@@ -202,14 +203,19 @@ class HitsTracker:
             self.reference, self.since = record, None
             return ExactJudgement("not judged", record.hits, None, FIRST_RUN, runs_needed=1)
         before = self.reference
-        if record.hits == before.hits and record.hit_trace == before.hit_trace:
+        # a MULTI/SINGLE pair: the single-stream decisions count as much as the double-stream ones
+        if (record.hits, record.hit_trace, record.single_hit_trace) == (before.hits, before.hit_trace,
+                                                                         before.single_hit_trace):
             self.since = None
             return ExactJudgement("ok", record.hits, before.hits, "identical per step")
         self.since = index if self.since is None else self.since
         flipped = [i for i, (a, b) in enumerate(zip(record.hit_trace, before.hit_trace)) if a != b]
-        return ExactJudgement("changed", record.hits, before.hits,
-                              f"{before.hits} -> {record.hits} of {record.steps}; steps that flipped: {flipped}",
-                              self.since)
+        why = f"{before.hits} -> {record.hits} of {record.steps}; steps that flipped: {flipped}"
+        if record.single_hit_trace != before.single_hit_trace:
+            pairs = zip(record.single_hit_trace, before.single_hit_trace)
+            why += (f"; single-stream {before.single_hits} -> {record.single_hits}, steps that flipped: "
+                    f"{[i for i, (a, b) in enumerate(pairs) if a != b]}")
+        return ExactJudgement("changed", record.hits, before.hits, why, self.since)
 
 
 @dataclass
