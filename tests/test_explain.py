@@ -7,12 +7,15 @@ tiny model, on a CPU: FLOPs are exact and deterministic, and the profile's parts
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from fbcache.explain import CostModel, Profile, efficiency_rounds, explain, fit, flops_text
+from fbcache.explain import NOT_MEASURED_NOTE, CostModel, Profile, efficiency_rounds, explain, fit, flops_text
 from fbcache.history import BenchRecord
 from fbcache.history.storage import Run
+from fbcache.render import markdown_table, results
+from fbcache.render.report import build_report
 from fbcache.verdicts.judge import EFFICIENCY, FLOPS, judge_series
 from tools.verdict_rates import REGIMES, simulate
 
@@ -191,3 +194,38 @@ def test_old_and_new_runs_mixed_judge_flops_from_the_first_run_that_has_them():
     with_explanations(history[1:])
     verdict = judge_series(history)[-1].row("0.5").verdict(FLOPS)
     assert verdict.status == "ok"
+
+
+# ------------------------------------------------------------------------------------ shown
+
+
+def _run(records: list[BenchRecord]) -> Run:
+    return Run(Path("0001_synthetic.json"), "2026-12-08T00:00:00", {"fbcache": {"fingerprint": {"accelerator": "gpu"}}},
+               {}, {r.label: r for r in records})
+
+
+def test_the_results_table_has_the_three_columns_only_when_the_run_measured_them():
+    header, rows = results(run_records())
+    assert header[-3:] == ["ideal ×", "efficiency", "FLOPs ×"]
+    assert rows[-1][-3:] == [f"{5.0 / (5.0 - 26 * BLOCKS):.2f}x", f"{(5.0 - 26 * BLOCKS) / 0.7:.0%}", f"{1000 / 90:.2f}x"]
+    old = [BenchRecord(None, "tiny", "none", "diffusers", 4, "64x64", 0, rounds_s=[0.1])]
+    assert "efficiency" not in results(old)[0]
+    assert markdown_table(old).count(NOT_MEASURED_NOTE) == 1
+
+
+def test_the_report_says_why_with_measured_against_ideal_and_the_breakdown(tmp_path):
+    run = _run(run_records())
+    build_report([run], run, tmp_path, None)
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "## Why this speedup" in text and "![where the time goes](breakdown.png)" in text
+    assert {"speedups.png", "breakdown.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert "Why this speedup" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_report_of_a_run_without_them_has_no_such_section(tmp_path):
+    old = [BenchRecord(None, "tiny", "none", "diffusers", 4, "64x64", 0, rounds_s=[0.1]),
+           BenchRecord(0.5, "tiny", "none", "diffusers", 4, "64x64", 0, rounds_s=[0.05], hits=2, speedup=2.0)]
+    run = _run(old)
+    build_report([run], run, tmp_path, None)
+    assert "Why this speedup" not in (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert not (tmp_path / "breakdown.png").exists()
