@@ -161,6 +161,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "device with a fixed --fbcache-threads, wall otherwise", "auto", "auto|wall|cpu", nightly=True),
     OptionSpec("selfcheck", "also time a bare loop of the same pipeline call after the uncached benchmark, "
                "to report the harness's own overhead", "false", flag=True),
+    OptionSpec("breakdown", "after each benchmark's timed rounds, one untimed generation timed part by part (first "
+               "block, remaining blocks, rest of each step, text encoding, VAE decode), for the cost model, the ideal "
+               "speedup and the efficiency: on, off, or auto (on on a GPU, off on a CPU)", "auto", "auto|on|off",
+               nightly=True),
+    OptionSpec("flops", "after each benchmark's timed rounds, one untimed generation whose FLOPs are counted "
+               "(compiled sessions run it eagerly): on, off, or auto (on on a GPU, off on a CPU)", "auto",
+               "auto|on|off", nightly=True),
 )
 
 BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -398,6 +405,16 @@ def parse_bool(option: str, raw: str | bool) -> bool:
     if value in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(option, raw, "true/false, yes/no, 1/0, on/off")
+
+
+def resolve_on_gpu(option: str, raw: str, device: str) -> bool:
+    """auto: on for a GPU run, off for a CPU one; else a boolean."""
+    if str(raw).strip().lower() == "auto":
+        return not device.startswith("cpu")
+    try:
+        return parse_bool(option, raw)
+    except ConfigError:
+        raise ConfigError(option, raw, "auto, on, off (or true/false, yes/no, 1/0)") from None
 
 
 def resolve_clock(option: str, raw: str, device: str, threads: int | None) -> str:
@@ -638,6 +655,10 @@ class HarnessConfig:
     threads: int | None = 1
     #: "wall" (time.perf_counter) or "cpu" (time.process_time); resolved from "auto" by build_config
     clock: str = "wall"
+    #: after each benchmark's timed rounds: a profiled generation / a FLOPs count (fbcache/explain.py);
+    #: resolved from "auto" by build_config (on for a GPU run)
+    breakdown: bool = False
+    flops: bool = False
     #: whether the cache backend's cache can be removed between generations (its spec's ``removable``)
     cache_removable: bool = True
     #: the values of the extensions' own options (backends, quantization modes, model sources) by

@@ -41,6 +41,7 @@ from fbcache.config import (
     parse_threads,
     parse_thresholds,
     resolve_clock,
+    resolve_on_gpu,
     shard_device,
 )
 from fbcache.errors import ConfigError, MissingPackageError
@@ -264,6 +265,8 @@ def build_config(
         interleave=parse_bool(cli("interleave"), get("interleave")),
         threads=threads,
         clock=resolve_clock(cli("clock"), str(get("clock")), device, threads),
+        breakdown=resolve_on_gpu(cli("breakdown"), str(get("breakdown")), device),
+        flops=resolve_on_gpu(cli("flops"), str(get("flops")), device),
         prompt_set=prompt_set,
         shard=shard,
         cache_removable=backends.get(backend).removable,

@@ -105,6 +105,12 @@ class BenchRecord:
     compile_warmup_s: float | None = None
     compile_graphs: int | None = None
     compile_s: float | None = None
+    #: --fbcache-breakdown: one untimed generation after the timed rounds, timed part by part (seconds per
+    #: part, its steps and hits; fbcache/explain.py); empty when not measured
+    profile: dict[str, float] = field(default_factory=dict)
+    #: --fbcache-flops: the FLOPs of one untimed generation after the timed rounds, and its hits
+    flops: int | None = None
+    flops_hits: int | None = None
     model_digest: str = ""
     timing_only: bool = False
     images: dict[str, str] = field(default_factory=dict)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from fbcache import render
+from fbcache import explain, render
 from fbcache.config import HarnessConfig, Threshold
 from fbcache.history import UNCACHED, BenchRecord
 from fbcache.verdicts.bounds import BoundsProfile
@@ -41,6 +41,9 @@ class Results(Protocol):
     profile: BoundsProfile | None
     model_load_s: float | None
     cold_start_s: float | None
+    #: the untimed profiled generations and FLOPs counts after the timed rounds, and their wall seconds
+    explain_generations: int
+    explain_cost_s: float
 
     @property
     def notes(self) -> list[str]: ...
@@ -149,6 +152,9 @@ def results_markdown(fb: Results) -> str:
     if render.hit_map(records, single_stream=True):
         parts += ["", f"Hits per step of {render.SINGLE_STREAM_MAP}:", "```", render.hit_map(records, True), "```",
                   "", "Its relative residual difference per step:", "```", render.residual_ranges(records, True), "```"]
+    section = explain.markdown_section(records, clock_text(fb.config))
+    if section:
+        parts += ["", "Why this speedup:", "", section]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
     warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})
@@ -208,7 +214,24 @@ def results_lines(fb: Results, bound_failures: int, bounds_note: str | None) -> 
                 lines.append(f"  note: {message}")
     else:
         lines.append(f"bounds: none: {bounds_note}" if bounds_note else "bounds: none (no profile matched; see --fbcache-bounds)")
-    return lines + timing_checks(fb) + compile_lines(fb)
+    return lines + timing_checks(fb) + compile_lines(fb) + explain_lines(fb)
+
+
+def clock_text(c: HarnessConfig) -> str:
+    """What the profiled generations' parts were timed with."""
+    if c.device.startswith("cuda"):
+        return "parts timed with CUDA events"
+    return "parts timed with " + ("the process's CPU time" if c.clock == "cpu" else "the wall clock")
+
+
+def explain_lines(fb: Results) -> list[str]:
+    """What the untimed generations after the timed rounds cost, and how to leave them out."""
+    if not fb.explain_generations:
+        return []
+    c = fb.config
+    what = " and ".join(name for name, on in (("a profiled generation", c.breakdown), ("a FLOPs count", c.flops)) if on)
+    return [f"untimed after each benchmark's rounds: {what}; {fb.explain_generations} generations, "
+            f"{fb.explain_cost_s:.1f} s in all (--fbcache-breakdown off and --fbcache-flops off leave them out)"]
 
 
 def terminal_summary(terminalreporter: Any, fb: Results, bound_failures: int, bounds_note: str | None,

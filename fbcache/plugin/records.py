@@ -129,6 +129,9 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: Threshold 
         prompt_index=prompt_index,
         prompt=None if prompt_index is None else case.text,
     )
+    if rounds.explained is not None:
+        record.profile, record.flops = rounds.explained.profile, rounds.explained.flops
+        record.flops_hits = rounds.explained.flops_hits
     if threshold is not None:
         first = timed_decisions[0]
         record.hits, record.computed_steps = summarize(first)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fbcache import explain
 from fbcache.backends import DecisionLog, StepDecision, summarize
 from fbcache.config import Threshold
 from fbcache.errors import BrokenRunError, NaNImageError
@@ -203,6 +204,8 @@ class Rounds:
     machine_state: dict[str, Any] = field(default_factory=dict)
     #: the highest allocator peak of the timed generations (None off CUDA, or before any timed round)
     peak_memory_bytes: int | None = None
+    #: the untimed profiled generation and FLOPs count after the timed rounds (None when both are off)
+    explained: explain.Explained | None = None
 
     def add_peak(self, peak: int | None) -> None:
         if peak is not None:
@@ -263,6 +266,31 @@ def _sweep_progress(session: FBCacheSession, benchmarks: int, schedule: str) -> 
     progress = session.progress(max(1, benchmarks) * (config.warmup_rounds + config.rounds))
     progress.start(f"{benchmarks} benchmarks x ({config.warmup_rounds} warm-up + {config.rounds} rounds), {schedule}")
     return progress
+
+
+def explain_benchmark(session: FBCacheSession, threshold: Threshold | None,
+                      prompt_index: int | None) -> explain.Explained | None:
+    """After a benchmark's timed rounds, untimed: its profiled generation and its FLOPs count, each if asked
+    for (fbcache/explain.py). A profile during which torch.compile compiled is dropped: its times hold the
+    compilation."""
+    config = session.config
+    if not (config.breakdown or config.flops):
+        return None
+    seed = config.case(prompt_index).seed
+    label = label_of(threshold, prompt_index)
+    before = counters() if config.compile != "none" else None
+    found = explain.explain_benchmark(
+        session.model.pipe, session.backend, threshold,
+        lambda: generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index),
+        config.device, clock(config.clock), config.compile, config.breakdown, config.flops)
+    line = found.line(label)
+    if before is not None and (counters() - before).any and found.profile:
+        found.profile = {}
+        line += "; profile dropped: torch.compile compiled during it"
+    session.note_explained(found.cost_s, int(config.breakdown) + int(config.flops))
+    if session.progress_write is not None:
+        session.progress_write(line)
+    return found
 
 
 # -------------------------------------------------------------------------------------- sequential
@@ -347,6 +375,7 @@ def run_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold
     finally:
         if threshold is not None:
             backend.disable()
+    rounds.explained = explain_benchmark(session, threshold, prompt_index)
     return rounds, warmup
 
 
@@ -463,8 +492,9 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
                                  f"{config.steps} steps): {str(exc).splitlines()[0]}") from exc
         raise
     evidence = machine.evidence(before, machine.sample(config.device))
-    for result in results.values():
+    for key, result in results.items():
         result.rounds.machine_state = evidence
+        result.rounds.explained = explain_benchmark(session, *key)
     return results
 
 

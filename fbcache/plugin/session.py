@@ -111,6 +111,13 @@ class FBCacheSession:
         #: each benchmark's extra_info by record label: pytest-benchmark saves it at the end of the session, so a
         #: bound that a later benchmark finds broken (a prompt set's mean) can still mark the prompt that broke it
         self.extra_infos: dict[str, dict[str, Any]] = {}
+        #: the untimed profiled generations and FLOPs counts after the timed rounds: how many, and their wall seconds
+        self.explain_generations = 0
+        self.explain_cost_s = 0.0
+
+    def note_explained(self, seconds: float, generations: int) -> None:
+        self.explain_generations += generations
+        self.explain_cost_s += seconds
 
     def progress(self, total: int) -> Progress:
         """The sweep's one progress counter, made by the first benchmark, which passes the sweep's total."""

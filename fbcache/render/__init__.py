@@ -10,9 +10,9 @@ its single-stream decisions get a hit map of their own (:func:`hit_map` with ``s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from fbcache import markup
+from fbcache import explain, markup
 from fbcache.history import BenchRecord, ThresholdSummary, is_prompt_set, summarize
 from fbcache.metrics import all_metrics
 
@@ -20,15 +20,19 @@ GIB = float(1 << 30)
 PEAK_TITLE = "peak GiB"
 #: said once under the table of a run without the peak column
 NO_PEAK_NOTE = "Peak GPU memory: not shown: a CPU run has no GPU allocator to read."
+#: the columns of a run with profiles or FLOPs counts (fbcache/explain.py)
+EXPLAIN_TITLES = ["ideal ×", "efficiency", "FLOPs ×"]
 
 
-def columns(compiled: bool = False, peaks: bool = False) -> list[str]:
+def columns(compiled: bool = False, peaks: bool = False, explained: bool = False) -> list[str]:
     """The seed's columns, then speedup and hits, then every registered image metric.
 
     A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median;
-    a GPU run adds ``peak GiB``: each benchmark's allocator peak over its own timed generations.
+    a GPU run adds ``peak GiB``: each benchmark's allocator peak over its own timed generations; a run
+    with profiles or FLOPs counts adds the ideal speedup, the efficiency and the FLOPs speedup.
     """
     extra = (["compile (s)"] if compiled else []) + ([PEAK_TITLE] if peaks else [])
+    extra += EXPLAIN_TITLES if explained else []
     return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in all_metrics()),
             *extra]
 
@@ -61,7 +65,8 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def row(record: BenchRecord, compiled: bool = False, peaks: bool = False) -> list[str]:
+def row(record: BenchRecord, compiled: bool = False, peaks: bool = False,
+        explanations: Mapping[str, explain.Explanation] | None = None) -> list[str]:
     first, second = record.first_s, record.second_s
     total = first + second if first is not None and second is not None else None
     if record.threshold is None:
@@ -79,7 +84,18 @@ def row(record: BenchRecord, compiled: bool = False, peaks: bool = False) -> lis
     measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
     extra = ["—" if record.compile_s is None else f"{record.compile_s:.1f}"] if compiled else []
     extra += [_gib(record.peak_memory_bytes)] if peaks else []
+    if explanations is not None:
+        found = explanations.get(record.label)
+        extra += (["—"] * 3 if found is None or record.threshold is None else
+                  [explain.ratio_text(found.ideal_speedup), explain.fraction_text(found.efficiency),
+                   explain.ratio_text(found.flops_speedup)])
     return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured, *extra]
+
+
+def explanations_of(records: Iterable[BenchRecord]) -> dict[str, explain.Explanation] | None:
+    """Each benchmark's explanation, or None for a run without profiles and FLOPs counts (no columns)."""
+    records = list(records)
+    return explain.explain(records) if explain.has_explanations(records) else None
 
 
 def set_columns(peaks: bool = False) -> list[str]:
@@ -112,8 +128,9 @@ def results(records: Iterable[BenchRecord]) -> tuple[list[str], list[list[str]]]
     peaks = has_peaks(records)
     if is_prompt_set(records):
         return set_columns(peaks), [set_row(s, peaks) for s in summarize(records)]
-    compiled = is_compiled(records)
-    return columns(compiled, peaks), [row(r, compiled, peaks) for r in ordered(records)]
+    compiled, explained = is_compiled(records), explanations_of(records)
+    return (columns(compiled, peaks, explained is not None),
+            [row(r, compiled, peaks, explained) for r in ordered(records)])
 
 
 def prompt_legend(records: Iterable[BenchRecord]) -> list[str]:
@@ -127,14 +144,13 @@ def markdown_table(records: Iterable[BenchRecord], per_prompt: Iterable[BenchRec
     (``per_prompt``: only these records' lines and prompts, for a report that bounds its size)."""
     records = list(records)
     listed = records if per_prompt is None else list(per_prompt)
-    compiled, peaks = is_compiled(records), has_peaks(records)
+    compiled, peaks, explained = is_compiled(records), has_peaks(records), explanations_of(records)
     text = markup.table(*results(records))
-    note = peak_note(records)
-    if note is not None:
-        text += f"\n\n{note}"
+    notes = [peak_note(records), None if explained is not None else explain.NOT_MEASURED_NOTE]
+    text += "".join(f"\n\n{note}" for note in notes if note is not None)
     if is_prompt_set(records):
-        text += ("\n\nPer prompt:\n\n" + markup.table(columns(compiled, peaks),
-                                                          [row(r, compiled, peaks) for r in ordered(listed)])
+        text += ("\n\nPer prompt:\n\n" + markup.table(columns(compiled, peaks, explained is not None),
+                                                          [row(r, compiled, peaks, explained) for r in ordered(listed)])
                  + "\n\nPrompts:\n\n" + "\n".join(f"- {markup.cell(line)}" for line in prompt_legend(listed)))
     return text
 

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
-from fbcache import markup
+from fbcache import explain, markup
 from fbcache.errors import OutputWriteError
 from fbcache.history import COLD_START_LABEL, LOAD_LABEL, UNCACHED, BenchRecord, is_prompt_set
 from fbcache.history.storage import Acceptance, Run, images_mismatch, same_fingerprint_before
@@ -41,6 +41,7 @@ from fbcache.render import (
     GIB,
     SINGLE_STREAM_MAP,
     columns,
+    explanations_of,
     has_peaks,
     hit_map,
     is_compiled,
@@ -59,6 +60,8 @@ TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step co
                     "and image metrics are not what trained weights would give; read the timings only.")
 IMAGE_DIR = "images"
 IMAGE_KINDS = ("first", "second")
+#: "Why this speedup": measured against ideal speedup, and the stacked time breakdown
+EXPLAIN_FIGURES = ("speedups.png", "breakdown.png")
 
 #: benchmarks drawn one by one (hit map, trade-off, trends, image grid) and whose images are copied;
 #: 64 keeps an 8-prompt set with 7 thresholds whole
@@ -147,7 +150,8 @@ STARTUP_FIGURE, STARTUP_TITLE = "trend-startup.png", "Model load and cold start"
 
 def figure_names() -> tuple[str, ...]:
     """Every fixed-name file a report may contain; a stale one from an earlier report is removed."""
-    return ("image-grid.png", "tradeoff.png", "hitmap.png", *(m.filename for m in trend_metrics()), STARTUP_FIGURE)
+    return ("image-grid.png", "tradeoff.png", "hitmap.png", *EXPLAIN_FIGURES, *(m.filename for m in trend_metrics()),
+            STARTUP_FIGURE)
 
 
 @dataclass(frozen=True)
@@ -391,7 +395,8 @@ def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool,
     fingerprint = report.run.fingerprint
     title = f"{display_name(report.run)} ({fingerprint.get('model', '?')}, {fingerprint.get('quantization', '?')})"
     title += " - timing only, random weights" if report.timing_only else ""
-    for name, draw in (("tradeoff.png", plots.tradeoff_plot), ("hitmap.png", plots.hitmap_plot)):
+    for name, draw in (("tradeoff.png", plots.tradeoff_plot), ("hitmap.png", plots.hitmap_plot),
+                       ("speedups.png", plots.speedups_plot), ("breakdown.png", plots.breakdown_plot)):
         progress(f"drawing {name}")
         figure = draw(shown, out_dir / name, title)
         if figure is not None:
@@ -431,6 +436,7 @@ def render_markdown(report: Report) -> str:
         lines += ["Bounds violations:", "", *[f"- {markup.cell(line)}" for line in _bounds_shown(report)], ""]
     if "tradeoff.png" in report.figures:
         lines += ["## Speed against quality", "", f"![{_tradeoff_alt()}](tradeoff.png)", ""]
+    lines += _markdown_explained(report)
     trace = hit_map(report.listed or report.records)
     if trace:
         lines += ["## Cache hits per step", ""]
@@ -448,6 +454,17 @@ def render_markdown(report: Report) -> str:
         lines += ["All images in one picture: ![image grid](image-grid.png)", ""]
     lines += _markdown_trend(report)
     return "\n".join(lines)
+
+
+def _markdown_explained(report: Report) -> list[str]:
+    """"Why this speedup": measured against ideal speedup, the time breakdown, the cost model (runs with profiles)."""
+    section = explain.markdown_section(report.listed or report.records)
+    if not section:
+        return []
+    lines = ["## Why this speedup", ""]
+    lines += ["![measured, ideal and FLOPs speedup](speedups.png)", ""] if "speedups.png" in report.figures else []
+    lines += ["![where the time goes](breakdown.png)", ""] if "breakdown.png" in report.figures else []
+    return lines + [section, ""]
 
 
 def _markdown_trend(report: Report) -> list[str]:
@@ -493,12 +510,13 @@ def render_html(report: Report) -> str:
     parts += [f'<p class="note">{_esc(note)}</p>' for note in report.scale_notes]
     header, rows = results(report.records)
     parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in header], [[_esc(cell) for cell in r] for r in rows])]
-    note = peak_note(report.records)
-    parts += [f'<p class="note">{_esc(note)}</p>'] if note is not None else []
+    explained = explanations_of(report.records)
+    notes = [peak_note(report.records), None if explained is not None else explain.NOT_MEASURED_NOTE]
+    parts += [f'<p class="note">{_esc(note)}</p>' for note in notes if note is not None]
     if is_prompt_set(report.records):
         compiled, peaks = is_compiled(report.records), has_peaks(report.records)
-        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled, peaks)],
-                                                     [[_esc(cell) for cell in row(r, compiled, peaks)]
+        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled, peaks, explained is not None)],
+                                                     [[_esc(cell) for cell in row(r, compiled, peaks, explained)]
                                                       for r in ordered(report.listed or report.records)]),
                   "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.listed or report.records)], "</ul>"]
     if report.bounds:
@@ -506,6 +524,7 @@ def render_html(report: Report) -> str:
                   *[f"<li>{_esc(line)}</li>" for line in _bounds_shown(report)], "</ul>"]
     if "tradeoff.png" in report.figures:
         parts += ["<h2>Speed against quality</h2>", _img("tradeoff.png", _tradeoff_alt())]
+    parts += _html_explained(report)
     trace = hit_map(report.listed or report.records)
     if trace:
         parts.append("<h2>Cache hits per step</h2>")
@@ -523,6 +542,25 @@ def render_html(report: Report) -> str:
         parts += ["<h3>All images in one picture</h3>", _img("image-grid.png", "image grid")]
     parts += _html_trend(report)
     return markup.page(f"fbcache report: {display_name(report.run)}", parts)
+
+
+def _html_explained(report: Report) -> list[str]:
+    """The HTML of :func:`_markdown_explained`."""
+    records = report.listed or report.records
+    if not explain.has_explanations(records):
+        return []
+    parts = ["<h2>Why this speedup</h2>"]
+    parts += [_img("speedups.png", "measured, ideal and FLOPs speedup")] if "speedups.png" in report.figures else []
+    parts += [_img("breakdown.png", "where the time goes")] if "breakdown.png" in report.figures else []
+    model = explain.fit(records)
+    parts += [f"<p>Cost model: <code>{_esc(model.formula())}</code></p>"] if model is not None else []
+    parts.append(_html_table([_esc(c) for c in explain.SPEEDUP_HEADER],
+                             [[_esc(cell) for cell in r] for r in explain.speedup_rows(records)]))
+    breakdown = explain.breakdown_rows(records)
+    if breakdown:
+        parts += ["<p>Where the time goes (each benchmark's profiled generation, untimed):</p>",
+                  _html_table([_esc(c) for c in explain.BREAKDOWN_HEADER], [[_esc(c) for c in r] for r in breakdown])]
+    return parts
 
 
 def _html_trend(report: Report) -> list[str]:

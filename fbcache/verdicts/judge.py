@@ -1,9 +1,10 @@
 """The one judge: walk a fingerprint's history oldest first and give every run its verdicts.
 
 ``fbcache compare`` and ``fbcache nightly`` show the last step of the walk; the report's trends
-mark every step. Each benchmark has up to three noisy series (stats.py): its median time, its
-paired speedup over the uncached run (cached thresholds), and the geometric mean of all median
-times (row "all benchmarks"); and exact ones (:class:`MetricTracker`, :class:`HitsTracker`): each image
+mark every step. Each benchmark has up to four noisy series (stats.py): its median time, its
+paired speedup over the uncached run (cached thresholds), its efficiency (cached thresholds with
+hits, runs with profiles: ideal time / measured time per round, fbcache/explain.py), and the
+geometric mean of all median times (row "all benchmarks"); and exact ones (:class:`MetricTracker`, :class:`HitsTracker`): each image
 metric of the registry and hits. At every run:
 
 1. each series' run-to-run residuals so far and its within-run noise (stats.py) are pooled over
@@ -36,6 +37,9 @@ a narrow gate), and it alerts only on a confirmed step: a second run beyond the 
 regression (a regression since the first). A first run beyond the gate, and whatever else the tracker
 calls a regression without two runs beyond the gate, is advisory: shown, not alerting (a false alarm
 costs more than a late one).
+
+FLOPs (:class:`FlopsTracker`) are exact on every device, a CPU's included: any change against the
+segment's count is a finding, "work changed: +x%".
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fbcache import explain
 from fbcache.history import COLD_START_LABEL, LOAD_LABEL, BenchRecord, label_of
 from fbcache.history.storage import Acceptance, Run
 from fbcache.metrics import ImageMetric, all_metrics
@@ -75,6 +80,10 @@ TIME, SPEEDUP, PEAK_MEMORY = "time", "speedup", "peak_memory"
 STARTUP = "startup"
 #: degrees of freedom a startup series' run-to-run noise needs before it is judged (about 11 runs)
 STARTUP_MIN_DF = 10
+#: issue 24: ideal time / measured time per round (noisy, like speedup); FLOPs of one generation (exact)
+EFFICIENCY, FLOPS = "efficiency", "flops"
+#: noisy series whose smaller values are worse
+_HIGHER_IS_BETTER = (SPEEDUP, EFFICIENCY)
 #: the peak-memory tolerance never falls below this relative change ...
 PEAK_MEMORY_FLOOR = 0.02
 #: ... and is at least this many times the segment's run-to-run spread
@@ -120,6 +129,15 @@ def observe_speedup(record: BenchRecord, uncached: BenchRecord | None) -> Observ
     if not rounds:
         return None
     return Observation(statistics.median(rounds), rounds, median_interval(ratios), paired)
+
+
+def observe_efficiency(record: BenchRecord, uncached: BenchRecord | None, blocks: float | None) -> Observation | None:
+    """Efficiency per round (fbcache/explain.py): only rows with hits and a run with profiles; at zero hits it
+    would be the paired speedup, judged as such."""
+    rounds = logs(explain.efficiency_rounds(record, uncached, blocks))
+    if not rounds:
+        return None
+    return Observation(statistics.median(rounds), rounds, paired=bool(record.paired_uncached_s))
 
 
 def observe_geomean(run: Run, labels: list[str]) -> Observation | None:
@@ -219,6 +237,36 @@ class HitsTracker:
 
 
 @dataclass
+class FlopsTracker:
+    """A benchmark's FLOPs against its segment's: deterministic, so any change is a finding ("work changed")."""
+
+    reference: BenchRecord | None = None
+    since: int | None = None
+
+    def judge(self, index: int, record: BenchRecord, accepted: bool) -> ExactJudgement:
+        flops = record.flops
+        if flops is None:
+            return ExactJudgement("not judged", None, None, "no FLOPs count in this run")
+        if accepted:
+            self.reference, self.since = record, None
+            return ExactJudgement("accepted", flops, flops, "accepted")
+        if self.reference is None or self.reference.flops is None:
+            self.reference, self.since = record, None
+            return ExactJudgement("not judged", flops, None, FIRST_RUN, runs_needed=1)
+        before, base = self.reference, self.reference.flops
+        if flops == base:
+            self.since = None
+            return ExactJudgement("ok", flops, base, f"identical: {explain.flops_text(flops)}")
+        self.since = index if self.since is None else self.since
+        change = flops / base - 1 if base else float("inf")
+        detail = (f"work changed: {change:+.1%} ({explain.flops_text(base)} -> {explain.flops_text(flops)} "
+                  "per generation)")
+        if record.flops_hits != before.flops_hits:
+            detail += f"; its hits changed too ({before.flops_hits} -> {record.flops_hits})"
+        return ExactJudgement("changed", flops, base, detail, self.since)
+
+
+@dataclass
 class PeakMemoryTracker:
     """A benchmark's allocator peak against its segment's median, within ``max(2%, 3 x spread)``."""
 
@@ -276,12 +324,13 @@ class HistoryJudge:
         self.image_metrics: dict[tuple[str, str], MetricTracker] = {}
         self.hits: dict[str, HitsTracker] = {}
         self.peaks: dict[str, PeakMemoryTracker] = {}
+        self.flops: dict[str, FlopsTracker] = {}
         self._current = ""
 
     def _series(self, metric: str, label: str) -> _Series:
         key = (metric, label)
         if key not in self.series:
-            worse = -1 if metric == SPEEDUP else 1
+            worse = -1 if metric in _HIGHER_IS_BETTER else 1
             min_df = STARTUP_MIN_DF if metric == STARTUP else 1
             self.series[key] = _Series(Tracker(worse, self.gates, self.settings.history, min_df=min_df), [])
         return self.series[key]
@@ -292,12 +341,16 @@ class HistoryJudge:
     # ---------------------------------------------------------------- one run
     def _observations(self, run: Run) -> dict[tuple[str, str], Observation]:
         found: dict[tuple[str, str], Observation] = {}
+        model = explain.fit(run.records.values())
+        blocks = model.blocks if model is not None else None
         for record in _ordered(run.records):
             if (obs := observe_time(record)) is not None:
                 found[(TIME, record.label)] = obs
             uncached = run.records.get(label_of(None, record.prompt_index))
             if (obs := observe_speedup(record, uncached)) is not None:
                 found[(SPEEDUP, record.label)] = obs
+            if (obs := observe_efficiency(record, uncached, blocks)) is not None:
+                found[(EFFICIENCY, record.label)] = obs
         if (obs := observe_geomean(run, self.labels)) is not None:
             found[(TIME, RUN_LABEL)] = obs
         for label, seconds in (run.startup.by_label() if run.startup is not None else {}).items():
@@ -313,7 +366,8 @@ class HistoryJudge:
             series.within.append(obs.rounds)
             variances[key] = median_variance(dispersion(series.within), len(obs.rounds))
         noise = {k: SeriesNoise(self.series[k].tracker.residuals(), variances[k]) for k in observations}
-        pooled = {metric: pool(n for k, n in noise.items() if k[0] == metric) for metric in (TIME, SPEEDUP, STARTUP)}
+        pooled = {metric: pool(n for k, n in noise.items() if k[0] == metric)
+                  for metric in (TIME, SPEEDUP, EFFICIENCY, STARTUP)}
         judged = sum(1 for k in observations if self._tested(self.series[k].tracker))
         tests = max(1, TESTS_PER_SERIES * judged)
         results = {}
@@ -339,7 +393,7 @@ class HistoryJudge:
         rows: list[ThresholdResult] = []
         for record in _ordered(run.records):
             verdicts = [_bounds_verdict(record)] if record.bounds.get("profile") or record.bounds.get("violations") else []
-            for metric in (TIME, SPEEDUP):
+            for metric in (TIME, SPEEDUP, EFFICIENCY):
                 if (metric, record.label) in noisy:
                     verdicts.append(self._noisy_verdict(index, metric, *noisy[(metric, record.label)]))
             if record.threshold is not None:
@@ -351,6 +405,9 @@ class HistoryJudge:
                     verdicts.append(self._exact_verdict(name, judged))
                 hits = self.hits.setdefault(record.label, HitsTracker())
                 verdicts.append(self._exact_verdict("hits", hits.judge(index, record, accepted is not None)))
+            if record.flops is not None:  # exact on every device, CPU included
+                flops = self.flops.setdefault(record.label, FlopsTracker())
+                verdicts.append(self._exact_verdict(FLOPS, flops.judge(index, record, accepted is not None)))
             if record.peak_memory_bytes is not None:  # a CPU run has no allocator peak: no verdict, shown "—"
                 peaks = self.peaks.setdefault(record.label, PeakMemoryTracker())
                 verdicts.append(self._exact_verdict(PEAK_MEMORY, peaks.judge(index, record.peak_memory_bytes,
@@ -382,8 +439,10 @@ class HistoryJudge:
             detail = f"regressed since run {since}: {detail}"
         if geomean:
             detail = f"geometric mean of all median times: {detail}"
-        if metric == SPEEDUP and not obs.paired:
+        if metric in _HIGHER_IS_BETTER and not obs.paired:
             detail += "; rounds paired by index (run not interleaved)"
+        if metric == EFFICIENCY and judgement.status == "regression":
+            detail = f"the cached path got slower than its hits explain: {detail}"
         interval = None if obs.interval is None else [obs.interval.low, obs.interval.high, obs.interval.coverage]
         mde = None if judgement.gate is None else judgement.gate.mde
         return Verdict(metric, judgement.status, latest, baseline, detail, judgement.effect, mde, since, interval,
@@ -454,12 +513,12 @@ def _no_improvement_from_a_slower_baseline(rows: list[ThresholdResult], run: Run
               and (verdict := row.verdict(TIME)) is not None and verdict.status == "regression"}
     for row in rows:
         record = run.records.get(row.label)
-        speedup = row.verdict(SPEEDUP)
-        if record is None or speedup is None or record.prompt_index not in slower:
+        if record is None or record.prompt_index not in slower:
             continue
-        if speedup.status == "improvement":
-            speedup.status = "ok"
-            speedup.detail += "; not an improvement: the uncached baseline itself got slower (see its time)"
+        for verdict in (row.verdict(SPEEDUP), row.verdict(EFFICIENCY)):
+            if verdict is not None and verdict.status == "improvement":
+                verdict.status = "ok"
+                verdict.detail += "; not an improvement: the uncached baseline itself got slower (see its time)"
 
 
 def _demote_cpu_timing(rows: list[ThresholdResult], notes: list[str]) -> None:
@@ -467,7 +526,7 @@ def _demote_cpu_timing(rows: list[ThresholdResult], notes: list[str]) -> None:
     demoted = 0
     for row in rows:
         for verdict in row.verdicts:
-            if verdict.metric in (TIME, SPEEDUP) and verdict.status == "regression":
+            if verdict.metric in (TIME, SPEEDUP, EFFICIENCY) and verdict.status == "regression":
                 verdict.status = "advisory"
                 verdict.detail += "; advisory: CPU timing (--judge-cpu-timing to alert on it)"
                 demoted += 1
