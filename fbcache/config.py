@@ -62,7 +62,7 @@ from fbcache.errors import ConfigError
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
 SEED_THRESHOLDS_TEXT = "0 0.01 0.05 0.1 0.2 0.5 0.8"
 #: ``--fbcache-compile`` values (what each does: fbcache.models)
-COMPILE_MODES = ("none", "regional", "full")
+COMPILE_MODES = ("none", "regional", "regional+io", "full")
 #: the help of an option whose choices a registry lists (fbcache.configure fills it in)
 REGISTRY_HELP = "one of the registered choices"
 
@@ -117,8 +117,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("quant", REGISTRY_HELP, "none", "QUANT", nightly=True),
     OptionSpec("compile", "torch.compile the transformer once per session, outside the timed rounds: none; "
                "regional (each repeated block's forward, fullgraph, before the cache hooks; works with the "
-               "cache); full (the whole transformer forward; uncached benchmarks only). Timed rounds that "
-               "recompile fail their benchmark", "none", "MODE", nightly=True),
+               "cache); regional+io (as regional, plus the modules each step runs outside the blocks: the "
+               "embedders, norm_out and proj_out; the cache decision stays eager); full (the whole transformer "
+               "forward; uncached benchmarks only). Timed rounds that recompile fail their benchmark", "none",
+               "MODE", nightly=True),
     OptionSpec("cache_backend", REGISTRY_HELP, "diffusers", "BACKEND", nightly=True),
     OptionSpec("thresholds", "residual_diff_threshold values to sweep", SEED_THRESHOLDS_TEXT, "LIST", nightly=True),
     OptionSpec("steps", "denoising steps", "", "N", nightly=True, default_help="the model's, 28"),

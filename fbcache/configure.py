@@ -322,7 +322,7 @@ def check_compile_selection(config: HarnessConfig, cached_benchmarks: int) -> No
     Called once the benchmarks are selected (after ``-k``), still before any model is built.
     """
     if config.compile == "full" and cached_benchmarks:
-        raise ConfigError(BY_NAME["compile"].cli, config.compile, "none, regional; or full with only the "
+        raise ConfigError(BY_NAME["compile"].cli, config.compile, "none, regional, regional+io; or full with only the "
                           "uncached benchmark selected (-k uncached)",
                           f"{cached_benchmarks} cached benchmark(s) selected and {FULL_WITH_CACHE_REASON}")
 
