@@ -121,6 +121,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "embedders, norm_out and proj_out; the cache decision stays eager); full (the whole transformer "
                "forward; uncached benchmarks only). Timed rounds that recompile fail their benchmark", "none",
                "MODE", nightly=True),
+    OptionSpec("compile_cache", "a directory that outlives the job for torch.compile's inductor and Triton caches "
+               "(TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR), so the next run of an unchanged stack starts warm; "
+               "each benchmark records whether its compilation was cold or warm", "", "DIR", nightly=True,
+               default_help="torch's own, in the system temp directory"),
     OptionSpec("cache_backend", REGISTRY_HELP, "diffusers", "BACKEND", nightly=True),
     OptionSpec("thresholds", "residual_diff_threshold values to sweep", SEED_THRESHOLDS_TEXT, "LIST", nightly=True),
     OptionSpec("steps", "denoising steps", "", "N", nightly=True, default_help="the model's, 28"),
@@ -531,6 +535,8 @@ class HarnessConfig:
     bounds: str = "auto"
     bounds_dir: Path | None = None
     calibrate: Path | None = None
+    #: --fbcache-compile-cache: where torch.compile's caches live (None: torch's default temp directory)
+    compile_cache: Path | None = None
     calibrate_speedup_margin: float = 0.15
     #: per image metric, a margin for ``calibrate`` that replaces the metric's own
     calibrate_margins: Mapping[str, float] = field(default_factory=dict, hash=False)

@@ -255,6 +255,8 @@ def build_config(
         bounds=str(get("bounds")),
         bounds_dir=Path(str(bounds_dir)).expanduser().resolve() if bounds_dir else None,
         calibrate=calibrate_path,
+        compile_cache=(check_writable_dir(cli("compile_cache"), str(get("compile_cache")))
+                       if get("compile_cache") else None),
         calibrate_speedup_margin=parse_margin(cli("calibrate_speedup_margin"), str(get("calibrate_speedup_margin")), 1.0),
         calibrate_margins=calibrate_margins,
         device=device,

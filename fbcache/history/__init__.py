@@ -89,6 +89,11 @@ class BenchRecord:
     compile_warmup_s: float | None = None
     compile_graphs: int | None = None
     compile_s: float | None = None
+    #: compiled sessions: what that first call's compilation found in the compile cache: state (warm, cold,
+    #: partial, bypassed, uncached; None: nothing compiled), inductor's cache hits, misses and bypasses, the
+    #: --fbcache-compile-cache directory (None: torch's default), and a finding when a stack the directory
+    #: already held compiled cold (plugin/compile_cache.py)
+    compile_cache: dict[str, Any] = field(default_factory=dict)
     model_digest: str = ""
     timing_only: bool = False
     images: dict[str, str] = field(default_factory=dict)

@@ -46,6 +46,7 @@ from fbcache.history.storage import (
 )
 from fbcache.models import LoadedModel, load_model
 from fbcache.plugin import display
+from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.display import Progress, Write
 from fbcache.plugin.machine import fbcache_machine_info
 from fbcache.verdicts.bounds import BoundsProfile, calibrate, other_workload, resolve_profile
@@ -109,6 +110,8 @@ class FBCacheSession:
         #: each benchmark's extra_info by record label: pytest-benchmark saves it at the end of the session, so a
         #: bound that a later benchmark finds broken (a prompt set's mean) can still mark the prompt that broke it
         self.extra_infos: dict[str, dict[str, Any]] = {}
+        #: a compiled session's compile cache (configure opens it; None for an eager session)
+        self.compile_cache: CompileCache | None = None
 
     def progress(self, total: int) -> Progress:
         """The sweep's one progress counter, made by the first benchmark, which passes the sweep's total."""
@@ -130,6 +133,8 @@ class FBCacheSession:
                 import torch
 
                 torch.set_num_threads(self.config.threads)
+            if self.compile_cache is not None:  # before anything compiles
+                self.compile_cache.activate()
             started = time.perf_counter()
             try:
                 self._model = load_model(self.config)
@@ -200,7 +205,9 @@ def configure(config: pytest.Config) -> None:
         name = option_name(exc.option)
         config.stash[CONFIG_ERROR_KEY] = exc.from_source(source_of(config, name)) if name else exc
         return
-    config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
+    session = config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
+    if harness.compile != "none":
+        session.compile_cache = CompileCache.open(harness.compile_cache, info)
     config.stash[MACHINE_INFO_KEY] = info
 
 
