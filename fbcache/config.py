@@ -62,7 +62,7 @@ from fbcache.errors import ConfigError
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
 SEED_THRESHOLDS_TEXT = "0 0.01 0.05 0.1 0.2 0.5 0.8"
 #: ``--fbcache-compile`` values (what each does: fbcache.models)
-COMPILE_MODES = ("none", "regional", "full")
+COMPILE_MODES = ("none", "regional", "regional+io", "full")
 #: the help of an option whose choices a registry lists (fbcache.configure fills it in)
 REGISTRY_HELP = "one of the registered choices"
 
@@ -117,8 +117,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("quant", REGISTRY_HELP, "none", "QUANT", nightly=True),
     OptionSpec("compile", "torch.compile the transformer once per session, outside the timed rounds: none; "
                "regional (each repeated block's forward, fullgraph, before the cache hooks; works with the "
-               "cache); full (the whole transformer forward; uncached benchmarks only). Timed rounds that "
-               "recompile fail their benchmark", "none", "MODE", nightly=True),
+               "cache); regional+io (as regional, plus the modules each step runs outside the blocks: the "
+               "embedders, norm_out and proj_out; the cache decision stays eager); full (the whole transformer "
+               "forward; uncached benchmarks only). Timed rounds that recompile fail their benchmark", "none",
+               "MODE", nightly=True),
+    OptionSpec("compile_cache", "a directory that outlives the job for torch.compile's inductor and Triton caches "
+               "(TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR), so the next run of an unchanged stack starts warm; "
+               "each benchmark records whether its compilation was cold or warm", "", "DIR", nightly=True,
+               default_help="torch's own, in the system temp directory"),
     OptionSpec("cache_backend", REGISTRY_HELP, "diffusers", "BACKEND", nightly=True),
     OptionSpec("thresholds", "residual_diff_threshold values to sweep; MULTI/SINGLE pairs (e.g. 0.09/0.12) for a "
                "cache that decides twice per step, after the first double-stream and the first single-stream "
@@ -639,6 +645,8 @@ class HarnessConfig:
     bounds: str = "auto"
     bounds_dir: Path | None = None
     calibrate: Path | None = None
+    #: --fbcache-compile-cache: where torch.compile's caches live (None: torch's default temp directory)
+    compile_cache: Path | None = None
     calibrate_speedup_margin: float = 0.15
     #: per image metric, a margin for ``calibrate`` that replaces the metric's own
     calibrate_margins: Mapping[str, float] = field(default_factory=dict, hash=False)

@@ -257,6 +257,8 @@ def build_config(
         bounds=str(get("bounds")),
         bounds_dir=Path(str(bounds_dir)).expanduser().resolve() if bounds_dir else None,
         calibrate=calibrate_path,
+        compile_cache=(check_writable_dir(cli("compile_cache"), str(get("compile_cache")))
+                       if get("compile_cache") else None),
         calibrate_speedup_margin=parse_margin(cli("calibrate_speedup_margin"), str(get("calibrate_speedup_margin")), 1.0),
         calibrate_margins=calibrate_margins,
         device=device,
@@ -339,7 +341,7 @@ def check_compile_selection(config: HarnessConfig, cached_benchmarks: int) -> No
     Called once the benchmarks are selected (after ``-k``), still before any model is built.
     """
     if config.compile == "full" and cached_benchmarks:
-        raise ConfigError(BY_NAME["compile"].cli, config.compile, "none, regional; or full with only the "
+        raise ConfigError(BY_NAME["compile"].cli, config.compile, "none, regional, regional+io; or full with only the "
                           "uncached benchmark selected (-k uncached)",
                           f"{cached_benchmarks} cached benchmark(s) selected and {FULL_WITH_CACHE_REASON}")
 

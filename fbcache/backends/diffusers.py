@@ -75,9 +75,9 @@ SPEC = BackendSpec(
     summary="diffusers' built-in FirstBlockCache (transformer.enable_cache)",
     create=lambda pipe, config: DiffusersFBCache(pipe),
     versions=lambda: {"diffusers": importlib.metadata.version("diffusers")},
-    # regional: blocks compiled before enable_cache, so the hooks wrap compiled forwards and stay eager;
+    # regional, regional+io: blocks compiled before enable_cache, so the hooks wrap compiled forwards and stay eager;
     # full: only for uncached benchmarks (the harness refuses it when thresholds are selected)
-    compile_modes=("none", "regional", "full"),
-    compile_note="its hooks must wrap the compiled blocks (regional); a whole-transformer graph cannot "
-                 "hold the cache decision (full is for uncached benchmarks only)",
+    compile_modes=("none", "regional", "regional+io", "full"),
+    compile_note="its hooks must wrap the compiled blocks (regional, regional+io); a whole-transformer graph "
+                 "cannot hold the cache decision (full is for uncached benchmarks only)",
 )

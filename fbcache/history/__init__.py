@@ -111,6 +111,11 @@ class BenchRecord:
     #: --fbcache-flops: the FLOPs of one untimed generation after the timed rounds, and its hits
     flops: int | None = None
     flops_hits: int | None = None
+    #: compiled sessions: what that first call's compilation found in the compile cache: state (warm, cold,
+    #: partial, bypassed, uncached; None: nothing compiled), inductor's cache hits, misses and bypasses, the
+    #: --fbcache-compile-cache directory (None: torch's default), and a finding when a stack the directory
+    #: already held compiled cold (plugin/compile_cache.py)
+    compile_cache: dict[str, Any] = field(default_factory=dict)
     model_digest: str = ""
     timing_only: bool = False
     images: dict[str, str] = field(default_factory=dict)

@@ -161,6 +161,10 @@ def results_markdown(fb: Results) -> str:
     if warnings:
         parts += ["", "Machine state changed during the run (timings may not be comparable):"]
         parts += [f"- warning: {w}" for w in warnings]
+    findings = compile_cache_findings(render.ordered(records))
+    if findings:
+        parts += ["", "Compile cache (a warm start expected, a cold compilation found):"]
+        parts += [f"- finding: {f}" for f in findings]
     return "\n".join(parts) + "\n"
 
 
@@ -187,7 +191,30 @@ def compile_lines(fb: Results) -> list[str]:
     compile_s = "—" if first.compile_s is None else f"{first.compile_s:.1f} s"
     return [f"compile: {fb.config.compile}; first call of each cache state, untimed: {states}",
             f"compile: first-call compile time {compile_s} ({first.label}: first call minus timed median); "
-            f"no compilation during the timed rounds of {len(records)} benchmark(s)"]
+            f"no compilation during the timed rounds of {len(records)} benchmark(s)"] + compile_cache_lines(records)
+
+
+def _lookups(record: BenchRecord) -> str:
+    entry = record.compile_cache
+    if entry.get("state") is None:
+        return f"{record.label} nothing compiled"
+    return (f"{record.label} {entry['state']} ({entry.get('hits', 0)} hits, {entry.get('misses', 0)} misses"
+            + (f", {entry['bypasses']} bypassed" if entry.get("bypasses") else "") + ")")
+
+
+def compile_cache_lines(records: list[BenchRecord]) -> list[str]:
+    """Where the compile caches were, what each first call found in them, and every finding."""
+    cached = [r for r in records if r.compile_cache]
+    if not cached:
+        return []
+    where = cached[0].compile_cache.get("dir") or "torch's default (the system temp directory; see --fbcache-compile-cache)"
+    return ([f"compile cache: {where}: " + ", ".join(_lookups(r) for r in cached)]
+            + [f"compile cache FINDING: {finding}" for finding in compile_cache_findings(records)])
+
+
+def compile_cache_findings(records: list[BenchRecord]) -> list[str]:
+    """Benchmarks whose first call compiled cold although the compile cache held their stack."""
+    return [r.compile_cache["finding"] for r in records if r.compile_cache.get("finding")]
 
 
 def results_lines(fb: Results, bound_failures: int, bounds_note: str | None) -> list[str]:
@@ -245,7 +272,9 @@ def terminal_summary(terminalreporter: Any, fb: Results, bound_failures: int, bo
     if refusal:
         write(f"history: NOT saved: {refusal}", red=True)
     elif saved_path is not None:
-        marked = " (marked: bounds broken)" if bound_failures else ""
+        marks = (["bounds broken"] if bound_failures else []) + \
+            (["compile cache missed"] if compile_cache_findings(list(fb.records.values())) else [])
+        marked = f" (marked: {'; '.join(marks)})" if marks else ""
         write(f"history: saved {saved_path}{marked}")
     for line in unwritten:
         write(line, red=True)

@@ -21,6 +21,7 @@ from fbcache.history import UNCACHED, BenchRecord, compat, label_of
 from fbcache.history import summarize as summarize_set
 from fbcache.metrics import all_finite, all_metrics, to_uint8_images
 from fbcache.plugin import machine, schedule
+from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.session import FBCacheSession
 from fbcache.verdicts.bounds import Violation, check, check_set
 
@@ -53,7 +54,7 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: Threshold | None
     rounds, warmup = schedule.run_sequential(benchmark, session, threshold, prompt_index)
     record = _build_record(benchmark, session, threshold, rounds, prompt_index)
     record.machine_state = machine.evidence(before, machine.sample(config.device))
-    record_warmup(record, config.compile, warmup)
+    record_warmup(record, config.compile, warmup, session.compile_cache)
     if threshold is None and config.selfcheck:
         record.bare_loop_s = schedule.bare_loop(session, config.rounds, prompt_index)
     return record
@@ -161,8 +162,10 @@ def _save_images(output_dir: Path, label: str, images: list[np.ndarray], stem: s
     return saved
 
 
-def record_warmup(record: BenchRecord, compile_mode: str, warmup: schedule.WarmUp | None) -> None:
-    """``compile_s``: the warm-up call minus the timed median (the compilation, plus noise, clipped at 0)."""
+def record_warmup(record: BenchRecord, compile_mode: str, warmup: schedule.WarmUp | None,
+                  cache: CompileCache | None = None) -> None:
+    """``compile_s``: the warm-up call minus the timed median (the compilation, plus noise, clipped at 0);
+    ``compile_cache``: whether that compilation was cold or warm (``cache``: the session's compile cache)."""
     record.compile_mode = compile_mode
     if warmup is None:
         return
@@ -170,6 +173,10 @@ def record_warmup(record: BenchRecord, compile_mode: str, warmup: schedule.WarmU
     record.compile_graphs = warmup.compiled.graphs
     median = record.median_s
     record.compile_s = max(0.0, warmup.seconds - median) if median is not None else None
+    if cache is not None:
+        found = warmup.compiled
+        record.compile_cache = cache.outcome(record.label, found.graphs, found.cache_hits, found.cache_misses,
+                                             found.cache_bypasses)
 
 
 def bench(benchmark: Any, session: FBCacheSession, threshold: Threshold | None = None,

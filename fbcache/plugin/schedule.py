@@ -119,13 +119,19 @@ RECOMPILE_MARK = "Detected recompile"
 
 @dataclass(frozen=True)
 class CompileCounters:
-    """Graphs dynamo compiled and frames it converted, so far in this process."""
+    """Graphs dynamo compiled and frames it converted, so far in this process; and inductor's FX graph cache
+    lookups (hits, misses, bypasses), which tell a warm compilation from a cold one (plugin/compile_cache.py)."""
 
     graphs: int
     frames: int
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_bypasses: int = 0
 
     def __sub__(self, other: CompileCounters) -> CompileCounters:
-        return CompileCounters(self.graphs - other.graphs, self.frames - other.frames)
+        return CompileCounters(self.graphs - other.graphs, self.frames - other.frames,
+                               self.cache_hits - other.cache_hits, self.cache_misses - other.cache_misses,
+                               self.cache_bypasses - other.cache_bypasses)
 
     @property
     def any(self) -> bool:
@@ -135,7 +141,10 @@ class CompileCounters:
 def counters() -> CompileCounters:
     from torch._dynamo.utils import counters as dynamo
 
-    return CompileCounters(graphs=int(dynamo["stats"]["unique_graphs"]), frames=int(dynamo["frames"]["total"]))
+    inductor = dynamo["inductor"]
+    return CompileCounters(graphs=int(dynamo["stats"]["unique_graphs"]), frames=int(dynamo["frames"]["total"]),
+                           cache_hits=int(inductor["fxgraph_cache_hit"]),
+                           cache_misses=int(inductor["fxgraph_cache_miss"]), cache_bypasses=int(inductor["fxgraph_cache_bypass"]))
 
 
 def _stance(name: str) -> Any:

@@ -46,6 +46,7 @@ from fbcache.history.storage import (
 )
 from fbcache.models import LoadedModel, load_model
 from fbcache.plugin import display
+from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.display import Progress, Write
 from fbcache.plugin.machine import fbcache_machine_info
 from fbcache.verdicts.bounds import BoundsProfile, calibrate, other_workload, resolve_profile
@@ -114,6 +115,8 @@ class FBCacheSession:
         #: the untimed profiled generations and FLOPs counts after the timed rounds: how many, and their wall seconds
         self.explain_generations = 0
         self.explain_cost_s = 0.0
+        #: a compiled session's compile cache (configure opens it; None for an eager session)
+        self.compile_cache: CompileCache | None = None
 
     def note_explained(self, seconds: float, generations: int) -> None:
         self.explain_generations += generations
@@ -139,6 +142,8 @@ class FBCacheSession:
                 import torch
 
                 torch.set_num_threads(self.config.threads)
+            if self.compile_cache is not None:  # before anything compiles
+                self.compile_cache.activate()
             started = time.perf_counter()
             try:
                 self._model = load_model(self.config)
@@ -209,7 +214,9 @@ def configure(config: pytest.Config) -> None:
         name = option_name(exc.option)
         config.stash[CONFIG_ERROR_KEY] = exc.from_source(source_of(config, name)) if name else exc
         return
-    config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
+    session = config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
+    if harness.compile != "none":
+        session.compile_cache = CompileCache.open(harness.compile_cache, info)
     config.stash[MACHINE_INFO_KEY] = info
 
 

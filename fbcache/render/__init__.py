@@ -27,9 +27,10 @@ EXPLAIN_TITLES = ["ideal ×", "efficiency", "FLOPs ×"]
 def columns(compiled: bool = False, peaks: bool = False, explained: bool = False) -> list[str]:
     """The seed's columns, then speedup and hits, then every registered image metric.
 
-    A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median;
-    a GPU run adds ``peak GiB``: each benchmark's allocator peak over its own timed generations; a run
-    with profiles or FLOPs counts adds the ideal speedup, the efficiency and the FLOPs speedup.
+    A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median,
+    with what the compile cache made of it (cold, warm, ...; '!' marks a finding: a cached stack compiled cold);
+    a GPU run adds ``peak GiB``: each benchmark's allocator peak over its own timed generations.
+    A run with profiles or FLOPs counts adds the ideal speedup, the efficiency and the FLOPs speedup.
     """
     extra = (["compile (s)"] if compiled else []) + ([PEAK_TITLE] if peaks else [])
     extra += EXPLAIN_TITLES if explained else []
@@ -65,6 +66,15 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def _compile_cell(record: BenchRecord) -> str:
+    """The first-call compile time, and whether the compile cache made it cold or warm ('31.2 cold')."""
+    if record.compile_s is None:
+        return "—"
+    state = record.compile_cache.get("state")
+    finding = " !" if record.compile_cache.get("finding") else ""
+    return f"{record.compile_s:.1f}" + (f" {state}" if state else "") + finding
+
+
 def row(record: BenchRecord, compiled: bool = False, peaks: bool = False,
         explanations: Mapping[str, explain.Explanation] | None = None) -> list[str]:
     first, second = record.first_s, record.second_s
@@ -82,7 +92,7 @@ def row(record: BenchRecord, compiled: bool = False, peaks: bool = False,
                 else ")"
     label = record.label + (" !" if not record.bounds_ok else "")
     measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
-    extra = ["—" if record.compile_s is None else f"{record.compile_s:.1f}"] if compiled else []
+    extra = [_compile_cell(record)] if compiled else []
     extra += [_gib(record.peak_memory_bytes)] if peaks else []
     if explanations is not None:
         found = explanations.get(record.label)

@@ -484,6 +484,8 @@ class HistoryJudge:
         for record in _ordered(run.records):
             for warning in (record.machine_state or {}).get("warnings", []):
                 notes.append(f"{record.label}: machine state: {warning}")
+            if record.compile_cache.get("finding"):
+                notes.append(f"compile cache: {record.compile_cache['finding']}")
         acceptance = self.acceptances.get(run.name)
         if acceptance is not None:
             notes.append(f"this run was accepted as the new baseline ({acceptance.accepted_at}): {acceptance.reason}")
