@@ -74,6 +74,15 @@ def per_step_ms(run_json: dict, steps: int) -> float:
     return statistics.median(uncached["extra_info"]["rounds_s"]) / steps * 1000
 
 
+def _is_threshold(label: str) -> bool:
+    """Threshold rows only: not 'uncached', 'all benchmarks' or the run's startup rows."""
+    try:
+        float(label)
+    except ValueError:
+        return False
+    return True
+
+
 def summarize(result: dict) -> dict[str, str]:
     """One table row's cells from a ``fbcache compare --json`` result."""
     rows = {row["label"]: {v["metric"]: v for v in row["verdicts"]} for row in result["rows"]}
@@ -87,7 +96,7 @@ def summarize(result: dict) -> dict[str, str]:
 
     alerts = sorted({f"{row['label']} {v['metric']}" for row in result["rows"] for v in row["verdicts"]
                      if v["status"] in ("regression", "changed")})
-    cached = max((label for label in rows if label not in ("uncached", "all benchmarks")), key=float, default="")
+    cached = max((label for label in rows if _is_threshold(label)), key=float, default="")
     return {"verdict": "REGRESSION" if result["regression"] else "clean", "alerts": ", ".join(alerts) or "—",
             "uncached time": cell("uncached", "time"), f"{cached} speedup": cell(cached, "speedup")}
 
