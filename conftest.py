@@ -6,5 +6,5 @@ well would load the same hooks twice, so this file only steps in when the entry 
 
 from importlib.metadata import entry_points
 
-if not any(ep.value == "fbcache.plugin.hooks" for ep in entry_points(group="pytest11")):
-    pytest_plugins = ["fbcache.plugin.hooks"]
+if not any(ep.value == "fbcache.plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["fbcache.plugin"]

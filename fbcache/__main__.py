@@ -2,6 +2,6 @@
 
 import sys
 
-from fbcache.cli.main import main
+from fbcache.cli import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
-"""From raw option strings to a checked :class:`~fbcache.config.harness.HarnessConfig`, before any model is built.
+"""From raw option strings to a checked :class:`~fbcache.config.HarnessConfig`, before any model is built.
 
-- The option table: the core options (:mod:`fbcache.config.options`), every registered
+- The option table: the core options (:mod:`fbcache.config`), every registered
   extension's own (cache backends, quantization modes, model sources) and one calibrate margin per
   image metric, as seen by pytest (``--fbcache-*``), the environment (``FBCACHE_*``), the ini file
   and ``fbcache nightly``.
@@ -21,25 +21,27 @@ from pathlib import Path
 from typing import Any
 
 from fbcache import backends, metrics, models, quant
-from fbcache.config.harness import HarnessConfig
-from fbcache.config.options import (
+from fbcache.config import (
     BY_NAME,
     COMPILE_MODES,
     OPTIONS,
     REGISTRY_HELP,
+    HarnessConfig,
     OptionSpec,
     check_writable_dir,
+    load_prompt_set,
     parse_bool,
     parse_choice,
     parse_device,
     parse_int,
     parse_margin,
     parse_resolution,
+    parse_shard,
     parse_threads,
     parse_thresholds,
     resolve_clock,
+    shard_device,
 )
-from fbcache.config.prompts import load_prompt_set, parse_shard, shard_device
 from fbcache.errors import ConfigError, MissingPackageError
 from fbcache.models import FULL_WITH_CACHE_REASON
 

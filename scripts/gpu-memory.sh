@@ -5,7 +5,8 @@
 # sequentially (--fbcache-interleave false) so each benchmark's peak is its own threshold's, not the
 # sweep's. Results go to $OUT (default: gpu-memory-out): a log and results.md per quantization, the
 # history, and peak-memory.md (one row per benchmark), the last two refreshed after every sweep.
-# THRESHOLDS and ROUNDS (environment) override the sweep's "0 0.5 0.8" and 2 rounds, e.g. for a slow mode.
+# THRESHOLDS, ROUNDS and STEPS (environment) override the sweep's "0 0.5 0.8", 2 rounds and the model's 28
+# steps: a shorter run of a slow quantization mode, for its peak memory.
 #   scripts/gpu-memory.sh [QUANT ...]
 set -uo pipefail
 OUT=${OUT:-gpu-memory-out}
@@ -35,7 +36,7 @@ PY
 
 for quant in "${QUANTS[@]}"; do
   python3 -m pytest benchmarks -p no:cacheprovider --fbcache-model flux-random --fbcache-device cuda \
-    --fbcache-bounds none --fbcache-thresholds "${THRESHOLDS:-0 0.5 0.8}" --fbcache-rounds "${ROUNDS:-2}" --fbcache-interleave false \
+    --fbcache-bounds none --fbcache-thresholds "${THRESHOLDS:-0 0.5 0.8}" --fbcache-rounds "${ROUNDS:-2}" ${STEPS:+--fbcache-steps "$STEPS"} --fbcache-interleave false \
     --fbcache-quant "$quant" --fbcache-output-dir ".gpu-memory/$quant" \
     --benchmark-storage="file://$PWD/$HISTORY/$quant" --benchmark-autosave --benchmark-save-data \
     2>&1 | tee "$OUT/$quant.log"

@@ -13,11 +13,10 @@ import pytest
 from conftest import ROOT
 from fbcache import backends
 from fbcache.backends import BackendSpec
-from fbcache.cli import agree
-from fbcache.cli.main import build_parser
-from fbcache.history.record import BenchRecord
+from fbcache.cli import agree, build_parser
+from fbcache.cli.agree import AgreementError, BackendRun, compare_backends, first_difference, markdown
+from fbcache.history import BenchRecord
 from fbcache.history.storage import Run
-from fbcache.verdicts.agreement import AgreementError, BackendRun, compare_backends, first_difference, markdown
 
 WORKLOAD = "8 steps, 64x64, seed 0, prompt f0979f5e"
 

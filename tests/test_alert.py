@@ -15,12 +15,11 @@ from webhook_server import silent_server, webhook_server
 
 from conftest import ROOT
 from fbcache.alerts import AlertSink, ConfiguredSink, Finding, Outcome, alert, register, unregister
-from fbcache.alerts.github_issue import file_issue
-from fbcache.alerts.step_summary import write_step_summary
+from fbcache.alerts.github import file_issue, write_step_summary
 from fbcache.alerts.webhook import WebhookSettings, post_webhook, send_webhook, slack_payload
-from fbcache.cli.main import main as fbcache_main
+from fbcache.cli import main as fbcache_main
 from fbcache.errors import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE
-from fbcache.verdicts.compare import CompareResult, CompareSettings, ThresholdResult, Verdict
+from fbcache.verdicts import CompareResult, CompareSettings, ThresholdResult, Verdict
 
 
 def result(regression: bool) -> CompareResult:

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from fbcache.config.harness import DEFAULT_PROMPT
-from fbcache.config.prompts import load_prompt_set
+from fbcache.config import DEFAULT_PROMPT, load_prompt_set
 from fbcache.errors import ConfigError
+from fbcache.history import BenchRecord
 from fbcache.history.fingerprint import match_facts, prompt_id
-from fbcache.history.record import BenchRecord
 from fbcache.verdicts.bounds import (
     UNCALIBRATED,
     calibrate,

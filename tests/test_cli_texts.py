@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fbcache.cli.main import build_parser, main
+from fbcache.cli import build_parser, main
 from fbcache.history.fingerprint import fingerprint_changes
 
 SAVED = json.loads((Path(__file__).parent / "data" / "run.json").read_text())

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from fbcache.cli import VERBS
-from fbcache.cli.main import build_parser, main
+from fbcache.cli import VERBS, build_parser, main
 from fbcache.errors import EXIT_USAGE
 
 NEW_VERB = '''
@@ -60,7 +59,7 @@ def test_top_level_help_lists_every_verb_with_its_help_line():
 def hello_verb(tmp_path, monkeypatch):
     (tmp_path / "hello.py").write_text(NEW_VERB, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("fbcache.cli.main.VERBS", (*VERBS, "hello"))
+    monkeypatch.setattr("fbcache.cli.VERBS", (*VERBS, "hello"))
     yield
     sys.modules.pop("hello", None)
 

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import ROOT, run_sweep
 from fbcache.history.storage import load_acceptances, load_runs, run_files
-from fbcache.verdicts.compare import CompareSettings
+from fbcache.verdicts import CompareSettings
 from fbcache.verdicts.judge import judge_latest
 from tools.cpu_aa_check import scale_times
 

@@ -17,11 +17,11 @@ from conftest import run_sweep
 from fbcache import models
 from fbcache.backends import DecisionLog
 from fbcache.backends.diffusers import DiffusersFBCache
-from fbcache.config.harness import HarnessConfig
+from fbcache.config import HarnessConfig
 from fbcache.configure import build_config, check_compile_selection, check_environment
 from fbcache.errors import BrokenRunError, ConfigError
+from fbcache.history import BenchRecord
 from fbcache.history.fingerprint import fingerprint_id, match_facts
-from fbcache.history.record import BenchRecord
 from fbcache.models import load_model
 from fbcache.plugin import schedule
 from fbcache.plugin.machine import fbcache_machine_info

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import ROOT
-from fbcache.history.record import BenchRecord
+from fbcache.history import BenchRecord
 from tools.compile_matrix import config_names, load, main, parse_placement, ratio
 
 GIB = 2**30

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from fbcache import models
-from fbcache.config.harness import SEED_THRESHOLDS, HarnessConfig
-from fbcache.config.options import parse_resolution, parse_thresholds
+from fbcache.config import SEED_THRESHOLDS, HarnessConfig, parse_resolution, parse_thresholds
 from fbcache.configure import build_config, options, resolve_raw
 from fbcache.errors import ConfigError
 
@@ -170,7 +169,7 @@ def test_a_missing_nunchaku_transformer_is_said_in_words(tmp_path):
 
 
 def test_clock_defaults_to_cpu_time_for_cpu_runs_and_refuses_it_on_a_gpu():
-    from fbcache.config.options import resolve_clock
+    from fbcache.config import resolve_clock
     from fbcache.errors import ConfigError
 
     assert resolve_clock("--fbcache-clock", "auto", "cpu", 1) == "cpu"
@@ -252,8 +251,7 @@ def test_a_bad_calibrate_margin_names_the_option_and_what_it_accepts(tmp_path, r
     ([], {}),
 ], ids=["repeated", "comma-separated", "old-spelling", "none"])
 def test_compare_tolerances_are_per_metric_in_either_spelling(argv, tolerances):
-    from fbcache.cli.common import compare_settings
-    from fbcache.cli.main import build_parser
+    from fbcache.cli import build_parser, compare_settings
 
     args = build_parser().parse_args(["compare", *argv])
     assert compare_settings(args).tolerances == tolerances
@@ -264,8 +262,7 @@ def test_compare_tolerances_are_per_metric_in_either_spelling(argv, tolerances):
     (["--ssim-margin", "0.05"], {"ssim": 0.05}),
 ], ids=["repeated", "old-spelling"])
 def test_calibrate_margins_of_the_verb_are_per_metric_in_either_spelling(argv, margins):
-    from fbcache.cli.common import metric_amounts
-    from fbcache.cli.main import build_parser
+    from fbcache.cli import build_parser, metric_amounts
 
     args = build_parser().parse_args(["calibrate", "--out", "p.toml", *argv])
     assert metric_amounts(args, "margin") == margins

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, subprocess_env
-from fbcache.cli.main import build_parser
+from fbcache.cli import build_parser
 
 #: the hand-written pages; generated tables under docs/results are data, not prose
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "docs" / "results").rglob("README.md")])

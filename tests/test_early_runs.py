@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 
-from fbcache.verdicts.compare import CompareResult, coverage, markdown
+from fbcache.verdicts import CompareResult, coverage, markdown
 from fbcache.verdicts.judge import judge_series
 from tools.verdict_rates import REGIMES, simulate
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, MODEL, ROOT, STEPS, run_sweep
-from fbcache.history.record import BenchRecord
+from fbcache.history import BenchRecord
 from fbcache.verdicts.bounds import load_profile
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fbcache"
 LAYERS: dict[str, int] = {
     "fbcache": 0,
     "fbcache.errors": 0,
-    "fbcache.registry": 0,
-    "fbcache.markdown": 0,
+    "fbcache.markup": 0,
     "fbcache.config": 1,
     "fbcache.metrics": 2,
     "fbcache.backends": 2,
@@ -176,7 +175,7 @@ def test_imports_go_down_the_layers_only():
 
 def test_the_registries_and_the_option_table_load_without_torch():
     """Listing every extension (for --help, `fbcache nightly` and `fbcache agree`) imports no heavy library."""
-    code = ("import sys\nfrom fbcache import configure\nfrom fbcache.cli.main import build_parser\n"
+    code = ("import sys\nfrom fbcache import configure\nfrom fbcache.cli import build_parser\n"
             "configure.options()\nbuild_parser()\n"
             "heavy = sorted({'torch', 'diffusers', 'transformers', 'torchao'} & set(sys.modules))\n"
             "assert not heavy, heavy\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from fbcache.cli.main import main as fbcache_main
+from fbcache.cli import main as fbcache_main
 from fbcache.errors import EXIT_CLEAN, EXIT_USAGE, ConfigError
 from fbcache.verdicts.bounds import resolve_profile
 

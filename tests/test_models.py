@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from fbcache import models
-from fbcache.config.harness import HarnessConfig
-from fbcache.models import flux_random, load_model
+from fbcache.config import HarnessConfig
+from fbcache.models import flux as flux_random
+from fbcache.models import load_model
 from fbcache.models.tiny import build_tiny_pipeline
 
 

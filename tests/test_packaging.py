@@ -11,6 +11,7 @@ the running environment are left out, so the plugin can only come from the wheel
 
 from __future__ import annotations
 
+import shutil
 import site
 import subprocess
 import sys
@@ -51,8 +52,13 @@ def borrowed_site_dirs(tmp_path: Path) -> list[Path]:
 
 def test_installed_wheel_registers_the_plugin_in_an_empty_directory(tmp_path: Path):
     wheels = tmp_path / "wheels"
+    # built from a copy of the sources: an in-tree build reuses ./build, which keeps modules since removed
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "fbcache", source / "fbcache", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(ROOT)], check=True, capture_output=True, text=True)
+                    str(source)], check=True, capture_output=True, text=True)
     [wheel] = wheels.glob("fbcache-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "fbcache/weights/tiny-flux.safetensors" in names

@@ -131,7 +131,7 @@ def test_an_interleaved_benchmark_keeps_the_highest_peak_of_its_own_generations(
 # ---------------------------------------------------------------------------------- bounds
 
 def _bench(threshold, peak_gib=None, prompt_index=None):
-    from fbcache.history.record import BenchRecord
+    from fbcache.history import BenchRecord
 
     return BenchRecord(threshold=threshold, model="flux-random", quantization="none", cache_backend="diffusers",
                        steps=28, resolution="1024x1024", seed=0, speedup=1.5, metrics={"ssim": 0.95},
@@ -180,7 +180,7 @@ def _latest(storage: Path):
 
 
 def test_the_results_table_of_a_recorded_h100_run_shows_each_benchmarks_peak_in_gib():
-    from fbcache.render.table import NO_PEAK_NOTE, markdown_table
+    from fbcache.render import NO_PEAK_NOTE, markdown_table
 
     _, run = _latest(H100)
     text = markdown_table(run.records.values())
@@ -191,7 +191,7 @@ def test_the_results_table_of_a_recorded_h100_run_shows_each_benchmarks_peak_in_
 
 
 def test_the_results_table_of_a_cpu_run_omits_the_column_with_one_line_why():
-    from fbcache.render.table import NO_PEAK_NOTE, markdown_table
+    from fbcache.render import NO_PEAK_NOTE, markdown_table
 
     _, run = _latest(CPU)
     text = markdown_table(run.records.values())
@@ -208,8 +208,8 @@ def test_the_report_of_a_gpu_run_has_the_peak_column_and_trend(tmp_path: Path):
 
 
 def test_the_report_of_a_cpu_run_says_why_it_has_no_peak(tmp_path: Path):
+    from fbcache.render import NO_PEAK_NOTE
     from fbcache.render.report import build_report
-    from fbcache.render.table import NO_PEAK_NOTE
 
     runs, latest = _latest(CPU)
     build_report(runs, latest, tmp_path / "report", None)
@@ -220,7 +220,7 @@ def test_the_report_of_a_cpu_run_says_why_it_has_no_peak(tmp_path: Path):
 
 
 def test_the_compare_table_has_a_peak_column_on_gpu_runs_only():
-    from fbcache.verdicts.compare import markdown
+    from fbcache.verdicts import markdown
 
     assert "| peak GiB (now / base) |" in markdown(judge_series(_h100_series())[-1])
     assert "peak GiB" not in markdown(judge_series(simulate(GPU, random.Random(1), 2))[-1])

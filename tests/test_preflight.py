@@ -11,7 +11,7 @@ import pytest
 from fbcache import configure
 from fbcache.backends import nunchaku as nunchaku_backend
 from fbcache.backends.nunchaku import NunchakuEngine, detect, precision_for_capability
-from fbcache.config.harness import HarnessConfig
+from fbcache.config import HarnessConfig
 from fbcache.errors import ConfigError
 
 STANDINS = Path(__file__).resolve().parent / "standins" / "nunchaku-1.1.0"

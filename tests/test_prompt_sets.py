@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, ROOT
-from fbcache.config.prompts import load_prompt_set, parse_shard
+from fbcache.config import load_prompt_set, parse_shard
 from fbcache.configure import build_config
 from fbcache.errors import ConfigError
+from fbcache.history import BenchRecord, summarize
 from fbcache.history.fingerprint import workload_key
-from fbcache.history.record import BenchRecord
-from fbcache.history.summary import summarize
 from fbcache.verdicts.bounds import calibrate, check, check_set, parse_profile
 
 NO_CUDA = (lambda: False, lambda: 0)

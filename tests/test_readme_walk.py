@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, subprocess_env
-from fbcache.cli.main import main as fbcache_main
+from fbcache.cli import main as fbcache_main
 
 pytestmark = pytest.mark.integration
 QUICK = ["--fbcache-steps", "4", "--fbcache-rounds", "2", "--fbcache-warmup-rounds", "0", "--fbcache-thresholds", "0 0.5"]

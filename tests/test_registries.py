@@ -24,16 +24,15 @@ from fbcache import alerts, backends, configure, metrics, models, quant
 from fbcache.alerts import AlertSink, Finding, Outcome
 from fbcache.backends import BackendSpec
 from fbcache.backends.diffusers import DiffusersFBCache
-from fbcache.cli.main import main as fbcache_main
-from fbcache.config.harness import HarnessConfig
-from fbcache.config.options import OptionSpec, parse_choice, parse_int, parse_margin
+from fbcache.cli import main as fbcache_main
+from fbcache.config import HarnessConfig, OptionSpec, parse_choice, parse_int, parse_margin
 from fbcache.errors import EXIT_REGRESSION, EXIT_USAGE, ConfigError
 from fbcache.metrics import ImageMetric
 from fbcache.models import LoadedModel, ModelSource
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
 from fbcache.quant import QuantMode
+from fbcache.verdicts import CompareResult, CompareSettings, ThresholdResult, Verdict
 from fbcache.verdicts.bounds import load_profile
-from fbcache.verdicts.compare import CompareResult, CompareSettings, ThresholdResult, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_CUDA = (lambda: False, lambda: 0)
@@ -305,7 +304,7 @@ def test_a_sweep_with_a_metric_whose_package_is_missing_stops_before_any_model_i
 
 
 def test_the_trade_off_plot_takes_its_quality_axis_from_the_primary_attribute(throwaways):
-    from fbcache.history.record import BenchRecord
+    from fbcache.history import BenchRecord
     from fbcache.render import plots
 
     pytest.importorskip("matplotlib")
@@ -328,7 +327,7 @@ def regression_result(path: Path) -> Path:
 
 
 def test_the_alert_verbs_help_names_a_registered_sink_and_its_option(throwaways):
-    from fbcache.cli.main import build_parser
+    from fbcache.cli import build_parser
 
     verbs = next(a for a in build_parser()._actions if a.dest == "verb")
     text = " ".join(verbs.choices["alert"].format_help().split())

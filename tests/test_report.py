@@ -16,7 +16,7 @@ from PIL import Image
 from plugins.faults import fill_disk
 
 from conftest import ROOT
-from fbcache.cli.main import main as fbcache_main
+from fbcache.cli import main as fbcache_main
 from fbcache.errors import EXIT_USAGE, MissingDependencyError
 from fbcache.history.storage import Run, find_run, load_runs
 from fbcache.render import plots

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fbcache.cli.main import main
-from fbcache.render import html_page
+from fbcache import markup
+from fbcache.cli import main
 from fbcache.render import report as report_module
 from tools.large_history import write_history, write_images
 
@@ -39,7 +39,7 @@ def test_a_large_run_is_reported_in_part_and_says_so(tmp_path: Path, monkeypatch
     html = (out / "report.html").read_text(encoding="utf-8")
     note = (f"Figures and images show {figure_prompts} of 100 prompts (p0 to p{figure_prompts - 1}), "
             f"{report_module.FIGURE_LIMIT} of {BENCHMARKS} benchmarks; the run's JSON holds every benchmark.")
-    assert f"> {note}" in markdown and html_page.esc(note) in html
+    assert f"> {note}" in markdown and markup.esc(note) in html
     assert "Per-benchmark tables and the hit map show 25 of 100 prompts (p0 to p24), 100 of 400 benchmarks" in markdown
     # the set's table still covers every prompt
     assert re.search(r"^\| 0\.1 \| 100 \|", markdown, re.MULTILINE), markdown[:3000]

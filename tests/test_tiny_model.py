@@ -17,7 +17,7 @@ from PIL import Image
 
 from fbcache.backends import DecisionLog, summarize
 from fbcache.backends.diffusers import DiffusersFBCache
-from fbcache.config.harness import DEFAULT_PROMPT, SEED_THRESHOLDS
+from fbcache.config import DEFAULT_PROMPT, SEED_THRESHOLDS
 from fbcache.history.storage import load_runs
 from fbcache.metrics import to_uint8_images
 from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline

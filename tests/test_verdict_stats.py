@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from fbcache.history.storage import load_runs
-from fbcache.verdicts.compare import RUN_LABEL, TOO_NOISY, CompareSettings
+from fbcache.verdicts import RUN_LABEL, TOO_NOISY, CompareSettings
 from fbcache.verdicts.stats import (
     Dispersion,
     GateSettings,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.history import UNCACHED, BenchRecord
 from fbcache.history.storage import run_files
 
 QUANTS = ("bf16", "int8wo", "int4wo", "fp8")

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from fbcache.history.record import BenchRecord
+from fbcache.history import BenchRecord
 from fbcache.history.storage import Run
-from fbcache.verdicts.compare import (
+from fbcache.verdicts import (
     RUN_LABEL,
     TOO_NOISY,
     CompareResult,

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fbcache import Registry
 from fbcache.errors import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE
-from fbcache.registry import Registry
-from fbcache.verdicts.compare import CompareResult, markdown
+from fbcache.verdicts import CompareResult, markdown
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,8 @@ class AlertSink:
 
 
 BUILTIN = (
-    "fbcache.alerts.step_summary",
+    "fbcache.alerts.github",
     "fbcache.alerts.webhook",
-    "fbcache.alerts.github_issue",
 )
 
 _REGISTRY: Registry[AlertSink] = Registry(BUILTIN, "SINK")

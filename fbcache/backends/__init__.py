@@ -23,9 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fbcache.config.harness import HarnessConfig
-from fbcache.config.options import OptionSpec
-from fbcache.registry import Registry
+from fbcache import Registry
+from fbcache.config import HarnessConfig, OptionSpec
 
 BUILTIN = (
     "fbcache.backends.diffusers",

@@ -22,7 +22,7 @@ from typing import Any
 
 from fbcache import backends
 from fbcache.backends import BackendSpec, DecisionLog
-from fbcache.config.harness import HarnessConfig
+from fbcache.config import HarnessConfig
 from fbcache.errors import BrokenRunError, ConfigError
 
 #: cache-dit reads these at import; each changes how it caches FLUX, so the fingerprint records them

@@ -49,7 +49,7 @@ from typing import Any
 
 from fbcache import backends
 from fbcache.backends import STANDIN_PREFIX, BackendSpec, DecisionLog
-from fbcache.config.harness import HarnessConfig
+from fbcache.config import HarnessConfig
 from fbcache.errors import BrokenRunError, ConfigError
 
 INSTALL_HINT = (

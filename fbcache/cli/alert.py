@@ -10,9 +10,9 @@ import argparse
 from pathlib import Path
 
 from fbcache.alerts import Finding, add_sink_options, alert, all_sinks, configured_sinks
-from fbcache.cli.common import add_storage_option
+from fbcache.cli import add_storage_option
 from fbcache.errors import DataError
-from fbcache.verdicts.compare import CompareResult
+from fbcache.verdicts import CompareResult
 
 HELP = "send a compare result (or a broken sweep) to the step summary, a webhook, an issue"
 

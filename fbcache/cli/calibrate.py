@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fbcache.cli.common import (
+from fbcache.cli import (
     add_metric_amounts,
     add_storage_option,
     metric_amounts,

@@ -1,14 +1,14 @@
 """``fbcache compare``: the latest run judged against its fingerprint's segmented history.
 
 Exit 0 clean, 1 regression (and nothing else), 2 error. The judging itself is shared with
-``fbcache nightly`` (:func:`fbcache.cli.common.judge_run`).
+``fbcache nightly`` (:func:`fbcache.cli.judge_run`).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from fbcache.cli.common import (
+from fbcache.cli import (
     add_compare_options,
     add_storage_option,
     compare_settings,
@@ -20,7 +20,7 @@ from fbcache.cli.common import (
     write_file,
 )
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION
-from fbcache.verdicts.compare import markdown
+from fbcache.verdicts import markdown
 
 HELP = "judge the latest run against its segmented history"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fbcache.cli.common import add_storage_option, read_history
+from fbcache.cli import add_storage_option, read_history
 from fbcache.errors import EXIT_CLEAN
 from fbcache.history.fingerprint import fingerprint_changes
 from fbcache.history.storage import Run

@@ -1,7 +1,7 @@
 """``fbcache merge``: the shards of one sharded sweep become ONE pytest-benchmark run file.
 
 A sweep sharded over N processes (``torchrun --nproc-per-node N --no-python pytest benchmarks ...``,
-see :mod:`fbcache.config.prompts`) leaves N run files, one per shard, each under the storage's
+see :mod:`fbcache.config`) leaves N run files, one per shard, each under the storage's
 ``shards/R-of-N`` folder. The merged file is what an unsharded run of the same sweep would have
 saved: the same machine_info (and so the same fingerprint), minus the shard's own entry, and the
 union of the shards' benchmarks. Which GPU ran a benchmark stays in its ``extra_info["shard"]``
@@ -24,12 +24,12 @@ from typing import Any
 
 from pytest_benchmark.utils import safe_dumps
 
-from fbcache.cli.common import DEFAULT_STORAGE, storage_path
+from fbcache.cli import DEFAULT_STORAGE, storage_path
 from fbcache.errors import EXIT_CLEAN, MergeError
+from fbcache.history import BenchRecord
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of
-from fbcache.history.record import BenchRecord
 from fbcache.history.storage import next_run_name, parse_run, run_files, write_new_file
-from fbcache.render.table import markdown_table
+from fbcache.render import markdown_table
 
 HELP = "merge the shards of a sharded sweep into one run file"
 DESCRIPTION = "merge the shards of a sharded sweep (torchrun or --fbcache-shard) into one pytest-benchmark run file"

@@ -2,7 +2,7 @@
 
 1. sweep:   ``pytest benchmarks --benchmark-autosave --benchmark-save-data`` (a subprocess);
 2. compare: the new run judged against its fingerprint's segmented history (``--baseline``),
-   exactly as ``fbcache compare`` judges it (cli/common.py: judge_run);
+   exactly as ``fbcache compare`` judges it (cli/__init__.py: judge_run);
 3. report:  Markdown/HTML/PNG into the report directory;
 4. alert:   the step summary always; webhook and issue on regression or broken sweep.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fbcache.alerts import ConfiguredSink, Finding, add_sink_options, alert, configured_sinks
-from fbcache.cli.common import (
+from fbcache.cli import (
     add_compare_options,
     add_storage_option,
     check_baseline_spec,
@@ -36,7 +36,7 @@ from fbcache.cli.common import (
 from fbcache.configure import build_config, option_name, options
 from fbcache.errors import BrokenSweep, ConfigError, MissingDependencyError, SelectionError
 from fbcache.history.storage import Run, find_run, load_runs, run_files
-from fbcache.verdicts.compare import CompareSettings, markdown
+from fbcache.verdicts import CompareSettings, markdown
 
 HELP = "the nightly job: sweep, compare, report, alert"
 LOG_TAIL_LINES = 40

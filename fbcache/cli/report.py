@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fbcache.cli.common import add_storage_option, output_dir, pick, read_history
+from fbcache.cli import add_storage_option, output_dir, pick, read_history
 from fbcache.errors import EXIT_CLEAN
 from fbcache.history.storage import images_mismatch
 from fbcache.render.report import build_report

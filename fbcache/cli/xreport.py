@@ -5,7 +5,7 @@ cross-hardware report takes the newest run of every fingerprint found in the giv
 runs that measured the same thing (model, quantization, cache backend, workload: the fingerprint
 minus the accelerator) into one table, and gives each accelerator its own columns: median time,
 speedup, every registered image metric and hits, per threshold. A prompt set's thresholds are read
-as a whole (mean over the prompts, see :mod:`fbcache.history.summary`).
+as a whole (mean over the prompts, see :mod:`fbcache.history`).
 
 Storages are searched recursively, so a directory of downloaded CI artifacts, one history per
 runner, can be given as it is.
@@ -19,14 +19,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fbcache import markdown
-from fbcache.cli.common import DEFAULT_STORAGE, storage_path
+from fbcache import markup
+from fbcache.cli import DEFAULT_STORAGE, storage_path
 from fbcache.errors import EXIT_CLEAN, DataError
+from fbcache.history import ThresholdSummary, summarize
 from fbcache.history.fingerprint import FINGERPRINT_FIELDS, OPTIONAL_FIELDS
 from fbcache.history.storage import Run, load_runs
-from fbcache.history.summary import ThresholdSummary, summarize
 from fbcache.metrics import all_metrics
-from fbcache.render import html_page
 from fbcache.render.report import TIMING_ONLY_NOTE, is_timing_only
 
 HELP = "cross-hardware report: every GPU's newest run side by side"
@@ -192,17 +191,17 @@ def render_markdown(groups: list[Group], notes: list[str]) -> str:
     lines = ["# fbcache cross-hardware report", "", EXPLAIN, ""]
     if any(is_timing_only(c.run) for g in groups for c in g.columns):
         lines += [f"> **{TIMING_ONLY_NOTE}**", ""]
-    lines += ["## Runs", "", markdown.table(*runs_table(groups)), ""]
+    lines += ["## Runs", "", markup.table(*runs_table(groups)), ""]
     for group in groups:
-        lines += [f"## {group.title}", "", markdown.table(*group_table(group)), ""]
+        lines += [f"## {group.title}", "", markup.table(*group_table(group)), ""]
         if len(group.columns) == 1:
             lines += ["Only one accelerator ran this workload.", ""]
-    lines += [f"- {markdown.cell(note)}" for note in notes]
+    lines += [f"- {markup.cell(note)}" for note in notes]
     return "\n".join(lines).rstrip() + "\n"
 
 
-_esc = html_page.esc
-_html_table = html_page.table
+_esc = markup.esc
+_html_table = markup.html_table
 
 
 def render_html(groups: list[Group], notes: list[str]) -> str:
@@ -216,7 +215,7 @@ def render_html(groups: list[Group], notes: list[str]) -> str:
             parts.append("<p>Only one accelerator ran this workload.</p>")
     if notes:
         parts += ['<ul class="missing">', *[f"<li>{_esc(note)}</li>" for note in notes], "</ul>"]
-    return html_page.page("fbcache cross-hardware report", parts)
+    return markup.page("fbcache cross-hardware report", parts)
 
 
 def build_xreport(roots: list[Path], out_dir: Path) -> tuple[list[Path], list[Group], list[str]]:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fbcache.config.harness import HarnessConfig
+from fbcache.config import HarnessConfig
 
 FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
 #: fields that only some runs have (a backend with settings); absent ones do not change the id

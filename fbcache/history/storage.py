@@ -16,7 +16,7 @@ filters what ``--benchmark-compare`` loads through :class:`AtomicFileStorage`.
 Choosing. :func:`find_run` picks a run by name; :func:`same_fingerprint_before` the earlier runs
 that share its fingerprint. Runs with different fingerprints (accelerator, model, quantization,
 cache backend, workload) are never mixed: every selection here starts from the latest run's
-fingerprint. Baselines themselves are the judge's segments (fbcache/verdicts/segments.py), not a
+fingerprint. Baselines themselves are the judge's segments (fbcache/verdicts/stats.py), not a
 choice of runs made here.
 
 Accepting. ``fbcache accept RUN`` says "this run's level is the new normal". An acceptance is a
@@ -48,9 +48,8 @@ from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.errors import SelectionError
-from fbcache.history import compat
+from fbcache.history import BenchRecord, compat, type_problem
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_id, fingerprint_of
-from fbcache.history.record import BenchRecord, type_problem
 
 RUN_FILE_MODE = 0o644
 

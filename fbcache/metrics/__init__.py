@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fbcache.config.options import parse_entries, parse_margin
+from fbcache import Registry
+from fbcache.config import parse_entries, parse_margin
 from fbcache.errors import ConfigError
-from fbcache.registry import Registry
 
 
 @dataclass(frozen=True)

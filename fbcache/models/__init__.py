@@ -36,13 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fbcache import quant
-from fbcache.config.harness import HarnessConfig
-from fbcache.config.options import COMPILE_MODES, OptionSpec
+from fbcache.config import COMPILE_MODES, HarnessConfig, OptionSpec
 
 BUILTIN = (
     "fbcache.models.tiny",
-    "fbcache.models.flux_random",
-    "fbcache.models.pretrained",
+    "fbcache.models.flux",
 )
 
 

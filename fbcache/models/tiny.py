@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbcache.config.harness import HarnessConfig
+from fbcache.config import HarnessConfig
 from fbcache.errors import ConfigError
 from fbcache.models import LoadedModel, ModelSource
 

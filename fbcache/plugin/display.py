@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from fbcache.config.harness import HarnessConfig
-from fbcache.history.record import UNCACHED, BenchRecord
-from fbcache.render import table
+from fbcache import render
+from fbcache.config import HarnessConfig
+from fbcache.history import UNCACHED, BenchRecord
 from fbcache.verdicts.bounds import BoundsProfile
 
 Write = Callable[[str], None]
@@ -142,9 +142,9 @@ def results_file(harness: HarnessConfig) -> str:
 
 def results_markdown(fb: Results) -> str:
     records = list(fb.records.values())
-    parts = [table.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
-             table.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
-             table.residual_ranges(records), "```"]
+    parts = [render.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
+             render.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
+             render.residual_ranges(records), "```"]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
     warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})
@@ -169,7 +169,7 @@ def timing_checks(fb: Results) -> list[str]:
 
 def compile_lines(fb: Results) -> list[str]:
     """Where compilation went: the first call of each cache state, untimed; none in timed rounds."""
-    records = [r for r in table.ordered(fb.records.values()) if r.compile_warmup_s is not None]
+    records = [r for r in render.ordered(fb.records.values()) if r.compile_warmup_s is not None]
     if not records:
         return []
     states = ", ".join(f"{r.label} {r.compile_warmup_s:.1f} s ({r.compile_graphs} new graphs)" for r in records)
@@ -198,7 +198,7 @@ def results_lines(fb: Results, bound_failures: int, bounds_note: str | None) -> 
         kept = not bound_failures
         lines.append(f"bounds: profile {fb.profile.name} ({fb.profile.source}): "
                      + ("all enforced bounds kept" if kept else f"{bound_failures} benchmark(s) broke a bound"))
-        for record in table.ordered(fb.records.values()):
+        for record in render.ordered(fb.records.values()):
             for message in record.bounds.get("reported", []):
                 lines.append(f"  note: {message}")
     else:

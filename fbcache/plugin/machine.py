@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 
 from fbcache import backends, models, quant
-from fbcache.config.harness import HarnessConfig
+from fbcache.config import HarnessConfig
 from fbcache.history.fingerprint import machine_entry
 
 GPU_FIELDS = ("clocks.sm", "clocks.mem", "temperature.gpu", "power.draw", "clocks_throttle_reasons.active")

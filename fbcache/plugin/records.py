@@ -1,5 +1,5 @@
 """Where a threshold's rounds become its record: :func:`measure` runs a schedule
-(:mod:`fbcache.plugin.schedule`) and builds the :class:`~fbcache.history.record.BenchRecord`: checks,
+(:mod:`fbcache.plugin.schedule`) and builds the :class:`~fbcache.history.BenchRecord`: checks,
 similarity to the uncached image, the images on disk; :func:`bench` (the ``fbcache_bench`` fixture)
 also checks the record against the bounds profile and hands it to pytest-benchmark's ``extra_info``.
 """
@@ -16,9 +16,8 @@ from PIL import Image
 from fbcache import models
 from fbcache.backends import summarize
 from fbcache.errors import BoundViolation, BrokenRunError, NaNImageError
-from fbcache.history import compat
-from fbcache.history.record import UNCACHED, BenchRecord, label_of
-from fbcache.history.summary import summarize as summarize_set
+from fbcache.history import UNCACHED, BenchRecord, compat, label_of
+from fbcache.history import summarize as summarize_set
 from fbcache.metrics import all_finite, all_metrics, to_uint8_images
 from fbcache.plugin import machine, schedule
 from fbcache.plugin.session import FBCacheSession

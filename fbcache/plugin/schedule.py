@@ -49,8 +49,7 @@ import torch
 
 from fbcache.backends import DecisionLog, StepDecision, summarize
 from fbcache.errors import BrokenRunError, NaNImageError
-from fbcache.history import compat
-from fbcache.history.record import UNCACHED, label_of
+from fbcache.history import UNCACHED, compat, label_of
 from fbcache.metrics import all_finite, to_uint8_images
 from fbcache.plugin import machine
 from fbcache.plugin.display import Progress

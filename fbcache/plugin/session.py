@@ -9,7 +9,7 @@ soon as fbcache benchmarks are collected (:func:`plan`) or a compare needs them,
 model is built; a plain ``pytest tests`` run never trips over them. :func:`start` saves through
 :class:`~fbcache.history.storage.AtomicFileStorage`; :func:`finish` refuses a broken run, writes the
 results table and, if asked, the calibrated bounds profile; :func:`summary` says what became of it.
-The pytest hooks themselves are in :mod:`fbcache.plugin.hooks`, the texts in :mod:`fbcache.plugin.display`.
+The pytest hooks themselves are in :mod:`fbcache.plugin`, the texts in :mod:`fbcache.plugin.display`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ import pytest
 
 from fbcache import backends
 from fbcache.backends import CacheBackend
-from fbcache.config.harness import HarnessConfig
-from fbcache.config.options import check_writable_dir
-from fbcache.config.prompts import Shard
+from fbcache.config import HarnessConfig, Shard, check_writable_dir
 from fbcache.configure import (
     build_config,
     check_compile_selection,
@@ -37,9 +35,8 @@ from fbcache.configure import (
     source_of,
 )
 from fbcache.errors import BoundViolation, BrokenRunError, ConfigError
-from fbcache.history import compat
+from fbcache.history import BenchRecord, compat, label_of
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of, match_facts
-from fbcache.history.record import BenchRecord, label_of
 from fbcache.history.storage import (
     IMAGES_RECORD_NAME,
     AtomicFileStorage,

@@ -23,9 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fbcache.config.harness import HarnessConfig
-from fbcache.config.options import COMPILE_MODES, OptionSpec
-from fbcache.registry import Registry
+from fbcache import Registry
+from fbcache.config import COMPILE_MODES, HarnessConfig, OptionSpec
 
 BUILTIN = (
     "fbcache.quant.torchao",

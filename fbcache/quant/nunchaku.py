@@ -12,8 +12,7 @@ from typing import Any
 
 from fbcache import quant
 from fbcache.backends import nunchaku as engine
-from fbcache.config.harness import HarnessConfig
-from fbcache.config.options import OptionSpec, parse_choice
+from fbcache.config import HarnessConfig, OptionSpec, parse_choice
 from fbcache.errors import MISSING, ConfigError
 
 PRECISIONS = ("auto", "int4", "fp4")

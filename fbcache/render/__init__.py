@@ -1,0 +1,154 @@
+"""The results table (the seed's columns plus speedup, hits and similarity) and the hit map.
+
+A run with a prompt set gets one line per threshold over the whole set (:func:`set_table`: mean and
+worst prompt of every image metric, mean hits, the set's speedup), then the per-prompt lines.
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fbcache import markup
+from fbcache.history import BenchRecord, ThresholdSummary, is_prompt_set, summarize
+from fbcache.metrics import all_metrics
+
+GIB = float(1 << 30)
+PEAK_TITLE = "peak GiB"
+#: said once under the table of a run without the peak column
+NO_PEAK_NOTE = "Peak GPU memory: not shown: a CPU run has no GPU allocator to read."
+
+
+def columns(compiled: bool = False, peaks: bool = False) -> list[str]:
+    """The seed's columns, then speedup and hits, then every registered image metric.
+
+    A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median;
+    a GPU run adds ``peak GiB``: each benchmark's allocator peak over its own timed generations.
+    """
+    extra = (["compile (s)"] if compiled else []) + ([PEAK_TITLE] if peaks else [])
+    return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in all_metrics()),
+            *extra]
+
+
+def has_peaks(records: Iterable[BenchRecord]) -> bool:
+    """Whether any benchmark recorded a GPU allocator peak (a CPU run has none)."""
+    return any(r.peak_memory_bytes is not None for r in records)
+
+
+def peak_note(records: Iterable[BenchRecord]) -> str | None:
+    """The one line that says why the peak column is missing, or None when it is shown."""
+    return None if has_peaks(records) else NO_PEAK_NOTE
+
+
+def _gib(peak: int | None) -> str:
+    return "—" if peak is None else f"{peak / GIB:.2f}"
+
+
+def is_compiled(records: Iterable[BenchRecord]) -> bool:
+    return any(r.compile_mode != "none" for r in records)
+
+
+def ordered(records: Iterable[BenchRecord]) -> list[BenchRecord]:
+    """The uncached baseline first, then thresholds ascending; a set's prompts in order within each."""
+    return sorted(records, key=lambda r: (r.threshold is not None, r.threshold or 0.0,
+                                          -1 if r.prompt_index is None else r.prompt_index))
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def row(record: BenchRecord, compiled: bool = False, peaks: bool = False) -> list[str]:
+    first, second = record.first_s, record.second_s
+    total = first + second if first is not None and second is not None else None
+    if record.threshold is None:
+        speedup, hits = "1.00 (ref)", "— (no cache)"
+    else:
+        speedup = "—" if record.speedup is None else f"{record.speedup:.2f}x"
+        hits = "—" if record.hits is None else f"{record.hits}/{record.steps}"
+        if not record.hits_consistent:
+            hits += f" (varied: {sorted(set(record.hits_per_round))})"
+    label = record.label + (" !" if not record.bounds_ok else "")
+    measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
+    extra = ["—" if record.compile_s is None else f"{record.compile_s:.1f}"] if compiled else []
+    extra += [_gib(record.peak_memory_bytes)] if peaks else []
+    return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured, *extra]
+
+
+def set_columns(peaks: bool = False) -> list[str]:
+    """A prompt set's line per threshold: the set's speedup, hits over the prompts, each metric's mean and worst
+    (and on a GPU the highest peak of its prompts)."""
+    metrics = [title for m in all_metrics() for title in (f"{m.title} mean", f"{m.title} worst")]
+    return ["threshold", "prompts", "mean time (s)", "speedup", "hits mean (min-max)/steps", *metrics,
+            *([f"{PEAK_TITLE} max"] if peaks else [])]
+
+
+def set_row(summary: ThresholdSummary, peaks: bool = False) -> list[str]:
+    mean = summary.mean_median_s
+    if summary.threshold is None:
+        speedup, hits = "1.00 (ref)", "— (no cache)"
+    else:
+        speedup = "—" if summary.speedup is None else f"{summary.speedup:.2f}x"
+        hits = "—" if summary.hits_mean is None else (
+            f"{summary.hits_mean:.1f} ({summary.hits_min}-{summary.hits_max})/{summary.steps}")
+    label = summary.label + (" !" if not all(r.bounds_ok for r in summary.records) else "")
+    metrics = [m.format(value) for m in all_metrics()
+               for value in (summary.metrics[m.name].mean, summary.metrics[m.name].worst)]
+    found = [r.peak_memory_bytes for r in summary.records if r.peak_memory_bytes is not None]
+    extra = [_gib(max(found) if found else None)] if peaks else []
+    return [label, str(summary.prompts), _seconds(mean), speedup, hits, *metrics, *extra]
+
+
+def results(records: Iterable[BenchRecord]) -> tuple[list[str], list[list[str]]]:
+    """The main table: one line per benchmark, or per threshold over a prompt set."""
+    records = list(records)
+    peaks = has_peaks(records)
+    if is_prompt_set(records):
+        return set_columns(peaks), [set_row(s, peaks) for s in summarize(records)]
+    compiled = is_compiled(records)
+    return columns(compiled, peaks), [row(r, compiled, peaks) for r in ordered(records)]
+
+
+def prompt_legend(records: Iterable[BenchRecord]) -> list[str]:
+    """'p3 (seed 0): "a red fox ..."' for every prompt of a set that the records cover."""
+    seen = {r.prompt_index: r for r in records if r.prompt_index is not None}
+    return [f"p{index} (seed {seen[index].seed}): {seen[index].prompt}" for index in sorted(seen)]
+
+
+def markdown_table(records: Iterable[BenchRecord], per_prompt: Iterable[BenchRecord] | None = None) -> str:
+    """The results table; with a prompt set, the per-threshold table, then every prompt's line and the prompts
+    (``per_prompt``: only these records' lines and prompts, for a report that bounds its size)."""
+    records = list(records)
+    listed = records if per_prompt is None else list(per_prompt)
+    compiled, peaks = is_compiled(records), has_peaks(records)
+    text = markup.table(*results(records))
+    note = peak_note(records)
+    if note is not None:
+        text += f"\n\n{note}"
+    if is_prompt_set(records):
+        text += ("\n\nPer prompt:\n\n" + markup.table(columns(compiled, peaks),
+                                                          [row(r, compiled, peaks) for r in ordered(listed)])
+                 + "\n\nPrompts:\n\n" + "\n".join(f"- {markup.cell(line)}" for line in prompt_legend(listed)))
+    return text
+
+
+def hit_map(records: Iterable[BenchRecord]) -> str:
+    """One line per threshold, one character per denoising step: '#' computed, '.' cache hit."""
+    lines = []
+    for record in ordered(records):
+        if record.threshold is None or not record.hit_trace:
+            continue
+        steps = "".join("." if hit else "#" for hit in record.hit_trace)
+        lines.append(f"{record.label:>8}  {steps}  {record.hits}/{record.steps} hits")
+    return "\n".join(lines)
+
+
+def residual_ranges(records: Iterable[BenchRecord]) -> str:
+    """Range of the relative first-block residual difference per threshold (what the cache compared)."""
+    lines = []
+    for record in ordered(records):
+        diffs = [d for d in record.residual_diff_trace if d is not None]
+        if record.threshold is not None and diffs:
+            lines.append(f"{record.label:>8}  min {min(diffs):.3f}  median {sorted(diffs)[len(diffs) // 2]:.3f}"
+                         f"  max {max(diffs):.3f}")
+    return "\n".join(lines)

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 from PIL import Image, ImageDraw, ImageFont
 
 from fbcache.errors import MissingDependencyError
-from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.history import UNCACHED, BenchRecord
 from fbcache.metrics import ImageMetric, primary
-from fbcache.render.table import ordered
+from fbcache.render import ordered
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -31,14 +31,12 @@ from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
-from fbcache import markdown
+from fbcache import markup
 from fbcache.errors import OutputWriteError
-from fbcache.history.record import UNCACHED, BenchRecord
+from fbcache.history import UNCACHED, BenchRecord, is_prompt_set
 from fbcache.history.storage import Acceptance, Run, images_mismatch, same_fingerprint_before
-from fbcache.history.summary import is_prompt_set
 from fbcache.metrics import all_metrics, primary
-from fbcache.render import html_page, plots
-from fbcache.render.table import (
+from fbcache.render import (
     GIB,
     columns,
     has_peaks,
@@ -47,11 +45,12 @@ from fbcache.render.table import (
     markdown_table,
     ordered,
     peak_note,
+    plots,
     prompt_legend,
     results,
     row,
 )
-from fbcache.verdicts.compare import CompareSettings
+from fbcache.verdicts import CompareSettings
 from fbcache.verdicts.judge import judge_series
 
 TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step cost is real, but its cache hits "
@@ -393,11 +392,11 @@ def render_markdown(report: Report) -> str:
     """``report.md``: readable as text and rendered by any Markdown viewer next to its PNGs."""
     lines = [f"# fbcache report: {display_name(report.run)}", ""]
     lines += [f"> **{TIMING_ONLY_NOTE}**", ""] if report.timing_only else []
-    lines += ["## Run", "", markdown.table(["field", "value"], report.metadata)]
-    lines += [line for note in report.scale_notes for line in ("", f"> {markdown.cell(note)}")]
+    lines += ["## Run", "", markup.table(["field", "value"], report.metadata)]
+    lines += [line for note in report.scale_notes for line in ("", f"> {markup.cell(note)}")]
     lines += ["", "## Results", "", markdown_table(report.records, report.listed or None), ""]
     if report.bounds:
-        lines += ["Bounds violations:", "", *[f"- {markdown.cell(line)}" for line in _bounds_shown(report)], ""]
+        lines += ["Bounds violations:", "", *[f"- {markup.cell(line)}" for line in _bounds_shown(report)], ""]
     if "tradeoff.png" in report.figures:
         lines += ["## Speed against quality", "", f"![{_tradeoff_alt()}](tradeoff.png)", ""]
     trace = hit_map(report.listed or report.records)
@@ -408,8 +407,8 @@ def render_markdown(report: Report) -> str:
     image_rows = [[record.label, *[f"![{record.label} {c.kind}]({quote(c.copy)})" if c.copy
                                    else f"missing: {c.name or 'not recorded'}" for c in cells]]
                   for record, cells in report.images]
-    lines += ["## Images", "", markdown.table(["threshold", *IMAGE_KINDS], image_rows), ""]
-    lines += [f"- {markdown.cell(note)}" for note in report.image_notes] + ([""] if report.image_notes else [])
+    lines += ["## Images", "", markup.table(["threshold", *IMAGE_KINDS], image_rows), ""]
+    lines += [f"- {markup.cell(note)}" for note in report.image_notes] + ([""] if report.image_notes else [])
     if "image-grid.png" in report.figures:
         lines += ["All images in one picture: ![image grid](image-grid.png)", ""]
     lines += _markdown_trend(report)
@@ -426,7 +425,7 @@ def _markdown_trend(report: Report) -> list[str]:
         lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
     if report.alerts:
         lines += ["Regressions, each run as compare judged it (ringed in the plots):", ""]
-        lines += capped([f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markdown.cell(a.detail)}"
+        lines += capped([f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markup.cell(a.detail)}"
                          for a in report.alerts], LIST_LIMIT, "regressions: `fbcache compare` lists them all")
     else:
         lines.append("No regression in any run of the trend.")
@@ -435,12 +434,12 @@ def _markdown_trend(report: Report) -> list[str]:
 
 # ------------------------------------------------------------------------------ HTML
 
-_esc = html_page.esc
+_esc = markup.esc
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
     """A table from already escaped cells."""
-    return html_page.table(header, rows, escaped=True)
+    return markup.html_table(header, rows, escaped=True)
 
 
 def _img(src: str, alt: str) -> str:
@@ -484,7 +483,7 @@ def render_html(report: Report) -> str:
     if "image-grid.png" in report.figures:
         parts += ["<h3>All images in one picture</h3>", _img("image-grid.png", "image grid")]
     parts += _html_trend(report)
-    return html_page.page(f"fbcache report: {display_name(report.run)}", parts)
+    return markup.page(f"fbcache report: {display_name(report.run)}", parts)
 
 
 def _html_trend(report: Report) -> list[str]:

@@ -49,9 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from fbcache.errors import ConfigError
+from fbcache.history import BenchRecord, ThresholdSummary, summarize
 from fbcache.history.fingerprint import MATCH_KEYS
-from fbcache.history.record import BenchRecord
-from fbcache.history.summary import ThresholdSummary, summarize
 from fbcache.metrics import all_metrics
 
 if sys.version_info >= (3, 11):

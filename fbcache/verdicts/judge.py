@@ -1,7 +1,7 @@
 """The one judge: walk a fingerprint's history oldest first and give every run its verdicts.
 
 ``fbcache compare`` and ``fbcache nightly`` show the last step of the walk; the report's trends
-mark every step. Each benchmark has up to three noisy series (segments.py): its median time, its
+mark every step. Each benchmark has up to three noisy series (stats.py): its median time, its
 paired speedup over the uncached run (cached thresholds), and the geometric mean of all median
 times (row "all benchmarks"); and exact ones (:class:`MetricTracker`, :class:`HitsTracker`): each image
 metric of the registry and hits. At every run:
@@ -35,21 +35,23 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fbcache.history.record import BenchRecord, label_of
+from fbcache.history import BenchRecord, label_of
 from fbcache.history.storage import Acceptance, Run
 from fbcache.metrics import ImageMetric, all_metrics
-from fbcache.verdicts.compare import (
+from fbcache.verdicts import (
     RUN_LABEL,
     CompareResult,
     CompareSettings,
     ThresholdResult,
     Verdict,
 )
-from fbcache.verdicts.segments import Judgement, Point, Tracker
 from fbcache.verdicts.stats import (
     GateSettings,
+    Judgement,
     MedianInterval,
+    Point,
     SeriesNoise,
+    Tracker,
     dispersion,
     logs,
     median_interval,

@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fbcache.config.harness import DEFAULT_PROMPT
+from fbcache.config import DEFAULT_PROMPT
 
 RGB = tuple[int, int, int]
 

@@ -1,9 +1,21 @@
-"""The one HTML renderer: escaping, tables and the self-contained page every report is written as."""
+"""The two table renderers every verb, the plugin and the reports share: Markdown, and the self-contained HTML page."""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+
+def cell(value: object) -> str:
+    """Table cells cannot hold '|' or newlines."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #222; }
@@ -25,7 +37,7 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def table(header: Sequence[object], rows: Sequence[Sequence[object]], escaped: bool = False) -> str:
+def html_table(header: Sequence[object], rows: Sequence[Sequence[object]], escaped: bool = False) -> str:
     """A table; cells are escaped unless the caller built them as HTML already (``escaped=True``)."""
     cell = (lambda value: str(value)) if escaped else esc
     head = "".join(f"<th>{cell(value)}</th>" for value in header)
