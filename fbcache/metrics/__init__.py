@@ -165,6 +165,7 @@ def all_finite(images: object) -> bool:
 BUILTIN = (
     "fbcache.metrics.ssim",
     "fbcache.metrics.psnr",
+    "fbcache.metrics.lpips",
 )
 
 _REGISTRY: Registry[ImageMetric] = Registry(BUILTIN, "METRIC")
