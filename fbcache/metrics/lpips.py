@@ -44,7 +44,7 @@ def _directory(option: str, raw: str) -> Path:
 
 
 WEIGHTS = OptionSpec("lpips_weights", f"directory holding LPIPS's AlexNet backbone {BACKBONE} (read, never "
-                     "downloaded)", "", "DIR", default_help="the torch hub cache, TORCH_HOME/hub/checkpoints",
+                     "downloaded)", "", "DIR", nightly=True, default_help="the torch hub cache, TORCH_HOME/hub/checkpoints",
                      parse=_directory)
 
 
