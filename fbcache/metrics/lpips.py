@@ -162,7 +162,7 @@ def _tensor(image: np.ndarray, device: str) -> Any:
     """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1], as torchvision's ToTensor gives a PNG."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255.0
+    return torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 255.0  # a copy: PIL's arrays are read-only
 
 
 def prepare(config: HarnessConfig) -> Callable[[np.ndarray, np.ndarray], float]:
