@@ -77,7 +77,8 @@ if [ "$EXTRA" = test ]; then
   if [ -d "$SIDE/torchvision" ] && [ -d "$SIDE/lpips" ]; then
     say "torchvision and lpips for the LPIPS tests already in $SIDE"
   else
-    TORCHVISION="$("$PY" -c 'import torch; print(f"0.{int(torch.__version__.split(".")[1]) + 15}.*")')"
+    # torchvision 0.(N+15) is the release built for torch 2.N
+    TORCHVISION="$("$PY" -c 'import torch; minor = int(torch.__version__.split(".")[1]); print(f"0.{minor + 15}.*")')"
     say "installing torchvision==$TORCHVISION and lpips into $SIDE (the LPIPS tests' own folder)"
     if [ "${FBCACHE_TORCH:-cpu}" = cuda ] || ! pip_install --no-deps --target "$SIDE" "torchvision==$TORCHVISION" \
         --index-url "$TORCH_CPU_INDEX" --retries 1 --timeout 15; then
