@@ -9,6 +9,7 @@ EXIT_REGRESSION = 1
 EXIT_USAGE = 2  # bad arguments or alert destinations, unreadable or unwritable files, missing history,
 #                a nightly sweep refused before it ran
 EXIT_BROKEN = 3  # the sweep broke: nothing was measured, nothing was saved
+EXIT_UNMET = 4  # fbcache tune: no threshold keeps every floor (and --min-speedup); what it measured is still written
 
 
 class FBCacheError(Exception):

@@ -34,7 +34,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from fbcache.errors import EXIT_BROKEN, EXIT_CLEAN, EXIT_REGRESSION, EXIT_USAGE, DataError, FBCacheError, SelectionError
+from fbcache.errors import (
+    EXIT_BROKEN,
+    EXIT_CLEAN,
+    EXIT_REGRESSION,
+    EXIT_UNMET,
+    EXIT_USAGE,
+    DataError,
+    FBCacheError,
+    SelectionError,
+)
 from fbcache.history.storage import Acceptance, Run, find_run, load_acceptances, load_runs, replace_file
 from fbcache.metrics import ImageMetric, all_metrics, amounts
 from fbcache.verdicts import CompareResult, CompareSettings
@@ -52,6 +61,7 @@ VERBS = (
     "fbcache.cli.merge",
     "fbcache.cli.nightly",
     "fbcache.cli.agree",
+    "fbcache.cli.tune",
 )
 
 
@@ -219,7 +229,7 @@ def judge_run(runs: list[Run], latest: Run, storage: Path, baseline_spec: str,
 
 
 EXIT_CODES = (f"exit codes: {EXIT_CLEAN} clean, {EXIT_REGRESSION} regression and nothing else, "
-              f"{EXIT_USAGE} usage or I/O error, {EXIT_BROKEN} broken sweep")
+              f"{EXIT_USAGE} usage or I/O error, {EXIT_BROKEN} broken sweep, {EXIT_UNMET} no threshold meets tune's floors")
 
 
 def verb_modules() -> dict[str, ModuleType]:

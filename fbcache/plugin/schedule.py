@@ -226,6 +226,24 @@ def uncached_image(session: FBCacheSession, prompt_index: int | None = None) -> 
     return to_uint8_images(images)[0]
 
 
+def cached_image(session: FBCacheSession, threshold: float,
+                 prompt_index: int | None = None) -> tuple[list[StepDecision], np.ndarray]:
+    """One untimed generation of this prompt and seed with the cache at ``threshold``: the cache's decision
+    per step, and the image (``fbcache tune``'s probes)."""
+    config, backend = session.config, session.backend
+    log = DecisionLog()
+    backend.enable(threshold, log)
+    try:
+        log.start_generation()
+        images = generate_once(session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index)
+        decisions = log.finish_generation()
+    finally:
+        backend.disable()
+    if not all_finite(images):
+        raise NaNImageError(f"{label_of(threshold, prompt_index)}: the generation has NaN/Inf pixels")
+    return decisions, to_uint8_images(images)[0]
+
+
 def _sweep_progress(session: FBCacheSession, benchmarks: int, schedule: str) -> Progress:
     """The session's progress counter, started; the first benchmark to ask sets the sweep's generation count."""
     config = session.config

@@ -151,6 +151,63 @@ def tradeoff_figure(records: Sequence[BenchRecord], title: str, metric: ImageMet
     return figure
 
 
+# ------------------------------------------------------------------------------ tune's frontier
+
+#: a pattern that keeps every floor of ``fbcache tune``
+HOLDS_COLOUR = "#2ca02c"
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One hit pattern ``fbcache tune`` measured: its worst prompt's quality and its speed."""
+
+    quality: float | None
+    #: steps over computed steps: the speedup if reused steps cost nothing (untimed); None when none is computed
+    step_ratio: float | None
+    #: the timed speedup and its interval (None: not timed)
+    speedup: float | None = None
+    low: float | None = None
+    high: float | None = None
+    #: "recommended", "next faster", "next slower" or ""
+    label: str = ""
+    #: whether it keeps every floor
+    holds: bool = True
+
+
+def frontier_plot(points: Sequence[FrontierPoint], metric: ImageMetric, floor: float, title: str,
+                  path: Path) -> Path | None:
+    """Worst-prompt quality against speed, one point per measured hit pattern: steps per computed step (open
+    markers), timed speedups with their interval (filled), the floor dashed; None when no point has a
+    finite quality (identical images' PSNR is infinite)."""
+    shown = [p for p in points if _finite(p.quality) is not None and _finite(p.step_ratio) is not None]
+    if not shown:
+        return None
+    figure = _new_figure(7.5, 4.8)
+    ax = figure.add_subplot()
+    for holds, colour, name in ((True, HOLDS_COLOUR, "keeps every floor"), (False, ALERT_COLOUR, "breaks a floor")):
+        group = [p for p in shown if p.holds == holds]
+        if group:
+            ax.scatter([p.step_ratio or 0.0 for p in group], [p.quality or 0.0 for p in group], s=40,
+                       facecolors="none", edgecolors=colour, zorder=3,
+                       label=f"{name}: steps / computed steps (untimed)")
+    for i, point in enumerate(p for p in shown if p.speedup is not None and p.low is not None and p.high is not None):
+        speedup, low, high = point.speedup or 0.0, point.low or 0.0, point.high or 0.0
+        ax.errorbar([speedup], [point.quality or 0.0], xerr=[[speedup - low], [high - speedup]],
+                    fmt=MARKERS[i % len(MARKERS)], color=HOLDS_COLOUR if point.holds else ALERT_COLOUR, capsize=3,
+                    zorder=4, label=f"{point.label or 'timed'}: {speedup:.2f}x ({low:.2f}-{high:.2f})")
+    ax.axhline(floor, color="#999999", linestyle="--", linewidth=1, label=f"floor: {metric.title} {floor:g}")
+    ax.axvline(1.0, color="#999999", linestyle=":", linewidth=1)
+    ax.set_xscale("log")  # a ratio: 2x and 20x both readable
+    ax.xaxis.set_major_formatter("{x:g}")
+    ax.margins(0.08)
+    ax.set_xlabel("speedup over uncached (x, log scale)")
+    ax.set_ylabel(f"worst prompt's {metric.title} against uncached")
+    _title(figure, title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return _save(figure, path)
+
+
 # ------------------------------------------------------------------------------ hit map
 
 
