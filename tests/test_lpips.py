@@ -68,6 +68,12 @@ def degraded(image: np.ndarray, sigma: float, seed: int = 1) -> np.ndarray:
 # ------------------------------------------------------------------- the computation
 
 
+def test_the_backbone_file_is_the_one_torchvision_looks_for(hub):
+    import torchvision
+
+    assert torchvision.models.AlexNet_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1] == BACKBONE
+
+
 def test_an_image_against_itself_scores_zero(scorer):
     assert scorer(pattern(), pattern()) == 0.0
 
