@@ -62,7 +62,7 @@ from fbcache.errors import ConfigError
 DEFAULT_PROMPT = "A cute panda holding a sign that says hello world"
 SEED_THRESHOLDS_TEXT = "0 0.01 0.05 0.1 0.2 0.5 0.8"
 #: ``--fbcache-compile`` values (what each does: fbcache.models)
-COMPILE_MODES = ("none", "regional", "full")
+COMPILE_MODES = ("none", "regional", "regional+io", "full")
 #: the help of an option whose choices a registry lists (fbcache.configure fills it in)
 REGISTRY_HELP = "one of the registered choices"
 
@@ -117,10 +117,18 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("quant", REGISTRY_HELP, "none", "QUANT", nightly=True),
     OptionSpec("compile", "torch.compile the transformer once per session, outside the timed rounds: none; "
                "regional (each repeated block's forward, fullgraph, before the cache hooks; works with the "
-               "cache); full (the whole transformer forward; uncached benchmarks only). Timed rounds that "
-               "recompile fail their benchmark", "none", "MODE", nightly=True),
+               "cache); regional+io (as regional, plus the modules each step runs outside the blocks: the "
+               "embedders, norm_out and proj_out; the cache decision stays eager); full (the whole transformer "
+               "forward; uncached benchmarks only). Timed rounds that recompile fail their benchmark", "none",
+               "MODE", nightly=True),
+    OptionSpec("compile_cache", "a directory that outlives the job for torch.compile's inductor and Triton caches "
+               "(TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR), so the next run of an unchanged stack starts warm; "
+               "each benchmark records whether its compilation was cold or warm", "", "DIR", nightly=True,
+               default_help="torch's own, in the system temp directory"),
     OptionSpec("cache_backend", REGISTRY_HELP, "diffusers", "BACKEND", nightly=True),
-    OptionSpec("thresholds", "residual_diff_threshold values to sweep", SEED_THRESHOLDS_TEXT, "LIST", nightly=True),
+    OptionSpec("thresholds", "residual_diff_threshold values to sweep; MULTI/SINGLE pairs (e.g. 0.09/0.12) for a "
+               "cache that decides twice per step, after the first double-stream and the first single-stream "
+               "block", SEED_THRESHOLDS_TEXT, "LIST", nightly=True),
     OptionSpec("steps", "denoising steps", "", "N", nightly=True, default_help="the model's, 28"),
     OptionSpec("resolution", "N or WxH, multiples of 16", "", "RES", nightly=True,
                default_help="the model's, 64 for tiny models, 1024 otherwise"),
@@ -162,6 +170,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "device with a fixed --fbcache-threads, wall otherwise", "auto", "auto|wall|cpu", nightly=True),
     OptionSpec("selfcheck", "also time a bare loop of the same pipeline call after the uncached benchmark, "
                "to report the harness's own overhead", "false", flag=True),
+    OptionSpec("breakdown", "after each benchmark's timed rounds, one untimed generation timed part by part (first "
+               "block, remaining blocks, rest of each step, text encoding, VAE decode), for the cost model, the ideal "
+               "speedup and the efficiency: on, off, or auto (on on a GPU, off on a CPU)", "auto", "auto|on|off",
+               nightly=True),
+    OptionSpec("flops", "after each benchmark's timed rounds, one untimed generation whose FLOPs are counted "
+               "(compiled sessions run it eagerly): on, off, or auto (on on a GPU, off on a CPU)", "auto",
+               "auto|on|off", nightly=True),
 )
 
 BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
@@ -170,24 +185,115 @@ BY_NAME: dict[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 # ------------------------------------------------------------------------------------ parsers
 
 
-def parse_thresholds(option: str, raw: str) -> tuple[float, ...]:
-    """'0 0.05,0.1' -> (0.0, 0.05, 0.1): sorted, de-duplicated, finite and >= 0."""
-    accepted = "numbers >= 0, separated by spaces or commas, e.g. '0 0.05 0.1'"
-    tokens = [t for t in re.split(r"[,\s]+", raw.strip()) if t]
-    if not tokens:
-        raise ConfigError(option, raw, accepted, "no thresholds given")
+@dataclass(frozen=True)
+class ThresholdPair:
+    """A ``MULTI/SINGLE`` threshold pair, for a cache that decides twice per step: after the first
+    double-stream block (``multi``), then after the first single-stream block (``single``).
+
+    It is shown, keyed and named as ``"0.09/0.12"`` (``f"{pair:g}"``). Among plain thresholds it sorts by
+    ``multi``, after a plain threshold of the same value, then by ``single``; it never equals one.
+    """
+
+    multi: float
+    single: float
+
+    def __format__(self, spec: str) -> str:
+        return f"{format(self.multi, spec)}/{format(self.single, spec)}"
+
+    def __str__(self) -> str:
+        return format(self, "g")
+
+    def __lt__(self, other: object) -> bool:
+        return _compare(self, other, lambda a, b: a < b)
+
+    def __le__(self, other: object) -> bool:
+        return _compare(self, other, lambda a, b: a <= b)
+
+    def __gt__(self, other: object) -> bool:
+        return _compare(self, other, lambda a, b: a > b)
+
+    def __ge__(self, other: object) -> bool:
+        return _compare(self, other, lambda a, b: a >= b)
+
+    def to_json(self) -> dict[str, float]:
+        return {"multi": self.multi, "single": self.single}
+
+
+#: one threshold of a sweep: a plain one (one decision per step) or a pair (two)
+Threshold = float | ThresholdPair
+
+THRESHOLDS_ACCEPTED = ("numbers >= 0, or MULTI/SINGLE pairs of them (a cache that decides twice per step: "
+                       "double-stream, then single-stream blocks), separated by spaces or commas, e.g. "
+                       "'0 0.05 0.1' or '0.09/0.12 0.12/0.12'")
+
+
+def threshold_order(threshold: Threshold) -> tuple[float, int, float]:
+    """The sort key of any threshold: the (first) threshold, a plain one before a pair, the second one."""
+    if isinstance(threshold, ThresholdPair):
+        return threshold.multi, 1, threshold.single
+    return float(threshold), 0, 0.0
+
+
+def _compare(pair: ThresholdPair, other: object, op: Callable[[Any, Any], bool]) -> Any:
+    if isinstance(other, ThresholdPair) or (isinstance(other, (int, float)) and not isinstance(other, bool)):
+        return op(threshold_order(pair), threshold_order(other))
+    return NotImplemented
+
+
+def same_threshold(a: Threshold, b: Threshold, tolerance: float = 1e-9) -> bool:
+    """Equal up to ``tolerance`` (thresholds read back from text); a pair never equals a plain threshold."""
+    if isinstance(a, ThresholdPair) or isinstance(b, ThresholdPair):
+        return (isinstance(a, ThresholdPair) and isinstance(b, ThresholdPair)
+                and abs(a.multi - b.multi) < tolerance and abs(a.single - b.single) < tolerance)
+    return abs(a - b) < tolerance
+
+
+def has_pairs(thresholds: tuple[Threshold, ...]) -> bool:
+    return any(isinstance(t, ThresholdPair) for t in thresholds)
+
+
+def parse_threshold(option: str, token: str, accepted: str = THRESHOLDS_ACCEPTED) -> Threshold:
+    """'0.1' -> 0.1; '0.09/0.12' -> ThresholdPair(0.09, 0.12); each number finite and >= 0."""
+    parts = token.split("/")
+    if len(parts) > 2:
+        raise ConfigError(option, token, accepted, "a pair is two numbers, MULTI/SINGLE")
     values = []
-    for token in tokens:
+    for part in parts:
         try:
-            value = float(token)
+            value = float(part)
         except ValueError:
-            raise ConfigError(option, token, accepted, "not a number") from None
+            why = "not a number" if len(parts) == 1 else f"{part!r} is not a number"
+            raise ConfigError(option, token, accepted, why) from None
         if math.isnan(value) or math.isinf(value):
             raise ConfigError(option, token, accepted, "not finite")
         if value < 0:
             raise ConfigError(option, token, accepted, "negative")
         values.append(value)
-    return tuple(sorted(set(values)))
+    return ThresholdPair(values[0], values[1]) if len(values) == 2 else values[0]
+
+
+def parse_thresholds(option: str, raw: str) -> tuple[Threshold, ...]:
+    """'0 0.05,0.1 0.09/0.12' -> (0.0, 0.05, 0.09/0.12, 0.1): sorted, de-duplicated, finite and >= 0."""
+    tokens = [t for t in re.split(r"[,\s]+", raw.strip()) if t]
+    if not tokens:
+        raise ConfigError(option, raw, THRESHOLDS_ACCEPTED, "no thresholds given")
+    return tuple(sorted(set(parse_threshold(option, token) for token in tokens), key=threshold_order))
+
+
+def threshold_from_json(value: Any) -> Threshold:
+    """A stored threshold: a number, or ``{"multi": M, "single": S}``; ValueError when it is neither."""
+    if isinstance(value, dict) and set(value) == {"multi", "single"}:
+        numbers = [value["multi"], value["single"]]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+               for v in numbers):
+            return ThresholdPair(float(numbers[0]), float(numbers[1]))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ValueError(f"{value!r} is neither a number nor {{\"multi\": M, \"single\": S}} with M, S >= 0")
+
+
+def threshold_to_json(threshold: Threshold) -> float | dict[str, float]:
+    return threshold.to_json() if isinstance(threshold, ThresholdPair) else threshold
 
 
 def parse_int(option: str, raw: str, minimum: int) -> int:
@@ -308,6 +414,16 @@ def parse_bool(option: str, raw: str | bool) -> bool:
     if value in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(option, raw, "true/false, yes/no, 1/0, on/off")
+
+
+def resolve_on_gpu(option: str, raw: str, device: str) -> bool:
+    """auto: on for a GPU run, off for a CPU one; else a boolean."""
+    if str(raw).strip().lower() == "auto":
+        return not device.startswith("cpu")
+    try:
+        return parse_bool(option, raw)
+    except ConfigError:
+        raise ConfigError(option, raw, "auto, on, off (or true/false, yes/no, 1/0)") from None
 
 
 def resolve_clock(option: str, raw: str, device: str, threads: int | None) -> str:
@@ -505,7 +621,7 @@ def shard_device(device: str, shard: Shard | None) -> str:
     return device
 
 
-SEED_THRESHOLDS: tuple[float, ...] = parse_thresholds("--fbcache-thresholds", BY_NAME["thresholds"].default)
+SEED_THRESHOLDS: tuple[Threshold, ...] = parse_thresholds("--fbcache-thresholds", BY_NAME["thresholds"].default)
 
 
 @dataclass(frozen=True)
@@ -520,7 +636,7 @@ class HarnessConfig:
     quant: str = "none"
     compile: str = "none"
     cache_backend: str = "diffusers"
-    thresholds: tuple[float, ...] = SEED_THRESHOLDS
+    thresholds: tuple[Threshold, ...] = SEED_THRESHOLDS
     steps: int = 28
     width: int = 64
     height: int = 64
@@ -532,6 +648,8 @@ class HarnessConfig:
     bounds: str = "auto"
     bounds_dir: Path | None = None
     calibrate: Path | None = None
+    #: --fbcache-compile-cache: where torch.compile's caches live (None: torch's default temp directory)
+    compile_cache: Path | None = None
     calibrate_speedup_margin: float = 0.15
     #: per image metric, a margin for ``calibrate`` that replaces the metric's own
     calibrate_margins: Mapping[str, float] = field(default_factory=dict, hash=False)
@@ -550,6 +668,10 @@ class HarnessConfig:
     threads: int | None = 1
     #: "wall" (time.perf_counter) or "cpu" (time.process_time); resolved from "auto" by build_config
     clock: str = "wall"
+    #: after each benchmark's timed rounds: a profiled generation / a FLOPs count (fbcache/explain.py);
+    #: resolved from "auto" by build_config (on for a GPU run)
+    breakdown: bool = False
+    flops: bool = False
     #: whether the cache backend's cache can be removed between generations (its spec's ``removable``)
     cache_removable: bool = True
     #: the values of the extensions' own options (backends, quantization modes, model sources) by

@@ -28,6 +28,7 @@ from fbcache.config import (
     REGISTRY_HELP,
     HarnessConfig,
     OptionSpec,
+    ThresholdPair,
     check_writable_dir,
     load_prompt_set,
     parse_bool,
@@ -40,6 +41,7 @@ from fbcache.config import (
     parse_threads,
     parse_thresholds,
     resolve_clock,
+    resolve_on_gpu,
     shard_device,
 )
 from fbcache.errors import ConfigError, MissingPackageError
@@ -263,6 +265,8 @@ def build_config(
         bounds=str(get("bounds")),
         bounds_dir=Path(str(bounds_dir)).expanduser().resolve() if bounds_dir else None,
         calibrate=calibrate_path,
+        compile_cache=(check_writable_dir(cli("compile_cache"), str(get("compile_cache")))
+                       if get("compile_cache") else None),
         calibrate_speedup_margin=parse_margin(cli("calibrate_speedup_margin"), str(get("calibrate_speedup_margin")), 1.0),
         calibrate_margins=calibrate_margins,
         metrics=chosen_metrics,
@@ -272,6 +276,8 @@ def build_config(
         interleave=parse_bool(cli("interleave"), get("interleave")),
         threads=threads,
         clock=resolve_clock(cli("clock"), str(get("clock")), device, threads),
+        breakdown=resolve_on_gpu(cli("breakdown"), str(get("breakdown")), device),
+        flops=resolve_on_gpu(cli("flops"), str(get("flops")), device),
         prompt_set=prompt_set,
         shard=shard,
         cache_removable=backends.get(backend).removable,
@@ -281,6 +287,7 @@ def build_config(
     source.validate(config)
     check_load_time_quant(config)
     backends.get(backend).validate(config)
+    check_threshold_pairs(config)
     check_quant_device(config)
     check_compile(config)
     return config
@@ -299,6 +306,18 @@ def check_load_time_quant(config: HarnessConfig) -> None:
         raise ConfigError(BY_NAME["quant"].cli, config.quant, ", ".join(quant.runnable_on(config.device)),
                           f"{config.quant} loads its own transformer, and the {source.name} model source builds "
                           f"its own; sources that take one: {takers}")
+
+
+def check_threshold_pairs(config: HarnessConfig) -> None:
+    """A MULTI/SINGLE pair needs a cache that decides twice per step (its spec's ``two_stages``)."""
+    pair = next((t for t in config.thresholds if isinstance(t, ThresholdPair)), None)
+    spec = backends.get(config.cache_backend)
+    if pair is None or spec.two_stages:
+        return
+    takers = ", ".join(b.name for b in backends.all_backends() if b.two_stages) or "none registered"
+    raise ConfigError(BY_NAME["thresholds"].cli, f"{pair:g}", f"single thresholds like 0.1 with the {spec.name} cache "
+                      f"backend; MULTI/SINGLE pairs with a backend that decides twice per step: {takers}",
+                      f"the {spec.name} cache decides once per step, after the first block")
 
 
 def check_quant_device(config: HarnessConfig) -> None:
@@ -331,7 +350,7 @@ def check_compile_selection(config: HarnessConfig, cached_benchmarks: int) -> No
     Called once the benchmarks are selected (after ``-k``), still before any model is built.
     """
     if config.compile == "full" and cached_benchmarks:
-        raise ConfigError(BY_NAME["compile"].cli, config.compile, "none, regional; or full with only the "
+        raise ConfigError(BY_NAME["compile"].cli, config.compile, "none, regional, regional+io; or full with only the "
                           "uncached benchmark selected (-k uncached)",
                           f"{cached_benchmarks} cached benchmark(s) selected and {FULL_WITH_CACHE_REASON}")
 

@@ -136,6 +136,37 @@ def test_nunchaku_v2_goes_through_flux_v2_and_its_off_switch_calls_the_original_
         assert torch.equal(generate(backend.pipe), uncached)
 
 
+@pytest.mark.parametrize("version, v2", [("0.3.2", False), ("1.1.0", False), ("1.1.0", True)])
+def test_nunchaku_pair_is_applied_as_the_double_cache_and_both_stages_are_logged(tiny, uncached, version, v2):
+    """A MULTI/SINGLE pair on each transformer the engine caches (V1 on 0.3.2 and 1.x, V2 on 1.x): both
+    decisions of every step reach the log, the pair is what nunchaku keeps, and a single threshold after it
+    switches the double cache off again."""
+    with standin_package(version) as nunchaku:
+        from fbcache.backends.nunchaku import NunchakuFBCache
+        from fbcache.config import ThresholdPair
+
+        transformer_class = nunchaku.NunchakuFluxTransformer2DModelV2 if v2 else None
+        backend = NunchakuFBCache(fresh_pipe(tiny, transformer_class))
+        pair = ThresholdPair(0.0, THRESHOLD)
+        log = DecisionLog()
+        backend.enable(pair, log)
+        assert not torch.equal(generate(backend.pipe), uncached)
+        steps = log.finish_generation()
+        assert backend.effective_threshold() == pair
+        backend.disable()
+        assert [s.hit for s in steps] == [False] * STEPS, "multi 0: the double-stream decision never hits"
+        assert [s.single_hit is not None for s in steps] == [True] * STEPS
+        assert 0 < sum(bool(s.single_hit) for s in steps) < STEPS
+        assert steps[0].single_diff is None and all(s.single_diff is not None for s in steps[1:])
+
+        log = DecisionLog()
+        backend.enable(THRESHOLD, log)
+        generate(backend.pipe)
+        assert backend.effective_threshold() == THRESHOLD
+        assert [s.single_hit for s in log.finish_generation()] == [None] * STEPS, "a single threshold: one stage"
+        backend.disable()
+
+
 @pytest.mark.parametrize("version, release", [("1.1.0", (1, 1, 0)), ("1.1.0+torch2.7", (1, 1, 0)),
                                               ("1.2.0dev", (1, 2, 0)), ("0.3.2", (0, 3, 2)), ("dev", None)])
 def test_release_is_read_from_version_strings(version, release):

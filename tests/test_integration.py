@@ -148,6 +148,35 @@ def test_nunchaku_sweep_on_each_supported_layout(sweep, version):
     assert records[None]["ssim"] == 1.0 and records[0.5]["ssim"] < 1.0
 
 
+@pytest.mark.parametrize("version", ["1.1.0", "0.3.2"])
+def test_nunchaku_double_cache_sweep_counts_hits_per_stage_on_each_layout(sweep, version):
+    """MULTI/SINGLE pairs through the double first-block cache on the 1.x and 0.3.2 stand-ins: each stage's
+    hits stored, the pair in the fingerprint, two hit maps shown."""
+    result = sweep("--fbcache-model", MODEL, *NUNCHAKU_SWEEP, "--fbcache-thresholds", "0.5 0/0.5", "--benchmark-autosave",
+                   env=standin_env(STANDINS / f"nunchaku-{version}"))
+    assert result.returncode == 0, result.output
+    run = result.last_run()
+    records = {json.dumps(b["extra_info"]["threshold"]): b["extra_info"] for b in run["benchmarks"]}
+    pair = records['{"multi": 0.0, "single": 0.5}']
+    assert (pair["hits"], len(pair["hit_trace"])) == (0, 8), "multi 0: the double-stream decision never hits"
+    assert 0 < pair["single_hits"] < 8 and len(pair["single_hit_trace"]) == 8
+    assert "single_hits" not in records["0.5"] and 0 < records["0.5"]["hits"] < 8
+    assert "thresholds 0/0.5 0.5," in run["machine_info"]["fbcache"]["fingerprint"]["procedure"]
+    assert run["machine_info"]["fbcache"]["cache_settings"] == {"use_double_fb_cache": True}
+    single_map = result.output.split("Hits per step of the single-stream decision")[1]
+    assert f"   0/0.5  {''.join('.' if hit else '#' for hit in pair['single_hit_trace'])}" in single_map
+    assert (result.output_dir / "flux_t0-0.5_first.png").is_file()
+
+
+def test_diffusers_refuses_a_threshold_pair_in_one_line_before_any_model_is_built(sweep):
+    result = sweep("--fbcache-model", MODEL, *FAST, "--fbcache-thresholds", "0.1 0.09/0.12",
+                   env={"FBCACHE_TEST_FAULT": "no-model"}, plugins=("plugins.faults",))
+    assert result.returncode == 4, result.output
+    [line] = [line for line in result.output.splitlines() if "0.09/0.12" in line]
+    assert "--fbcache-thresholds: invalid value '0.09/0.12' (the diffusers cache decides once per step" in line
+    assert "MODEL WAS BUILT" not in result.output and result.saved_runs() == []
+
+
 def test_unsupported_nunchaku_release_is_refused_before_any_model_is_built(sweep, tmp_path):
     old = tmp_path / "nunchaku-0.3.1"
     shutil.copytree(STANDINS / "nunchaku-0.3.2", old, ignore=shutil.ignore_patterns("__pycache__"))

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "fbcache.models": 4,
     "fbcache.configure": 5,
     "fbcache.history": 6,
+    "fbcache.explain": 6,
     "fbcache.verdicts": 7,
     "fbcache.render": 8,
     "fbcache.alerts": 9,

@@ -2,10 +2,12 @@
 
 (a) ``tests/data/nunchaku-api-v*.json`` were extracted from nunchaku's git tags by
     ``tools/nunchaku_api.py``; each stand-in, extracted the same way, must match its manifest except
-    for the omissions listed in ``OMITTED`` (with the reason for each).
+    for the omissions listed in ``OMITTED`` (with the reason for each): signatures, return kinds,
+    re-exports and every function's decisions (which stage decides with which threshold).
 (b) each stand-in's own decision path runs full tiny-FLUX generations, counted by wrapping the
     decision in the module that *defines* it: ``caching.utils`` on 0.3.2, ``caching.fbcache`` on
-    1.x, where wrapping ``caching.utils.get_can_use_cache`` sees no call at all.
+    1.x, where wrapping ``caching.utils.get_can_use_cache`` sees no call at all; the double
+    first-block cache decides twice per step, ``mode="multi"`` then ``mode="single"``.
 
 Every pipeline here is an instance of a fresh FluxPipeline subclass with a copy of the tiny
 transformer, because ``apply_cache_on_pipe`` patches the pipeline *class* for good.
@@ -33,6 +35,8 @@ from fbcache.models.tiny import TINY_WEIGHTS, build_tiny_pipeline
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "tests" / "standins"
 VERSIONS = ("0.3.2", "1.1.0")
+#: releases whose caching layer the 1.1.0 stand-in mirrors too (their manifests equal 1.1.0's)
+SAME_AS_1_1_0 = ("1.2.1",)
 STEPS = 8
 THRESHOLD = 0.5  # gives some hits, not all, on the trained tiny model in 8 steps
 PROMPT = "A cute panda holding a sign that says hello world"
@@ -40,21 +44,13 @@ PROMPT = "A cute panda holding a sign that says hello world"
 DEFINING = {"0.3.2": "nunchaku.caching.utils", "1.1.0": "nunchaku.caching.fbcache"}
 
 _FUSED = "fused-kernel plumbing of the engine's V1 Flux module, no diffusers counterpart"
-_DOUBLE = "double first-block cache (use_double_fb_cache=True), which fbcache does not use"
 _COMMON_OMITTED = {
     "nunchaku.caching.teacache": "TeaCache, a different cache",
     "nunchaku.caching.diffusers_adapters.sana": "Sana pipelines",
     "nunchaku.caching.utils:SanaCachedTransformerBlocks": "Sana pipelines",
     "nunchaku.caching.utils:FluxCachedTransformerBlocks.pack_rotemb": _FUSED,
-    "nunchaku.caching.utils:FluxCachedTransformerBlocks.call_remaining_multi_transformer_blocks": _DOUBLE,
-    "nunchaku.caching.utils:FluxCachedTransformerBlocks.call_remaining_single_transformer_blocks": _DOUBLE,
 }
-OMITTED: dict[str, dict[str, str]] = {
-    "0.3.2": _COMMON_OMITTED,
-    "1.1.0": {**_COMMON_OMITTED,
-              "nunchaku.caching.utils_v2:run_remaining_multi_blocks_v2": _DOUBLE,
-              "nunchaku.caching.utils_v2:run_remaining_single_blocks_v2": _DOUBLE},
-}
+OMITTED: dict[str, dict[str, str]] = {"0.3.2": _COMMON_OMITTED, "1.1.0": _COMMON_OMITTED}
 
 
 def load_extractor() -> ModuleType:
@@ -81,11 +77,11 @@ def surface(manifest: dict[str, Any]) -> dict[str, Any]:
     for module, info in manifest["modules"].items():
         entries[f"module {module}"] = info["path"]
         for name, function in info["functions"].items():
-            entries[f"function {module}:{name}"] = (function["params"], function["returns"])
+            entries[f"function {module}:{name}"] = (function["params"], function["returns"], function["decisions"])
         for name, cls in info["classes"].items():
             entries[f"class {module}:{name}"] = True
             for method, described in cls["methods"].items():
-                entries[f"method {module}:{name}.{method}"] = described["params"]
+                entries[f"method {module}:{name}.{method}"] = (described["params"], described["decisions"])
         for name, target in info["reexports"].items():
             entries[f"reexport {module}:{name}"] = target
         for row in info["imports"]:
@@ -121,9 +117,46 @@ def test_standin_api_matches_the_real_manifest(version):
     actual = {k: v for k, v in surface(standin).items() if not standin_internal(k)}
     assert sorted(set(expected) - set(actual)) == [], "the stand-in lacks these"
     assert sorted(set(actual) - set(expected)) == [], "the engine has no such thing"
-    assert [k for k in expected if expected[k] != actual[k]] == [], "signature, return kind or re-export differs"
+    assert [k for k in expected if expected[k] != actual[k]] == [], \
+        "signature, return kind, decisions or re-export differs"
     stale = [k for k in OMITTED[version] if not any(omitted(entry, {k: ""}) for entry in surface(manifest))]
     assert stale == [], "omitted names the engine does not have"
+
+
+@pytest.mark.parametrize("version", SAME_AS_1_1_0)
+def test_later_1x_releases_have_the_caching_layer_of_1_1_0(version):
+    """The 1.1.0 stand-in stands for them too: their caching API is 1.1.0's to the last parameter."""
+    later = json.loads((ROOT / "tests" / "data" / f"nunchaku-api-v{version}.json").read_text())
+    mirrored = json.loads((ROOT / "tests" / "data" / "nunchaku-api-v1.1.0.json").read_text())
+    assert later["source"]["tag"] == f"v{version}" and later["version"] == version
+    assert later["modules"] == mirrored["modules"]
+
+
+def manifest_modules(version: str) -> dict[str, Any]:
+    return json.loads((ROOT / "tests" / "data" / f"nunchaku-api-v{version}.json").read_text())["modules"]
+
+
+@pytest.mark.parametrize(("version", "adapter"), [("0.3.2", "flux"), ("1.1.0", "flux"), ("1.1.0", "flux_v2")])
+def test_manifests_every_flux_adapter_takes_a_threshold_pair(version, adapter):
+    """What fbcache passes for a MULTI/SINGLE pair, read from the engine: the V1 and the V2 adapter take it."""
+    function = manifest_modules(version)[f"nunchaku.caching.diffusers_adapters.{adapter}"]["functions"][
+        "apply_cache_on_transformer"]
+    assert {"use_double_fb_cache", "residual_diff_threshold_multi", "residual_diff_threshold_single"} <= \
+        {p["name"] for p in function["params"]}
+
+
+V1_FORWARD = ("nunchaku.caching.utils", "FluxCachedTransformerBlocks", "forward")
+V2_FORWARD = ("nunchaku.caching.utils_v2", None, "cached_forward_v2")
+
+
+@pytest.mark.parametrize(("version", "where"), [("0.3.2", V1_FORWARD), ("1.1.0", V1_FORWARD), ("1.1.0", V2_FORWARD)])
+def test_manifests_every_flux_forward_decides_double_then_single_stream(version, where):
+    """The double cache's two decisions, in the engine's order, each with its own threshold."""
+    module, owner, name = where
+    info = manifest_modules(version)[module]
+    function = info["classes"][owner]["methods"][name] if owner else info["functions"][name]
+    assert [(d["mode"], d["threshold"]) for d in function["decisions"]] == [
+        ("'multi'", "self.residual_diff_threshold_multi"), ("'single'", "self.residual_diff_threshold_single")]
 
 
 def test_manifests_record_the_moved_decision():
@@ -351,3 +384,94 @@ def test_1x_v2_transformer_needs_the_flux_v2_adapter(nunchaku_1x, tiny, uncached
     with counting("nunchaku.caching.fbcache") as decided:
         assert torch.equal(generate(pipe), uncached), "a negative threshold calls the original forward"
     assert decided == []
+
+
+# ------------------------------------------------------------------------------ the double cache
+
+
+@contextlib.contextmanager
+def counting_stages(module_name: str) -> Iterator[dict[str, list[bool]]]:
+    """Wrap the decision in ``module_name``; per stage ("multi", "single"), whether each call hit."""
+    stages: dict[str, list[bool]] = {"multi": [], "single": []}
+    with counting(module_name) as results:
+        module = importlib.import_module(module_name)
+        counted = module.get_can_use_cache
+
+        def by_stage(*args, mode="multi", **kwargs):
+            can_use_cache, diff = counted(*args, mode=mode, **kwargs)
+            stages[mode].append(bool(can_use_cache))
+            return can_use_cache, diff
+
+        module.get_can_use_cache = by_stage
+        yield stages
+    assert len(results) == sum(len(v) for v in stages.values())
+
+
+def apply_pair(pipe, multi: float, single: float, apply_cache_on_pipe=None) -> None:
+    """As nunchaku's own tests (tests/flux/test_flux_double_fb_cache*.py) pass a pair."""
+    if apply_cache_on_pipe is None:
+        from nunchaku.caching.diffusers_adapters import apply_cache_on_pipe
+    apply_cache_on_pipe(pipe, use_double_fb_cache=True, residual_diff_threshold_multi=multi,
+                        residual_diff_threshold_single=single)
+
+
+def test_double_cache_decides_each_stage_once_per_step_with_its_own_threshold(nunchaku, tiny, uncached):
+    pipe = fresh_pipe(tiny)
+    apply_pair(pipe, 0.0, THRESHOLD)
+    with counting_stages(DEFINING[nunchaku.__version__]) as stages:
+        latents = generate(pipe)
+    assert (len(stages["multi"]), sum(stages["multi"])) == (STEPS, 0), "threshold 0: the double-stream stage never hits"
+    assert len(stages["single"]) == STEPS and 0 < sum(stages["single"]) < STEPS
+    assert not torch.equal(latents, uncached), "skipped single-stream blocks change the image"
+
+
+def test_double_cache_multi_threshold_hits_the_double_stream_stage_only(nunchaku, tiny):
+    pipe = fresh_pipe(tiny)
+    apply_pair(pipe, THRESHOLD, 0.0)
+    with counting_stages(DEFINING[nunchaku.__version__]) as stages:
+        generate(pipe)
+    assert 0 < sum(stages["multi"]) < STEPS
+    assert (len(stages["single"]), sum(stages["single"])) == (STEPS, 0)
+
+
+def test_double_cache_pair_of_zeros_computes_the_uncached_image(nunchaku, tiny, uncached):
+    """Both stages decide and never hit: the joint single-stream sequence is split and re-joined exactly."""
+    pipe = fresh_pipe(tiny)
+    apply_pair(pipe, 0.0, 0.0)
+    with counting_stages(DEFINING[nunchaku.__version__]) as stages:
+        latents = generate(pipe)
+    assert [len(stages["multi"]), len(stages["single"])] == [STEPS, STEPS]
+    assert sum(stages["multi"]) + sum(stages["single"]) == 0
+    assert torch.equal(latents, uncached)
+
+
+def test_reapplying_switches_between_a_pair_and_a_single_threshold(nunchaku, tiny):
+    pipe = fresh_pipe(tiny)
+    apply_pair(pipe, THRESHOLD, THRESHOLD)
+    generate(pipe)
+    apply(pipe, THRESHOLD)
+    with counting_stages(DEFINING[nunchaku.__version__]) as single:
+        generate(pipe)
+    apply_pair(pipe, 0.0, THRESHOLD)
+    with counting_stages(DEFINING[nunchaku.__version__]) as pair:
+        generate(pipe)
+    assert [len(single["multi"]), len(single["single"])] == [STEPS, 0]
+    assert [len(pair["multi"]), sum(pair["multi"]), len(pair["single"])] == [STEPS, 0, STEPS]
+
+
+def test_1x_v2_double_cache_decides_both_stages(nunchaku_1x, tiny, uncached):
+    from nunchaku import NunchakuFluxTransformer2DModelV2
+    from nunchaku.caching.diffusers_adapters import flux_v2
+
+    pipe = fresh_pipe(tiny, NunchakuFluxTransformer2DModelV2)
+    apply_pair(pipe, 0.0, THRESHOLD, flux_v2.apply_cache_on_pipe)
+    with counting_stages("nunchaku.caching.fbcache") as stages:
+        latents = generate(pipe)
+    assert (len(stages["multi"]), sum(stages["multi"])) == (STEPS, 0)
+    assert len(stages["single"]) == STEPS and 0 < sum(stages["single"]) < STEPS
+    assert not torch.equal(latents, uncached)
+
+    apply_pair(pipe, 0.0, 0.0, flux_v2.apply_cache_on_pipe)
+    with counting_stages("nunchaku.caching.fbcache") as stages:
+        assert torch.equal(generate(pipe), uncached)
+    assert [len(stages["multi"]), len(stages["single"])] == [STEPS, STEPS]

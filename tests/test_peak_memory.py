@@ -110,8 +110,9 @@ def test_each_interleaved_benchmark_gets_the_peak_of_its_own_generations(monkeyp
                               disable=lambda: setattr(allocator, "current", None))
     progress = SimpleNamespace(start=lambda *a: None, generation=lambda *a: None)
     config = SimpleNamespace(device="cpu", clock="wall", warmup_rounds=1, rounds=3, steps=2, height=2, width=2,
-                             resolution="2x2", case=lambda index: SimpleNamespace(seed=0, text=None))
-    session = SimpleNamespace(config=config, backend=backend, planned_prompts=[], planned_thresholds=[0.1],
+                             resolution="2x2", case=lambda index: SimpleNamespace(seed=0, text=None),
+                             breakdown=False, flops=False)
+    session = SimpleNamespace(config=config, backend=backend, planned_prompts=[], planned_thresholds=[0.1], cold_start_s=None,
                               progress=lambda n: progress,
                               model=SimpleNamespace(pipe=allocator.generate, kwargs_for=lambda prompt: {}))
     results = schedule.run_interleaved(session)
@@ -249,8 +250,9 @@ def test_a_sequential_benchmark_gets_the_peak_of_its_timed_rounds_not_its_warm_u
     monkeypatch.setattr(schedule, "peak_memory_bytes", allocator.read)
     progress = SimpleNamespace(start=lambda *a: None, generation=lambda *a: None)
     config = SimpleNamespace(device="cpu", clock="wall", warmup_rounds=1, rounds=3, steps=2, height=2, width=2,
-                             compile="none", resolution="2x2", case=lambda index: SimpleNamespace(seed=0, text=None))
-    session = SimpleNamespace(config=config, backend=SimpleNamespace(), health=SimpleNamespace(expected=[1]),
+                             compile="none", resolution="2x2", case=lambda index: SimpleNamespace(seed=0, text=None),
+                             breakdown=False, flops=False)
+    session = SimpleNamespace(config=config, backend=SimpleNamespace(), health=SimpleNamespace(expected=[1]), cold_start_s=None,
                               progress=lambda n: progress,
                               model=SimpleNamespace(pipe=allocator.generate, kwargs_for=lambda prompt: {}))
     rounds, _ = schedule.run_sequential(_Pedantic(), session, None, None)

@@ -76,6 +76,8 @@ def test_shards_save_apart_and_merge_into_one_run_with_identical_hits(sweeps):
     assert sorted(b["name"] for b in union["benchmarks"]) == sorted(b["name"] for b in single["benchmarks"])
     assert union["machine_info"]["fbcache"]["fingerprint"] == single["machine_info"]["fbcache"]["fingerprint"]
     assert "shard" not in union["machine_info"]["fbcache"]
+    startups = [json.loads(run_files(shard)[-1].read_text())["fbcache_startup"] for shard in shards]
+    assert union["fbcache_startup"] == {key: max(s[key] for s in startups) for key in ("model_load_s", "cold_start_s")}
     alone_hits = {b["name"]: (b["extra_info"]["hits"], b["extra_info"]["hit_trace"]) for b in single["benchmarks"]}
     for bench in union["benchmarks"]:
         shard = bench["extra_info"]["shard"]

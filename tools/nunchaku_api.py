@@ -7,9 +7,17 @@ stand-ins (``tests/standins/nunchaku-*``). This tool reads the caching modules' 
 tagged release in a nunchaku git directory, or of a stand-in folder - with ``ast``, so a committed
 manifest of the real API can be compared with each stand-in (``tests/test_nunchaku_standins.py``).
 
-Per module it records: top-level functions (parameters with kind and default as source text, and a
-return kind), classes with their methods, and the imports from inside the ``nunchaku`` package
-(``reexports``: names a module imports at module level from another ``nunchaku.caching`` module).
+Per module it records: top-level functions (parameters with kind and default as source text, a
+return kind, and the cache decisions it makes), classes with their methods, and the imports from
+inside the ``nunchaku`` package (``reexports``: names a module imports at module level from another
+``nunchaku.caching`` module).
+
+A function's ``decisions`` are its calls of the first-block decision (``check_and_apply_cache`` or
+``get_can_use_cache``), in source order, each with its ``mode`` and ``threshold`` arguments as
+source text (None: not passed). They show which stage decides with which threshold: the double
+first-block cache (``use_double_fb_cache=True``) decides ``mode="multi"`` after the first
+double-stream block with ``residual_diff_threshold_multi``, then ``mode="single"`` after the first
+single-stream block with ``residual_diff_threshold_single``.
 
 Return kinds come from a small, deterministic heuristic on the ``return`` expressions (type
 annotations are ignored, so a stand-in's type hints cannot change a kind):
@@ -46,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = 1
+SCHEMA = 2
 PACKAGE = "nunchaku"
 CACHING = "nunchaku/caching/"
 VERSION_FILE = "nunchaku/__version__.py"
@@ -58,6 +66,8 @@ TENSOR_METHODS = frozenset({
     "cpu", "cuda", "sqrt", "exp", "norm", "type_as", "masked_fill", "chunk", "split",
 })
 NUMBER_METHODS = frozenset({"item", "numel", "dim", "ndimension"})
+#: the functions that make the first-block decision; their calls are a function's ``decisions``
+DECISION_CALLS = ("check_and_apply_cache", "get_can_use_cache")
 BUILTIN_KINDS = {"bool": "bool", "isinstance": "bool", "callable": "bool", "hasattr": "bool",
                  "float": "number", "int": "number", "len": "number", "str": "str", "tuple": "tuple"}
 
@@ -312,9 +322,19 @@ def split_tuple(kind: str) -> list[str]:
 # ------------------------------------------------------------------------------------- extraction
 
 
+def decisions(function: ast.FunctionDef) -> list[dict[str, str | None]]:
+    """The decision calls in the function's own body, in source order: which function, ``mode``, ``threshold``."""
+    found = []
+    for node in own_nodes(function.body):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DECISION_CALLS:
+            passed = {k.arg: ast.unparse(k.value) for k in node.keywords if k.arg is not None}
+            found.append({"call": node.func.id, "mode": passed.get("mode"), "threshold": passed.get("threshold")})
+    return found
+
+
 def describe_function(kinds: ReturnKinds, module: Module, function: ast.FunctionDef) -> dict[str, Any]:
     return {"params": parameters(function.args), "returns": kinds.of_function(module, function),
-            "decorators": [ast.unparse(d) for d in function.decorator_list]}
+            "decorators": [ast.unparse(d) for d in function.decorator_list], "decisions": decisions(function)}
 
 
 def internal_imports(module: Module) -> list[dict[str, Any]]:

@@ -13,18 +13,22 @@ library at import time, so listing the backends (``--help``, ``fbcache agree``) 
 Hits are counted from the cache's own decision: every backend makes exactly one decision per
 denoising step; its wrapper writes down what the decision returned, plus the relative residual
 difference it compared against the threshold, in a :class:`DecisionLog`. The decision and the
-difference are the cache's; no part of FBCache is recomputed here.
+difference are the cache's; no part of FBCache is recomputed here. A backend whose spec says
+``two_stages`` also takes a ``MULTI/SINGLE`` threshold pair, and then decides twice per step: after
+the first double-stream block (the step's decision) and after the first single-stream block (noted
+with ``single_stream=True``, kept with the same step).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from fbcache import Registry
-from fbcache.config import HarnessConfig, OptionSpec
+from fbcache.config import HarnessConfig, OptionSpec, Threshold, ThresholdPair
+from fbcache.errors import BrokenRunError
 
 BUILTIN = (
     "fbcache.backends.diffusers",
@@ -49,6 +53,10 @@ class StepDecision:
     diff: float | None
     #: True when the cache reused the remaining blocks' residual (the step was skipped)
     hit: bool
+    #: threshold pairs only: the second decision of the step, after the first single-stream block
+    #: (whether it reused the remaining single-stream blocks' residual, and the difference it compared)
+    single_hit: bool | None = None
+    single_diff: float | None = None
 
 
 class DecisionLog:
@@ -66,11 +74,18 @@ class DecisionLog:
         """Called when the cache compares its difference with the threshold."""
         self._pending_diff = float(diff)
 
-    def note_decision(self, hit: bool, diff: float | None = None) -> None:
-        """Called once per step with the cache's verdict; ``diff`` overrides a noted one."""
+    def note_decision(self, hit: bool, diff: float | None = None, *, single_stream: bool = False) -> None:
+        """Called once per step with the cache's verdict; ``diff`` overrides a noted one. With
+        ``single_stream`` it is the step's second decision (threshold pairs), after its first."""
         value = diff if diff is not None else self._pending_diff
-        self._steps.append(StepDecision(step=len(self._steps), diff=value, hit=bool(hit)))
         self._pending_diff = None
+        if not single_stream:
+            self._steps.append(StepDecision(step=len(self._steps), diff=value, hit=bool(hit)))
+            return
+        if not self._steps or self._steps[-1].single_hit is not None:
+            raise BrokenRunError(f"a single-stream decision at step {len(self._steps)} without a double-stream "
+                                 "decision before it: the cache's two stages are out of step")
+        self._steps[-1] = replace(self._steps[-1], single_hit=bool(hit), single_diff=value)
 
     def finish_generation(self) -> list[StepDecision]:
         steps, self._steps = self._steps, []
@@ -117,9 +132,21 @@ class ThresholdProbe(float):
 
 
 def summarize(steps: list[StepDecision]) -> tuple[int, int]:
-    """(hits, computed steps) of one generation."""
+    """(hits, computed steps) of one generation (the step's decision: the double-stream one for a pair)."""
     hits = sum(1 for s in steps if s.hit)
     return hits, len(steps) - hits
+
+
+def single_stream_hits(steps: list[StepDecision]) -> int:
+    """Hits of the single-stream decisions of one generation (threshold pairs)."""
+    return sum(1 for s in steps if s.single_hit)
+
+
+def one_threshold(threshold: Threshold, backend: str) -> float:
+    """The threshold of a cache that decides once per step; the configuration never gives it a pair."""
+    if isinstance(threshold, ThresholdPair):
+        raise BrokenRunError(f"the {backend} cache decides once per step and cannot take the pair {threshold:g}")
+    return threshold
 
 
 # ------------------------------------------------------------------------------------ backends
@@ -132,7 +159,7 @@ class CacheBackend(Protocol):
     #: False once the pipeline carries a cache that cannot be removed
     can_run_uncached: bool
 
-    def enable(self, threshold: float, log: DecisionLog) -> None: ...
+    def enable(self, threshold: Threshold, log: DecisionLog) -> None: ...
 
     def disable(self) -> None: ...
 
@@ -184,6 +211,10 @@ class BackendSpec:
     #: at thresholds from this one on, the cache reuses every step after the first without comparing
     #: anything: a documented cause when ``fbcache agree`` finds it hitting where another backend computes
     reuses_every_step_from: float | None = None
+    #: True: the cache decides twice per step, after the first double-stream block and after the first
+    #: single-stream block, and takes a MULTI/SINGLE threshold pair; False: a pair is refused before any
+    #: model is built
+    two_stages: bool = False
 
     def installed(self) -> bool:
         if self.available is not None:
@@ -206,4 +237,4 @@ all_backends = _REGISTRY.all
 
 
 __all__ = ["BackendSpec", "CacheBackend", "DecisionLog", "StepDecision", "ThresholdProbe", "all_backends", "get",
-           "names", "register", "standin_release", "summarize", "unregister"]
+           "names", "one_threshold", "register", "single_stream_hits", "standin_release", "summarize", "unregister"]

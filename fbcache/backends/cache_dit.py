@@ -21,8 +21,8 @@ from enum import Enum
 from typing import Any
 
 from fbcache import backends
-from fbcache.backends import BackendSpec, DecisionLog
-from fbcache.config import HarnessConfig
+from fbcache.backends import BackendSpec, DecisionLog, one_threshold
+from fbcache.config import HarnessConfig, Threshold
 from fbcache.errors import BrokenRunError, ConfigError
 
 #: cache-dit reads these at import; each changes how it caches FLUX, so the fingerprint records them
@@ -61,10 +61,10 @@ class CacheDitFBCache:
         #: (step, hit) of the generation in progress, in cache-dit's own step numbering
         self.trace: list[tuple[int, bool]] = []
 
-    def enable(self, threshold: float, log: DecisionLog) -> None:
+    def enable(self, threshold: Threshold, log: DecisionLog) -> None:
         import cache_dit
 
-        cache_dit.enable_cache(self.pipe, cache_config=dbcache_config(threshold))
+        cache_dit.enable_cache(self.pipe, cache_config=dbcache_config(one_threshold(threshold, self.name)))
         self.can_run_uncached = False
         self.trace = []
         manager = self.pipe._context_manager

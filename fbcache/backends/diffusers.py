@@ -11,7 +11,8 @@ import functools
 import importlib.metadata
 from typing import Any
 
-from fbcache.backends import BackendSpec, DecisionLog, ThresholdProbe
+from fbcache.backends import BackendSpec, DecisionLog, ThresholdProbe, one_threshold
+from fbcache.config import Threshold
 from fbcache.errors import BrokenRunError
 
 
@@ -55,13 +56,13 @@ class DiffusersFBCache:
     def __init__(self, pipe: Any) -> None:
         self.transformer = pipe.transformer
 
-    def enable(self, threshold: float, log: DecisionLog) -> None:
+    def enable(self, threshold: Threshold, log: DecisionLog) -> None:
         from diffusers.hooks import FirstBlockCacheConfig
 
         # Enabling registers fresh hooks and invalidates the registry cache, so the pipeline's
         # next cache_context() reaches them (the diffusers #14037 trap is about hooks registered
         # after a context was set up; measure() also checks that every step was decided).
-        self.transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        self.transformer.enable_cache(FirstBlockCacheConfig(threshold=one_threshold(threshold, self.name)))
         apply_decision_log_to_fbc_hook(_fbc_head_hook(self.transformer), log)
 
     def disable(self) -> None:
@@ -74,9 +75,9 @@ SPEC = BackendSpec(
     summary="diffusers' built-in FirstBlockCache (transformer.enable_cache)",
     create=lambda pipe, config: DiffusersFBCache(pipe),
     versions=lambda: {"diffusers": importlib.metadata.version("diffusers")},
-    # regional: blocks compiled before enable_cache, so the hooks wrap compiled forwards and stay eager;
+    # regional, regional+io: blocks compiled before enable_cache, so the hooks wrap compiled forwards and stay eager;
     # full: only for uncached benchmarks (the harness refuses it when thresholds are selected)
-    compile_modes=("none", "regional", "full"),
-    compile_note="its hooks must wrap the compiled blocks (regional); a whole-transformer graph cannot "
-                 "hold the cache decision (full is for uncached benchmarks only)",
+    compile_modes=("none", "regional", "regional+io", "full"),
+    compile_note="its hooks must wrap the compiled blocks (regional, regional+io); a whole-transformer graph "
+                 "cannot hold the cache decision (full is for uncached benchmarks only)",
 )

@@ -9,6 +9,13 @@ What changes between releases, and how this adapter follows it (read from nuncha
   buffer, there. 0.3.2 returns ``(bool, float)``, 1.x two 0-dim tensors: converted once each.
 - **V1 or V2 transformer**: ``diffusers_adapters.apply_cache_on_pipe`` always picks the V1 adapter;
   a ``NunchakuFluxTransformer2DModelV2`` (1.x) needs ``diffusers_adapters.flux_v2``.
+- **the double first-block cache** (a ``MULTI/SINGLE`` pair): applied as nunchaku's own tests apply
+  it, ``apply_cache_on_pipe(pipe, use_double_fb_cache=True, residual_diff_threshold_multi=M,
+  residual_diff_threshold_single=S)``, through the same V1 or V2 adapter. Every release fbcache
+  supports has it (since 0.3.0, nunchaku #76), on both transformers; one whose adapters lack those
+  arguments is refused before any model is built. The engine then decides ``mode="multi"`` after the
+  first double-stream block and ``mode="single"`` after the first single-stream block: both are
+  counted, each with its own "nothing cached yet" buffer.
 - **re-applying** only updates the threshold. A V1 transformer counts as cached only after its
   first generation; a second apply before that would keep the first threshold, so we refuse it
   (the harness always generates between two applies) and check the threshold after every apply.
@@ -37,6 +44,7 @@ answers that query too, so it is only a fallback.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
 import importlib.metadata
@@ -49,7 +57,7 @@ from typing import Any
 
 from fbcache import backends
 from fbcache.backends import STANDIN_PREFIX, BackendSpec, DecisionLog
-from fbcache.config import HarnessConfig
+from fbcache.config import BY_NAME, HarnessConfig, Threshold, ThresholdPair, has_pairs
 from fbcache.errors import BrokenRunError, ConfigError
 
 INSTALL_HINT = (
@@ -146,8 +154,13 @@ def precision_for_capability(capability: tuple[int, int]) -> str:
 
 #: nunchaku's own off switch: any negative threshold (0 still decides every step, and never hits)
 OFF = -1.0
-#: the buffer that holds the last computed step's first-block residual; None until step 0 computed
-FIRST_RESIDUAL = "first_multi_hidden_states_residual"
+#: per decision (``mode``), the buffer that holds the last computed step's first-block residual; None
+#: until the first step computed
+FIRST_RESIDUAL = {"multi": "first_multi_hidden_states_residual", "single": "first_single_hidden_states_residual"}
+#: what a MULTI/SINGLE pair is applied with, as nunchaku's tests/flux/test_flux_double_fb_cache*.py pass it
+DOUBLE_CACHE_ARGUMENTS = ("use_double_fb_cache", "residual_diff_threshold_multi", "residual_diff_threshold_single")
+#: the Flux adapters a threshold is applied through (V1; V2 from 1.0), inside the nunchaku package
+FLUX_ADAPTERS = ("caching/diffusers_adapters/flux.py", "caching/diffusers_adapters/flux_v2.py")
 
 
 def decision_module() -> ModuleType:
@@ -189,13 +202,14 @@ def install_decision_wrapper(module: ModuleType) -> None:
     @functools.wraps(decide)
     def recorded(first_hidden_states_residual: Any, threshold: float, parallelized: bool = False,
                  mode: str = "multi") -> Any:
-        nothing_cached = module.get_buffer(FIRST_RESIDUAL) is None
+        nothing_cached = module.get_buffer(FIRST_RESIDUAL[mode]) is None
         can_use_cache, diff = decide(first_hidden_states_residual, threshold=threshold, parallelized=parallelized,
                                      mode=mode)
         log = _RECORDER.log
-        if log is not None and mode == "multi":  # "single" only with use_double_fb_cache, which we never set
+        if log is not None:  # "single": the second decision of a step, made only with use_double_fb_cache
             # 1.x returns 0-dim tensors: one host sync each, as the engine's own `if can_use_cache` does
-            log.note_decision(hit=bool(can_use_cache), diff=None if nothing_cached else float(diff))
+            log.note_decision(hit=bool(can_use_cache), diff=None if nothing_cached else float(diff),
+                              single_stream=mode == "single")
         return can_use_cache, diff
 
     recorded.__fbcache_wrapped__ = True  # type: ignore[attr-defined]
@@ -214,27 +228,38 @@ class NunchakuFBCache:
         self._applied = False
         install_decision_wrapper(decision_module())
 
-    def _apply(self, threshold: float) -> None:
+    def _apply(self, threshold: Threshold) -> None:
         if self.v2:
             from nunchaku.caching.diffusers_adapters.flux_v2 import apply_cache_on_pipe
         else:
             from nunchaku.caching.diffusers_adapters import apply_cache_on_pipe
-        apply_cache_on_pipe(self.pipe, residual_diff_threshold=threshold)
+        if isinstance(threshold, ThresholdPair):
+            apply_cache_on_pipe(self.pipe, use_double_fb_cache=True, residual_diff_threshold_multi=threshold.multi,
+                                residual_diff_threshold_single=threshold.single)
+        else:  # use_double_fb_cache defaults to False, so a pair applied before is switched off
+            apply_cache_on_pipe(self.pipe, residual_diff_threshold=threshold)
         self._applied = True
 
     def _pending_first_apply(self) -> bool:
         """V1 applied, but never run in a generation: a re-apply now would not take effect."""
         return self._applied and not self.v2 and not getattr(self.pipe.transformer, "_is_cached", False)
 
-    def effective_threshold(self) -> float | None:
-        """The threshold nunchaku will use; None for a V1 transformer that has not generated yet."""
+    def effective_threshold(self) -> Threshold | None:
+        """The threshold (or pair) nunchaku will use; None for a V1 transformer that has not generated yet."""
         transformer = self.pipe.transformer
         if self.v2:
-            return float(transformer.residual_diff_threshold_multi)
-        blocks = getattr(transformer, "cached_transformer_blocks", None)
-        return float(blocks[0].residual_diff_threshold_multi) if blocks is not None else None
+            holder = transformer
+        else:
+            blocks = getattr(transformer, "cached_transformer_blocks", None)
+            if blocks is None:
+                return None
+            holder = blocks[0]
+        multi = float(holder.residual_diff_threshold_multi)
+        if holder.use_double_fb_cache:
+            return ThresholdPair(multi, float(holder.residual_diff_threshold_single))
+        return multi
 
-    def enable(self, threshold: float, log: DecisionLog) -> None:
+    def enable(self, threshold: Threshold, log: DecisionLog) -> None:
         if self._pending_first_apply():
             raise BrokenRunError("nunchaku's cache was applied but no generation ran since; applying it again now "
                                  "would keep the first threshold (a V1 transformer is cached only once it ran)")
@@ -287,12 +312,40 @@ def check_kernels(option: str, value: str, accepted: str, device: str) -> None:
         raise ConfigError(option, value, accepted, str(exc)) from None
 
 
+def missing_double_cache() -> str | None:
+    """Why the installed nunchaku cannot take a MULTI/SINGLE pair, or None: each of its Flux adapters must
+    accept ``DOUBLE_CACHE_ARGUMENTS`` (read from their source with ``ast``; nothing is imported)."""
+    spec = importlib.util.find_spec("nunchaku")
+    if spec is None or not spec.submodule_search_locations:
+        return "nunchaku is not installed"
+    package_dir = Path(list(spec.submodule_search_locations)[0])
+    for relative in FLUX_ADAPTERS:
+        path = package_dir / relative
+        if not path.is_file():
+            continue  # flux_v2.py exists from 1.0 on
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        function = next((node for node in tree.body if isinstance(node, ast.FunctionDef)
+                         and node.name == "apply_cache_on_transformer"), None)
+        arguments = set() if function is None else {a.arg for a in function.args.args + function.args.kwonlyargs}
+        lacking = [name for name in DOUBLE_CACHE_ARGUMENTS if name not in arguments]
+        if lacking:
+            return (f"nunchaku {detect().version or '(unknown release)'} has no double first-block cache: "
+                    f"nunchaku/{relative} apply_cache_on_transformer takes no {', '.join(lacking)}")
+    return None
+
+
 def preflight(config: HarnessConfig) -> None:
     """The engine (or a stand-in) is installed, serves this run, and its release can sweep thresholds on
-    one pipeline."""
+    one pipeline (and, for MULTI/SINGLE pairs, has the double first-block cache)."""
     option, value = "--fbcache-cache-backend", config.cache_backend
     others = ", ".join(name for name in backends.names() if name != "nunchaku")
     engine = check_engine(option, value, others, to_quantize=False)
+    pair = next((t for t in config.thresholds if isinstance(t, ThresholdPair)), None)
+    why_not_pairs = missing_double_cache() if pair is not None else None
+    if why_not_pairs is not None:
+        raise ConfigError(BY_NAME["thresholds"].cli, f"{pair:g}",
+                          "single thresholds with this nunchaku; MULTI/SINGLE pairs with nunchaku >= 0.3.2",
+                          why_not_pairs)
     if engine.status == "real":
         if config.quant != "nunchaku":
             raise ConfigError(option, value, others,
@@ -305,15 +358,18 @@ def preflight(config: HarnessConfig) -> None:
 
 SPEC = BackendSpec(
     name="nunchaku",
-    summary="nunchaku's apply_cache_on_pipe, 0.3.2 or 1.x (needs --fbcache-quant nunchaku; patches the pipeline class)",
+    summary="nunchaku's apply_cache_on_pipe, 0.3.2 or 1.x; MULTI/SINGLE threshold pairs use its double first-block "
+            "cache (needs --fbcache-quant nunchaku; patches the pipeline class)",
     create=lambda pipe, config: NunchakuFBCache(pipe),
     removable=False,
     preflight=preflight,
     versions=lambda: {"nunchaku": detect().label},
-    settings=lambda config: {"use_double_fb_cache": False},
+    # True when the sweep has MULTI/SINGLE pairs: the double first-block cache, for those thresholds
+    settings=lambda config: {"use_double_fb_cache": has_pairs(config.thresholds)},
     compile_note="nunchaku's engine runs its own CUDA kernels and its cache patches the pipeline class; "
                  "it is not run under torch.compile",
     available=lambda: detect().status in ("real", "standin"),
+    two_stages=True,
     standin="a folder with fbcache's nunchaku STAND-IN (tests/standins/nunchaku-1.1.0): put on PYTHONPATH for "
             "the nunchaku sweep only; the table says it is a stand-in",
 )

@@ -44,6 +44,7 @@ from typing import Any
 
 from fbcache import backends
 from fbcache.cli import output_file, write_file
+from fbcache.config import ThresholdPair, parse_threshold, threshold_order
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, AgreementError
 from fbcache.history import UNCACHED, BenchRecord
 from fbcache.history.storage import Run, load_runs, run_files
@@ -124,7 +125,9 @@ def first_difference(reference: BenchRecord, other: BenchRecord, backend: str, n
     step = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), None)
     if step is None:
         return Verdict(True)
-    threshold = float(reference.threshold or 0.0)
+    # the hit map is the step's (first) decision: a MULTI/SINGLE pair's double-stream one, with its threshold
+    threshold = reference.threshold.multi if isinstance(reference.threshold, ThresholdPair) \
+        else float(reference.threshold or 0.0)
     compared = [trace[step] for trace in (reference.residual_diff_trace, other.residual_diff_trace)
                 if step < len(trace) and trace[step] is not None]
     where = f"step {step}: reference {'hit' if ours[step] else 'computed'}, {backend} {'hit' if theirs[step] else 'computed'}"
@@ -160,7 +163,7 @@ def compare_backends(runs: list[BackendRun], near: float = DEFAULT_NEAR) -> Agre
         details = "; ".join(f"{item.label}: {' | '.join(_workload(item.run))}" for item in runs)
         raise AgreementError(f"the runs differ in accelerator, model, quantization or workload ({details})")
     labels = [set(item.run.records) - {UNCACHED} for item in runs]
-    shared = sorted(set.intersection(*labels), key=float)
+    shared = sorted(set.intersection(*labels), key=lambda label: threshold_order(parse_threshold("", label)))
     if not shared:
         raise AgreementError("the runs share no threshold")
     reference = runs[0]

@@ -4,8 +4,8 @@ A sweep sharded over N processes (``torchrun --nproc-per-node N --no-python pyte
 see :mod:`fbcache.config`) leaves N run files, one per shard, each under the storage's
 ``shards/R-of-N`` folder. The merged file is what an unsharded run of the same sweep would have
 saved: the same machine_info (and so the same fingerprint), minus the shard's own entry, and the
-union of the shards' benchmarks. Which GPU ran a benchmark stays in its ``extra_info["shard"]``
-(rank, world size, device, GPU name). pytest-benchmark reads it like any other run
+union of the shards' benchmarks, with the slowest shard's startup (model load, cold start). Which GPU
+ran a benchmark stays in its ``extra_info["shard"]`` (rank, world size, device, GPU name). pytest-benchmark reads it like any other run
 (``--benchmark-compare``, ``pytest-benchmark compare``), and so does ``fbcache compare``.
 
 Nothing is merged unless it is one sweep: every shard present once, one fingerprint, one commit,
@@ -25,8 +25,9 @@ from typing import Any
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.cli import DEFAULT_STORAGE, storage_path
+from fbcache.config import threshold_order
 from fbcache.errors import EXIT_CLEAN, MergeError
-from fbcache.history import BenchRecord
+from fbcache.history import STARTUP_KEY, BenchRecord, Startup, slowest_startup
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of
 from fbcache.history.storage import next_run_name, parse_run, run_files, write_new_file
 from fbcache.render import markdown_table
@@ -134,9 +135,10 @@ def _check_one_sweep(shards: list[Shard]) -> int:
     return size
 
 
-def _order(bench: dict[str, Any]) -> tuple[bool, float, int]:
+def _order(bench: dict[str, Any]) -> tuple[bool, tuple[float, int, float], int]:
     record = BenchRecord.from_extra_info(bench["extra_info"])
-    return record.threshold is not None, record.threshold or 0.0, record.prompt_index or 0
+    threshold = (0.0, 0, 0.0) if record.threshold is None else threshold_order(record.threshold)
+    return record.threshold is not None, threshold, record.prompt_index or 0
 
 
 def merge_shards(paths: list[Path]) -> dict[str, Any]:
@@ -160,6 +162,11 @@ def merge_shards(paths: list[Path]) -> dict[str, Any]:
             benchmarks.append(bench)
     merged["benchmarks"] = sorted(benchmarks, key=_order)
     merged["datetime"] = max(str(s.data.get("datetime", "")) for s in shards)
+    # each shard loaded its own model: the merged run waited for the slowest load and first generation
+    startup = slowest_startup(Startup.from_run(s.data) for s in shards)
+    merged.pop(STARTUP_KEY, None)
+    if startup is not None:
+        merged[STARTUP_KEY] = startup.to_json()
     return merged
 
 

@@ -70,8 +70,9 @@ HELP = "find the fastest threshold that keeps quality above floors: a search, th
 DESCRIPTION = __doc__
 
 #: sweep options tune does not take: it searches the thresholds itself, interleaves the rounds it times,
-#: runs unsharded and writes its own files and profile
-NOT_TAKEN = ("thresholds", "shard", "bounds", "bounds_dir", "output_dir", "force_compare", "interleave", "selfcheck")
+#: runs unsharded and writes its own files and profile; it shows no breakdown or FLOPs, so it makes neither
+NOT_TAKEN = ("thresholds", "shard", "bounds", "bounds_dir", "output_dir", "force_compare", "interleave", "selfcheck",
+             "breakdown", "flops")
 #: tune's own defaults for sweep options: five paired rounds give a 90% interval (three give 75%)
 DEFAULTS = {"rounds": "5"}
 #: the speedup interval's coverage
@@ -143,7 +144,8 @@ def sweep_config(args: argparse.Namespace, environ: dict[str, str] | None = None
     """The sweep options as the sweep parses them (command line, then FBCACHE_* variables, then tune's or the
     table's default), and where each came from: tune's flag or the variable."""
     environ = dict(os.environ) if environ is None else environ
-    raw: dict[str, str | None] = {"shard": "off", "interleave": "true", "bounds": "none", "output_dir": args.out_dir}
+    raw: dict[str, str | None] = {"shard": "off", "interleave": "true", "bounds": "none", "output_dir": args.out_dir,
+                                  "breakdown": "off", "flops": "off"}
     sources = {"output_dir": "--out-dir"}
     for spec in sweep_options():
         value = getattr(args, _dest(spec), None)

@@ -14,6 +14,13 @@ run of one prompt every aggregate is that prompt's own value, so a single-prompt
 The set's speedup is the uncached time of the whole set over the cached time of the whole set (the
 ratio of the sums of per-prompt median times): what a user of the set would wait, not a mean of
 ratios that lets one fast prompt hide a slow one.
+
+**Per run.** The model's load time and its first generation's (the cold start) happen once per session, so
+:class:`Startup` is stored once per run: a top-level ``fbcache_startup`` object of the run file, added through
+pytest-benchmark's ``pytest_benchmark_update_json`` hook (its documented place for custom fields; it and its
+``compare`` ignore the key). Not in ``machine_info``: pytest-benchmark warns on every ``--benchmark-compare``
+whose machine_info differs, and a measurement differs every run. A run saved before the key existed loads
+with no startup.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from fbcache.config import Threshold, ThresholdPair, threshold_from_json, threshold_to_json
 from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.metrics import names as metric_names
 
@@ -37,10 +45,12 @@ UNCACHED = "uncached"
 #: extra_info fields that only runs with a prompt set have; absent (not null) otherwise, so a
 #: single-prompt run keeps the layout it always had
 PROMPT_FIELDS = ("prompt_index", "prompt")
+#: extra_info fields of a MULTI/SINGLE threshold pair's second (single-stream) decision; absent otherwise
+SINGLE_STREAM_FIELDS = ("single_hits", "single_hits_per_round", "single_residual_diff_trace", "single_hit_trace")
 
 
-def label_of(threshold: float | None, prompt_index: int | None = None) -> str:
-    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1'); with a prompt
+def label_of(threshold: Threshold | None, prompt_index: int | None = None) -> str:
+    """'uncached' for the baseline, else the threshold as the user wrote it ('0.1', a pair '0.09/0.12'); with a prompt
     set, the prompt's index follows as in the pytest id: '0.1[p3]', 'uncached[p3]'."""
     base = UNCACHED if threshold is None else f"{threshold:g}"
     return base if prompt_index is None else f"{base}[p{prompt_index}]"
@@ -50,7 +60,7 @@ def label_of(threshold: float | None, prompt_index: int | None = None) -> str:
 class BenchRecord:
     """One threshold's measurement (``threshold is None`` is the uncached baseline: no hooks at all)."""
 
-    threshold: float | None
+    threshold: Threshold | None
     model: str
     quantization: str
     cache_backend: str
@@ -78,6 +88,12 @@ class BenchRecord:
     #: per step: relative first-block residual difference (None at step 0) and whether it hit
     residual_diff_trace: list[float | None] = field(default_factory=list)
     hit_trace: list[bool] = field(default_factory=list)
+    #: MULTI/SINGLE threshold pairs: the same for each step's second decision, after the first single-stream
+    #: block (the fields above then hold the first, after the first double-stream block)
+    single_hits: int | None = None
+    single_hits_per_round: list[int] = field(default_factory=list)
+    single_residual_diff_trace: list[float | None] = field(default_factory=list)
+    single_hit_trace: list[bool] = field(default_factory=list)
     #: image metrics against the uncached image, by registry name (fbcache.metrics); stored in
     #: extra_info under their own names, as pytest-benchmark users expect; ``record.<name>`` reads one
     metrics: dict[str, float | None] = field(default_factory=dict)
@@ -89,6 +105,17 @@ class BenchRecord:
     compile_warmup_s: float | None = None
     compile_graphs: int | None = None
     compile_s: float | None = None
+    #: --fbcache-breakdown: one untimed generation after the timed rounds, timed part by part (seconds per
+    #: part, its steps and hits; fbcache/explain.py); empty when not measured
+    profile: dict[str, float] = field(default_factory=dict)
+    #: --fbcache-flops: the FLOPs of one untimed generation after the timed rounds, and its hits
+    flops: int | None = None
+    flops_hits: int | None = None
+    #: compiled sessions: what that first call's compilation found in the compile cache: state (warm, cold,
+    #: partial, bypassed, uncached; None: nothing compiled), inductor's cache hits, misses and bypasses, the
+    #: --fbcache-compile-cache directory (None: torch's default), and a finding when a stack the directory
+    #: already held compiled cold (plugin/compile_cache.py)
+    compile_cache: dict[str, Any] = field(default_factory=dict)
     model_digest: str = ""
     timing_only: bool = False
     images: dict[str, str] = field(default_factory=dict)
@@ -148,7 +175,7 @@ class BenchRecord:
 
     @property
     def hits_consistent(self) -> bool:
-        return len(set(self.hits_per_round)) <= 1
+        return len(set(self.hits_per_round)) <= 1 and len(set(self.single_hits_per_round)) <= 1
 
     @property
     def bounds_ok(self) -> bool:
@@ -157,6 +184,7 @@ class BenchRecord:
     # -------------------------------------------------------------------- (de)serialisation
     def to_extra_info(self) -> dict[str, Any]:
         info = asdict(self)
+        info["threshold"] = None if self.threshold is None else threshold_to_json(self.threshold)
         info["fbcache_schema"] = info.pop("schema")
         info["first_s"], info["second_s"], info["median_s"] = self.first_s, self.second_s, self.median_s
         info["hits_consistent"] = self.hits_consistent
@@ -168,6 +196,9 @@ class BenchRecord:
         del info["metrics"]
         for name in PROMPT_FIELDS:
             if info[name] is None:
+                del info[name]
+        if not isinstance(self.threshold, ThresholdPair):
+            for name in SINGLE_STREAM_FIELDS:
                 del info[name]
         return info
 
@@ -183,13 +214,19 @@ class BenchRecord:
         if info.get("fbcache_schema") != SCHEMA:
             raise ValueError(f"not an fbcache record (fbcache_schema={info.get('fbcache_schema')!r})")
         hints = _type_hints(cls)
-        values = {}
+        values: dict[str, Any] = {}
         for spec in fields(cls):
             if spec.name in ("schema", "metrics"):
                 continue
             if spec.name not in info:
                 if spec.default is MISSING and spec.default_factory is MISSING:
                     raise ValueError(f"extra_info.{spec.name} is missing")
+                continue
+            if spec.name == "threshold" and info["threshold"] is not None:  # a number, or a pair's object
+                try:
+                    values["threshold"] = threshold_from_json(info["threshold"])
+                except ValueError as exc:
+                    raise ValueError(f"extra_info.threshold = {_short(info['threshold'])}: {exc}") from None
                 continue
             problem = type_problem(info[spec.name], hints[spec.name])
             if problem:
@@ -280,7 +317,7 @@ class MetricSummary:
 class ThresholdSummary:
     """A threshold over every prompt the run measured (``threshold is None``: the uncached rows)."""
 
-    threshold: float | None
+    threshold: Threshold | None
     records: list[BenchRecord]
     #: sum over the prompts of each prompt's median time
     total_median_s: float | None
@@ -328,7 +365,7 @@ def _prompt_key(record: BenchRecord) -> int:
 
 def summarize(records: Iterable[BenchRecord]) -> list[ThresholdSummary]:
     """Per threshold (uncached first, then ascending), the records of every prompt folded together."""
-    by_threshold: dict[float | None, list[BenchRecord]] = {}
+    by_threshold: dict[Threshold | None, list[BenchRecord]] = {}
     for record in records:
         by_threshold.setdefault(record.threshold, []).append(record)
     uncached = by_threshold.get(None, [])
@@ -358,3 +395,62 @@ def summarize(records: Iterable[BenchRecord]) -> list[ThresholdSummary]:
 def is_prompt_set(records: Iterable[BenchRecord]) -> bool:
     """Whether these records come from a run with a prompt set (any record names its prompt)."""
     return any(getattr(r, "prompt_index", None) is not None for r in records)
+
+
+#: the run file's top-level key of :class:`Startup`
+STARTUP_KEY = "fbcache_startup"
+#: the row labels of the two startup series in compare, nightly and the report
+LOAD_LABEL = "model load"
+COLD_START_LABEL = "cold start"
+
+
+@dataclass(frozen=True)
+class Startup:
+    """Wall-clock seconds, once per run; None where the session never got that far."""
+
+    #: loading the pipeline onto the device
+    model_load_s: float | None = None
+    #: the session's first generation (its first warm-up round; its first timed round without warm-ups):
+    #: what the first image after a load costs, one-time work (kernel loading, autotuning, compilation) included
+    cold_start_s: float | None = None
+
+    def by_label(self) -> dict[str, float]:
+        """The series this run has a value for, by row label."""
+        values = {LOAD_LABEL: self.model_load_s, COLD_START_LABEL: self.cold_start_s}
+        return {label: value for label, value in values.items() if value is not None and value > 0}
+
+    def to_json(self) -> dict[str, float]:
+        return {name: value for name, value in (("model_load_s", self.model_load_s),
+                                                ("cold_start_s", self.cold_start_s)) if value is not None}
+
+    @classmethod
+    def from_run(cls, data: dict[str, Any]) -> Startup | None:
+        """The startup of a run file's document (None: saved without one); ValueError naming the field if malformed."""
+        raw = data.get(STARTUP_KEY)
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{STARTUP_KEY} is {type(raw).__name__}, not an object")
+        values: dict[str, float | None] = {}
+        for name in ("model_load_s", "cold_start_s"):
+            value = raw.get(name)
+            problem = type_problem(value, float | None)
+            if not problem and value is not None and value < 0:
+                problem = "a duration below 0"
+            if problem:
+                raise ValueError(f"{STARTUP_KEY}.{name} = {_short(value)}: {problem}")
+            values[name] = None if value is None else float(value)
+        return cls(**values)
+
+
+def slowest_startup(startups: Iterable[Startup | None]) -> Startup | None:
+    """The shards of one sweep as one run: each value the slowest shard's, the one the sweep waited for."""
+    known = [s for s in startups if s is not None]
+
+    def worst(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return max(present) if present else None
+
+    if not known:
+        return None
+    return Startup(worst([s.model_load_s for s in known]), worst([s.cold_start_s for s in known]))

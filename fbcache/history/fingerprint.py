@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from fbcache.config import HarnessConfig
+from fbcache.config import HarnessConfig, threshold_to_json
 
 FINGERPRINT_FIELDS = ("accelerator", "model", "quantization", "cache_backend", "workload")
 #: fields that only some runs have (a backend with settings); absent ones do not change the id
@@ -87,7 +87,7 @@ def machine_entry(config: HarnessConfig, *, accelerator: Mapping[str, Any], vers
                      "prompt": config.prompt},
         "timing_only": timing_only,
         "procedure": {"rounds": config.rounds, "warmup_rounds": config.warmup_rounds,
-                      "thresholds": list(config.thresholds), "interleave": config.interleaved,
+                      "thresholds": [threshold_to_json(t) for t in config.thresholds], "interleave": config.interleaved,
                       "threads": config.threads if config.device.startswith("cpu") else None,
                       "clock": config.clock},
     }

@@ -48,7 +48,7 @@ from pytest_benchmark.storage.file import FileStorage
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.errors import SelectionError
-from fbcache.history import BenchRecord, compat, type_problem
+from fbcache.history import BenchRecord, Startup, compat, type_problem
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_id, fingerprint_of
 
 RUN_FILE_MODE = 0o644
@@ -202,6 +202,8 @@ class Run:
     records: dict[str, BenchRecord]
     #: raw timings per record label, present when saved with --benchmark-save-data
     raw_data: dict[str, list[float]] = field(default_factory=dict)
+    #: the model's load and first generation, once per run (None: saved before fbcache stored them)
+    startup: Startup | None = None
 
     @property
     def name(self) -> str:
@@ -260,8 +262,9 @@ def parse_run(path: Path, data: Any) -> Run:
             raw[record.label] = _number_list(stats["data"], f"{where}: stats.data")
     if not records:
         raise ValueError("no fbcache benchmarks in the file")
+    startup = Startup.from_run(data)
     return Run(path=path, datetime=str(data.get("datetime", "")), machine_info=machine_info,
-               commit_info=commit_info, records=records, raw_data=raw)
+               commit_info=commit_info, records=records, raw_data=raw, startup=startup)
 
 
 #: the statistics pytest-benchmark's table and --benchmark-compare-fail read from a saved run

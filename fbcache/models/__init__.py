@@ -21,6 +21,15 @@ compiles nothing new (docs/gpus.md gives the measured graph counts). diffusers' 
 used: it compiles ``Module.__call__`` and so traces the hooks as well, which recompiles on the first
 cached call and, with ``fullgraph=True``, fails on the hook's ``torch.compiler.disable``'d decision.
 
+``regional+io`` compiles, besides the blocks as ``regional`` does, the modules every step runs outside
+them (:data:`IO_MODULES`: the embedders before the blocks, the output norm and projection after them),
+each ``forward`` on its own. The cache hooks sit on the blocks only, so the decision stays eager as in
+``regional``. On a hit the hooks hand ``norm_out`` a tensor laid out unlike a computed step's slice
+(another stride of the size-1 batch dimension), which dynamo's guards would compile again on the first
+cached call; each compiled module's tensor arguments are therefore viewed in the contiguous layout
+first (:func:`_same_layout`; no copy for a contiguous tensor), so switching the cache on, off or to
+another threshold still compiles nothing new.
+
 ``full`` compiles the whole transformer ``forward`` (``fullgraph=True``). It only works without a
 cache: the cache decision is data-dependent and runs outside compiled code, so a whole-transformer
 graph cannot contain it (tiny model, CPU: "Skip inlining torch.compiler.disable()'d function
@@ -169,11 +178,36 @@ def repeated_blocks(transformer: Any) -> list[Any]:
     return blocks
 
 
+#: the modules FLUX's transformer runs every step outside its repeated blocks, in call order
+IO_MODULES = ("x_embedder", "time_text_embed", "context_embedder", "pos_embed", "norm_out", "proj_out")
+
+
+def io_modules(transformer: Any) -> list[tuple[str, Any]]:
+    """The :data:`IO_MODULES` this transformer has, by name."""
+    return [(name, module) for name in IO_MODULES if (module := getattr(transformer, name, None)) is not None]
+
+
+def _same_layout(compiled: Callable[..., Any]) -> Callable[..., Any]:
+    """``compiled``, called with every tensor argument in the contiguous layout (see the module docstring)."""
+    import torch
+
+    def canonical(value: Any) -> Any:
+        return value.contiguous().view(value.shape) if isinstance(value, torch.Tensor) else value
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return compiled(*(canonical(a) for a in args), **{k: canonical(v) for k, v in kwargs.items()})
+
+    return call
+
+
 def compile_recipe(compile_mode: str) -> str | None:
     """What ``compile_transformer`` does for this mode, for ``machine_info`` (None for ``none``)."""
     recipes = {
         "regional": f"torch.compile(block.forward, fullgraph=True, backend={COMPILE_BACKEND!r}) on every block of "
                     "transformer_blocks and single_transformer_blocks, before any enable_cache",
+        "regional+io": f"torch.compile(forward, fullgraph=True, backend={COMPILE_BACKEND!r}) on every block of "
+                       "transformer_blocks and single_transformer_blocks and on each of "
+                       f"{', '.join(IO_MODULES)} (tensor arguments in contiguous layout), before any enable_cache",
         "full": f"torch.compile(transformer.forward, fullgraph=True, backend={COMPILE_BACKEND!r})",
     }
     return recipes.get(compile_mode)
@@ -188,11 +222,16 @@ def compile_transformer(transformer: Any, compile_mode: str) -> int:
 
     if compile_mode == "none":
         return 0
-    if compile_mode == "regional":
+    if compile_mode in ("regional", "regional+io"):
         blocks = repeated_blocks(transformer)
         for block in blocks:
             block.forward = torch.compile(block.forward, fullgraph=True, backend=COMPILE_BACKEND)
-        return len(blocks)
+        if compile_mode == "regional":
+            return len(blocks)
+        modules = io_modules(transformer)
+        for _, module in modules:
+            module.forward = _same_layout(torch.compile(module.forward, fullgraph=True, backend=COMPILE_BACKEND))
+        return len(blocks) + len(modules)
     if compile_mode == "full":
         transformer.forward = torch.compile(transformer.forward, fullgraph=True, backend=COMPILE_BACKEND)
         return 1
@@ -214,5 +253,6 @@ def load_model(config: HarnessConfig) -> LoadedModel:
     return loaded
 
 
-__all__ = ["COMPILE_BACKEND", "LoadedModel", "ModelSource", "all_sources", "compile_recipe", "compile_transformer",
-           "load_model", "named_sources", "register", "repeated_blocks", "source_for", "unregister"]
+__all__ = ["COMPILE_BACKEND", "IO_MODULES", "LoadedModel", "ModelSource", "all_sources", "compile_recipe",
+           "compile_transformer", "io_modules", "load_model", "named_sources", "register", "repeated_blocks",
+           "source_for", "unregister"]

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fbcache.config import Threshold
 from fbcache.configure import add_options, options
 from fbcache.history import BenchRecord
 from fbcache.plugin import records
@@ -73,6 +74,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     fbsession.update_machine_info(config, machine_info)
 
 
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
+    fbsession.update_json(config, output_json)
+
+
 def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any, machine_info: dict,
                                           compared_benchmark: dict) -> None:
     fbsession.check_comparable(config, machine_info, compared_benchmark)
@@ -110,7 +115,7 @@ def fbcache_bench(benchmark: Any, fbcache_session: FBCacheSession) -> Callable[.
     """``fbcache_bench(threshold, prompt_index)`` measures one threshold (``None``: uncached) on one prompt
     (``None``: the run's single prompt) and checks its bounds."""
 
-    def run(threshold: float | None = None, prompt_index: int | None = None) -> BenchRecord:
+    def run(threshold: Threshold | None = None, prompt_index: int | None = None) -> BenchRecord:
         __tracebackhide__ = True  # a bound failure is a verdict, not a bug: show the message only
         return records.bench(benchmark, fbcache_session, threshold, prompt_index)
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from fbcache import render
-from fbcache.config import HarnessConfig
+from fbcache import explain, render
+from fbcache.config import HarnessConfig, Threshold
 from fbcache.history import UNCACHED, BenchRecord
 from fbcache.verdicts.bounds import BoundsProfile
 
@@ -40,6 +40,10 @@ class Results(Protocol):
     records: dict[str, BenchRecord]
     profile: BoundsProfile | None
     model_load_s: float | None
+    cold_start_s: float | None
+    #: the untimed profiled generations and FLOPs counts after the timed rounds, and their wall seconds
+    explain_generations: int
+    explain_cost_s: float
 
     @property
     def notes(self) -> list[str]: ...
@@ -94,7 +98,7 @@ class Progress:
         if self._write is not None and schedule:
             self._write(f"fbcache: timing {self.total} generations ({schedule})")
 
-    def generation(self, threshold: float | None, prompt_index: int | None, warmup: bool, number: int, of: int,
+    def generation(self, threshold: Threshold | None, prompt_index: int | None, warmup: bool, number: int, of: int,
                    seconds: float | None, hits: int | None = None, steps: int | None = None) -> str:
         """Count one finished generation and write its line; returns the line (written or not)."""
         self.start()
@@ -145,12 +149,22 @@ def results_markdown(fb: Results) -> str:
     parts = [render.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
              render.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
              render.residual_ranges(records), "```"]
+    if render.hit_map(records, single_stream=True):
+        parts += ["", f"Hits per step of {render.SINGLE_STREAM_MAP}:", "```", render.hit_map(records, True), "```",
+                  "", "Its relative residual difference per step:", "```", render.residual_ranges(records, True), "```"]
+    section = explain.markdown_section(records, clock_text(fb.config))
+    if section:
+        parts += ["", "Why this speedup:", "", section]
     if fb.notes:
         parts += [""] + [f"> {note}" for note in fb.notes]
     warnings = sorted({w for r in records for w in (r.machine_state or {}).get("warnings", [])})
     if warnings:
         parts += ["", "Machine state changed during the run (timings may not be comparable):"]
         parts += [f"- warning: {w}" for w in warnings]
+    findings = compile_cache_findings(render.ordered(records))
+    if findings:
+        parts += ["", "Compile cache (a warm start expected, a cold compilation found):"]
+        parts += [f"- finding: {f}" for f in findings]
     return "\n".join(parts) + "\n"
 
 
@@ -177,7 +191,30 @@ def compile_lines(fb: Results) -> list[str]:
     compile_s = "—" if first.compile_s is None else f"{first.compile_s:.1f} s"
     return [f"compile: {fb.config.compile}; first call of each cache state, untimed: {states}",
             f"compile: first-call compile time {compile_s} ({first.label}: first call minus timed median); "
-            f"no compilation during the timed rounds of {len(records)} benchmark(s)"]
+            f"no compilation during the timed rounds of {len(records)} benchmark(s)"] + compile_cache_lines(records)
+
+
+def _lookups(record: BenchRecord) -> str:
+    entry = record.compile_cache
+    if entry.get("state") is None:
+        return f"{record.label} nothing compiled"
+    return (f"{record.label} {entry['state']} ({entry.get('hits', 0)} hits, {entry.get('misses', 0)} misses"
+            + (f", {entry['bypasses']} bypassed" if entry.get("bypasses") else "") + ")")
+
+
+def compile_cache_lines(records: list[BenchRecord]) -> list[str]:
+    """Where the compile caches were, what each first call found in them, and every finding."""
+    cached = [r for r in records if r.compile_cache]
+    if not cached:
+        return []
+    where = cached[0].compile_cache.get("dir") or "torch's default (the system temp directory; see --fbcache-compile-cache)"
+    return ([f"compile cache: {where}: " + ", ".join(_lookups(r) for r in cached)]
+            + [f"compile cache FINDING: {finding}" for finding in compile_cache_findings(records)])
+
+
+def compile_cache_findings(records: list[BenchRecord]) -> list[str]:
+    """Benchmarks whose first call compiled cold although the compile cache held their stack."""
+    return [r.compile_cache["finding"] for r in records if r.compile_cache.get("finding")]
 
 
 def results_lines(fb: Results, bound_failures: int, bounds_note: str | None) -> list[str]:
@@ -188,7 +225,8 @@ def results_lines(fb: Results, bound_failures: int, bounds_note: str | None) -> 
              f"{'interleaved' if c.interleaved else 'sequential'})"
              + (f" | torch threads {c.threads}" if c.device.startswith("cpu") and c.threads else "")
              + (" | CPU clock (process time)" if c.clock == "cpu" else "")
-             + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else "")]
+             + (f" | model loaded once in {fb.model_load_s:.1f} s" if fb.model_load_s is not None else "")
+             + (f" | first generation (cold start) {fb.cold_start_s:.2f} s" if fb.cold_start_s is not None else "")]
     if c.prompt_set is not None:
         lines.append(f"prompt set {c.prompt_set.name} ({len(c.cases)} prompts, digest {c.prompt_set.digest})"
                      + (f" | shard {c.shard.rank}/{c.shard.world_size} ({c.shard.origin}): prompts "
@@ -203,7 +241,24 @@ def results_lines(fb: Results, bound_failures: int, bounds_note: str | None) -> 
                 lines.append(f"  note: {message}")
     else:
         lines.append(f"bounds: none: {bounds_note}" if bounds_note else "bounds: none (no profile matched; see --fbcache-bounds)")
-    return lines + timing_checks(fb) + compile_lines(fb)
+    return lines + timing_checks(fb) + compile_lines(fb) + explain_lines(fb)
+
+
+def clock_text(c: HarnessConfig) -> str:
+    """What the profiled generations' parts were timed with."""
+    if c.device.startswith("cuda"):
+        return "parts timed with CUDA events"
+    return "parts timed with " + ("the process's CPU time" if c.clock == "cpu" else "the wall clock")
+
+
+def explain_lines(fb: Results) -> list[str]:
+    """What the untimed generations after the timed rounds cost, and how to leave them out."""
+    if not fb.explain_generations:
+        return []
+    c = fb.config
+    what = " and ".join(name for name, on in (("a profiled generation", c.breakdown), ("a FLOPs count", c.flops)) if on)
+    return [f"untimed after each benchmark's rounds: {what}; {fb.explain_generations} generations, "
+            f"{fb.explain_cost_s:.1f} s in all (--fbcache-breakdown off and --fbcache-flops off leave them out)"]
 
 
 def terminal_summary(terminalreporter: Any, fb: Results, bound_failures: int, bounds_note: str | None,
@@ -217,7 +272,9 @@ def terminal_summary(terminalreporter: Any, fb: Results, bound_failures: int, bo
     if refusal:
         write(f"history: NOT saved: {refusal}", red=True)
     elif saved_path is not None:
-        marked = " (marked: bounds broken)" if bound_failures else ""
+        marks = (["bounds broken"] if bound_failures else []) + \
+            (["compile cache missed"] if compile_cache_findings(list(fb.records.values())) else [])
+        marked = f" (marked: {'; '.join(marks)})" if marks else ""
         write(f"history: saved {saved_path}{marked}")
     for line in unwritten:
         write(line, red=True)

@@ -14,26 +14,29 @@ import numpy as np
 from PIL import Image
 
 from fbcache import models
-from fbcache.backends import summarize
+from fbcache.backends import single_stream_hits, summarize
+from fbcache.config import Threshold, ThresholdPair
 from fbcache.errors import BoundViolation, BrokenRunError, NaNImageError
 from fbcache.history import UNCACHED, BenchRecord, compat, label_of
 from fbcache.history import summarize as summarize_set
 from fbcache.metrics import all_finite, to_uint8_images
 from fbcache.plugin import machine, schedule
+from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.session import FBCacheSession
 from fbcache.verdicts.bounds import Violation, check, check_set
 
 
 def image_name(label: str, which: str, stem: str = "flux", prompt_index: int | None = None) -> str:
     """The seed's file names: flux_t0.1_first.png; the baseline is flux_uncached_first.png; a prompt
-    of a set adds its index: flux_t0.1_p3_first.png."""
-    name = f"{stem}_{UNCACHED}" if label == UNCACHED else f"{stem}_t{label}"
+    of a set adds its index: flux_t0.1_p3_first.png; a MULTI/SINGLE pair's '/' (no file name holds one)
+    becomes '-': flux_t0.09-0.12_first.png."""
+    name = f"{stem}_{UNCACHED}" if label == UNCACHED else f"{stem}_t{label.replace('/', '-')}"
     if prompt_index is not None:
         name += f"_p{prompt_index}"
     return f"{name}_{which}.png"
 
 
-def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
+def measure(benchmark: Any, session: FBCacheSession, threshold: Threshold | None,
             prompt_index: int | None = None) -> BenchRecord:
     """Time one threshold (``None``: uncached, no hooks at all) on one prompt (``None``: the run's single
     prompt; else its index in the prompt set) and return its record."""
@@ -51,13 +54,13 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: float | None,
     rounds, warmup = schedule.run_sequential(benchmark, session, threshold, prompt_index)
     record = _build_record(benchmark, session, threshold, rounds, prompt_index)
     record.machine_state = machine.evidence(before, machine.sample(config.device))
-    record_warmup(record, config.compile, warmup)
+    record_warmup(record, config.compile, warmup, session.compile_cache)
     if threshold is None and config.selfcheck:
         record.bare_loop_s = schedule.bare_loop(session, config.rounds, prompt_index)
     return record
 
 
-def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: float | None,
+def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: Threshold | None,
                          prompt_index: int | None) -> BenchRecord:
     results = session.interleaved(lambda: schedule.run_interleaved(session))
     key = (threshold, prompt_index)
@@ -77,7 +80,7 @@ def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: flo
     return record
 
 
-def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | None, rounds: schedule.Rounds,
+def _build_record(benchmark: Any, session: FBCacheSession, threshold: Threshold | None, rounds: schedule.Rounds,
                   prompt_index: int | None = None, seconds: list[float] | None = None) -> BenchRecord:
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
@@ -96,6 +99,12 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
                 raise BrokenRunError(
                     f"the cache decided {len(steps)} times in a {config.steps}-step generation; its hooks did "
                     "not see every step (enable the cache before the first cache_context, diffusers #14037)")
+            pair = isinstance(threshold, ThresholdPair)
+            wrong = [s.step for s in steps if (s.single_hit is not None) != pair]
+            if wrong:
+                raise BrokenRunError(f"threshold {threshold:g}: " + (
+                    f"no single-stream decision at steps {wrong}; a MULTI/SINGLE pair decides twice per step" if pair
+                    else f"a single-stream decision at steps {wrong}; a single threshold decides once per step"))
     first_images = [to_uint8_images(images)[0] for images in timed_images[:2]]
     label = label_of(threshold)
     if threshold is None:
@@ -121,12 +130,20 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: float | No
         prompt_index=prompt_index,
         prompt=None if prompt_index is None else case.text,
     )
+    if rounds.explained is not None:
+        record.profile, record.flops = rounds.explained.profile, rounds.explained.flops
+        record.flops_hits = rounds.explained.flops_hits
     if threshold is not None:
         first = timed_decisions[0]
         record.hits, record.computed_steps = summarize(first)
         record.hits_per_round = [summarize(steps)[0] for steps in timed_decisions]
         record.residual_diff_trace = [step.diff for step in first]
         record.hit_trace = [step.hit for step in first]
+    if isinstance(threshold, ThresholdPair):
+        record.single_hits = single_stream_hits(first)
+        record.single_hits_per_round = [single_stream_hits(steps) for steps in timed_decisions]
+        record.single_residual_diff_trace = [step.single_diff for step in first]
+        record.single_hit_trace = [bool(step.single_hit) for step in first]
     median, baseline = record.median_s, session.uncached_median(prompt_index)
     if threshold is not None and median and baseline:
         record.speedup = baseline / median
@@ -145,8 +162,10 @@ def _save_images(output_dir: Path, label: str, images: list[np.ndarray], stem: s
     return saved
 
 
-def record_warmup(record: BenchRecord, compile_mode: str, warmup: schedule.WarmUp | None) -> None:
-    """``compile_s``: the warm-up call minus the timed median (the compilation, plus noise, clipped at 0)."""
+def record_warmup(record: BenchRecord, compile_mode: str, warmup: schedule.WarmUp | None,
+                  cache: CompileCache | None = None) -> None:
+    """``compile_s``: the warm-up call minus the timed median (the compilation, plus noise, clipped at 0);
+    ``compile_cache``: whether that compilation was cold or warm (``cache``: the session's compile cache)."""
     record.compile_mode = compile_mode
     if warmup is None:
         return
@@ -154,9 +173,13 @@ def record_warmup(record: BenchRecord, compile_mode: str, warmup: schedule.WarmU
     record.compile_graphs = warmup.compiled.graphs
     median = record.median_s
     record.compile_s = max(0.0, warmup.seconds - median) if median is not None else None
+    if cache is not None:
+        found = warmup.compiled
+        record.compile_cache = cache.outcome(record.label, found.graphs, found.cache_hits, found.cache_misses,
+                                             found.cache_bypasses)
 
 
-def bench(benchmark: Any, session: FBCacheSession, threshold: float | None = None,
+def bench(benchmark: Any, session: FBCacheSession, threshold: Threshold | None = None,
           prompt_index: int | None = None) -> BenchRecord:
     """Measure one threshold on one prompt, check its bounds (and, with its prompt the set's last, the
     set's) and hand the record to pytest-benchmark; :class:`BoundViolation` when an enforced one broke."""

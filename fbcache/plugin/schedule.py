@@ -47,7 +47,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fbcache import explain
 from fbcache.backends import DecisionLog, StepDecision, summarize
+from fbcache.config import Threshold
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history import UNCACHED, compat, label_of
 from fbcache.metrics import all_finite, to_uint8_images
@@ -117,13 +119,19 @@ RECOMPILE_MARK = "Detected recompile"
 
 @dataclass(frozen=True)
 class CompileCounters:
-    """Graphs dynamo compiled and frames it converted, so far in this process."""
+    """Graphs dynamo compiled and frames it converted, so far in this process; and inductor's FX graph cache
+    lookups (hits, misses, bypasses), which tell a warm compilation from a cold one (plugin/compile_cache.py)."""
 
     graphs: int
     frames: int
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_bypasses: int = 0
 
     def __sub__(self, other: CompileCounters) -> CompileCounters:
-        return CompileCounters(self.graphs - other.graphs, self.frames - other.frames)
+        return CompileCounters(self.graphs - other.graphs, self.frames - other.frames,
+                               self.cache_hits - other.cache_hits, self.cache_misses - other.cache_misses,
+                               self.cache_bypasses - other.cache_bypasses)
 
     @property
     def any(self) -> bool:
@@ -133,7 +141,10 @@ class CompileCounters:
 def counters() -> CompileCounters:
     from torch._dynamo.utils import counters as dynamo
 
-    return CompileCounters(graphs=int(dynamo["stats"]["unique_graphs"]), frames=int(dynamo["frames"]["total"]))
+    inductor = dynamo["inductor"]
+    return CompileCounters(graphs=int(dynamo["stats"]["unique_graphs"]), frames=int(dynamo["frames"]["total"]),
+                           cache_hits=int(inductor["fxgraph_cache_hit"]),
+                           cache_misses=int(inductor["fxgraph_cache_miss"]), cache_bypasses=int(inductor["fxgraph_cache_bypass"]))
 
 
 def _stance(name: str) -> Any:
@@ -202,6 +213,8 @@ class Rounds:
     machine_state: dict[str, Any] = field(default_factory=dict)
     #: the highest allocator peak of the timed generations (None off CUDA, or before any timed round)
     peak_memory_bytes: int | None = None
+    #: the untimed profiled generation and FLOPs count after the timed rounds (None when both are off)
+    explained: explain.Explained | None = None
 
     def add_peak(self, peak: int | None) -> None:
         if peak is not None:
@@ -211,10 +224,22 @@ class Rounds:
 def generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
     config, model = session.config, session.model
     prompt = None if prompt_index is None else config.case(prompt_index).text
-    return model.pipe(
-        height=config.height, width=config.width, num_inference_steps=config.steps, generator=generator,
-        output_type="pt", **model.kwargs_for(prompt),
-    ).images
+
+    def call() -> torch.Tensor:
+        return model.pipe(
+            height=config.height, width=config.width, num_inference_steps=config.steps, generator=generator,
+            output_type="pt", **model.kwargs_for(prompt),
+        ).images
+
+    if session.cold_start_s is not None:
+        return call()
+    # the session's first generation, whichever schedule makes it: its synchronised wall time is the cold start
+    synchronize(config.device)
+    started = time.perf_counter()
+    images = call()
+    synchronize(config.device)
+    session.cold_start_s = time.perf_counter() - started
+    return images
 
 
 def uncached_image(session: FBCacheSession, prompt_index: int | None = None) -> np.ndarray:
@@ -252,11 +277,36 @@ def _sweep_progress(session: FBCacheSession, benchmarks: int, schedule: str) -> 
     return progress
 
 
+def explain_benchmark(session: FBCacheSession, threshold: Threshold | None,
+                      prompt_index: int | None) -> explain.Explained | None:
+    """After a benchmark's timed rounds, untimed: its profiled generation and its FLOPs count, each if asked
+    for (fbcache/explain.py). A profile during which torch.compile compiled is dropped: its times hold the
+    compilation."""
+    config = session.config
+    if not (config.breakdown or config.flops):
+        return None
+    seed = config.case(prompt_index).seed
+    label = label_of(threshold, prompt_index)
+    before = counters() if config.compile != "none" else None
+    found = explain.explain_benchmark(
+        session.model.pipe, session.backend, threshold,
+        lambda: generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index),
+        config.device, clock(config.clock), config.compile, config.breakdown, config.flops)
+    line = found.line(label)
+    if before is not None and (counters() - before).any and found.profile:
+        found.profile = {}
+        line += "; profile dropped: torch.compile compiled during it"
+    session.note_explained(found.cost_s, int(config.breakdown) + int(config.flops))
+    if session.progress_write is not None:
+        session.progress_write(line)
+    return found
+
+
 # -------------------------------------------------------------------------------------- sequential
 
 
 def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
-                      prompt_index: int | None = None, threshold: float | None = None) -> Rounds:
+                      prompt_index: int | None = None, threshold: Threshold | None = None) -> Rounds:
     config = session.config
     seed = config.case(prompt_index).seed
     device = config.device
@@ -308,7 +358,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
     return rounds
 
 
-def run_sequential(benchmark: Any, session: FBCacheSession, threshold: float | None,
+def run_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold | None,
                    prompt_index: int | None) -> tuple[Rounds, WarmUp | None]:
     """One benchmark's rounds back to back through ``benchmark.pedantic``, the cache set for ``threshold``
     (``None``: uncached), after the untimed warm-up of a compiled session."""
@@ -334,6 +384,7 @@ def run_sequential(benchmark: Any, session: FBCacheSession, threshold: float | N
     finally:
         if threshold is not None:
             backend.disable()
+    rounds.explained = explain_benchmark(session, threshold, prompt_index)
     return rounds, warmup
 
 
@@ -354,7 +405,7 @@ def bare_loop(session: FBCacheSession, rounds: int, prompt_index: int | None = N
 
 
 #: one benchmark of the interleaved schedule: (threshold or None for uncached, prompt index or None)
-Key = tuple[float | None, int | None]
+Key = tuple[Threshold | None, int | None]
 
 
 @dataclass
@@ -450,8 +501,9 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
                                  f"{config.steps} steps): {str(exc).splitlines()[0]}") from exc
         raise
     evidence = machine.evidence(before, machine.sample(config.device))
-    for result in results.values():
+    for key, result in results.items():
         result.rounds.machine_state = evidence
+        result.rounds.explained = explain_benchmark(session, *key)
     return results
 
 

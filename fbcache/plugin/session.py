@@ -25,7 +25,7 @@ import pytest
 
 from fbcache import backends, metrics
 from fbcache.backends import CacheBackend
-from fbcache.config import HarnessConfig, Shard, check_writable_dir
+from fbcache.config import HarnessConfig, Shard, Threshold, check_writable_dir
 from fbcache.configure import (
     build_config,
     check_compile_selection,
@@ -35,7 +35,7 @@ from fbcache.configure import (
     source_of,
 )
 from fbcache.errors import BoundViolation, BrokenRunError, ConfigError
-from fbcache.history import BenchRecord, compat, label_of
+from fbcache.history import STARTUP_KEY, BenchRecord, Startup, compat, label_of
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of, match_facts
 from fbcache.history.storage import (
     IMAGES_RECORD_NAME,
@@ -46,6 +46,7 @@ from fbcache.history.storage import (
 )
 from fbcache.models import LoadedModel, load_model
 from fbcache.plugin import display
+from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.display import Progress, Write
 from fbcache.plugin.machine import fbcache_machine_info
 from fbcache.verdicts.bounds import BoundsProfile, calibrate, check_measured, other_workload, resolve_profile
@@ -93,6 +94,8 @@ class FBCacheSession:
         self.records: dict[str, BenchRecord] = {}
         self.health = RunHealth()
         self.model_load_s: float | None = None
+        #: wall time of the session's first generation (schedule.generate_once), once per run
+        self.cold_start_s: float | None = None
         self._model: LoadedModel | None = None
         self._load_failure: str | None = None
         self._backend: CacheBackend | None = None
@@ -101,7 +104,7 @@ class FBCacheSession:
         #: each computed image metric's computation, prepared once (:meth:`image_metrics`)
         self._computes: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
         #: thresholds and prompts whose benchmarks were collected (all configured ones unless deselected)
-        self.planned_thresholds: tuple[float, ...] = config.thresholds
+        self.planned_thresholds: tuple[Threshold, ...] = config.thresholds
         self.planned_prompts: tuple[int, ...] = ()
         self._interleaved: Any = None
         self._interleave_error: BaseException | None = None
@@ -111,6 +114,15 @@ class FBCacheSession:
         #: each benchmark's extra_info by record label: pytest-benchmark saves it at the end of the session, so a
         #: bound that a later benchmark finds broken (a prompt set's mean) can still mark the prompt that broke it
         self.extra_infos: dict[str, dict[str, Any]] = {}
+        #: the untimed profiled generations and FLOPs counts after the timed rounds: how many, and their wall seconds
+        self.explain_generations = 0
+        self.explain_cost_s = 0.0
+        #: a compiled session's compile cache (configure opens it; None for an eager session)
+        self.compile_cache: CompileCache | None = None
+
+    def note_explained(self, seconds: float, generations: int) -> None:
+        self.explain_generations += generations
+        self.explain_cost_s += seconds
 
     def progress(self, total: int) -> Progress:
         """The sweep's one progress counter, made by the first benchmark, which passes the sweep's total."""
@@ -132,6 +144,8 @@ class FBCacheSession:
                 import torch
 
                 torch.set_num_threads(self.config.threads)
+            if self.compile_cache is not None:  # before anything compiles
+                self.compile_cache.activate()
             started = time.perf_counter()
             try:
                 self._model = load_model(self.config)
@@ -214,7 +228,9 @@ def configure(config: pytest.Config) -> None:
         name = option_name(exc.option)
         config.stash[CONFIG_ERROR_KEY] = exc.from_source(source_of(config, name)) if name else exc
         return
-    config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
+    session = config.stash[SESSION_KEY] = FBCacheSession(harness, profile)
+    if harness.compile != "none":
+        session.compile_cache = CompileCache.open(harness.compile_cache, info)
     config.stash[MACHINE_INFO_KEY] = info
 
 
@@ -349,6 +365,13 @@ def update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     info = config.stash.get(MACHINE_INFO_KEY, None)
     if info is not None:
         machine_info["fbcache"] = info
+
+
+def update_json(config: pytest.Config, output_json: dict) -> None:
+    """The run's startup, once per run, as a top-level key of the run file (fbcache.history.Startup)."""
+    fb = config.stash.get(SESSION_KEY, None)
+    if fb is not None and (fb.model_load_s is not None or fb.cold_start_s is not None):
+        output_json[STARTUP_KEY] = Startup(fb.model_load_s, fb.cold_start_s).to_json()
 
 
 def check_comparable(config: pytest.Config, machine_info: dict, compared_benchmark: dict) -> None:

@@ -5,6 +5,11 @@ The configs are the ones measured on the GPUs page of the docs:
 runs of the same mode differ only by compilation. int4 uses the ``tile_packed_to_4d`` packing
 (tinygemm kernels, CUDA sm_80+); torchao's default int4 packing needs the separate ``mslk`` package.
 The config's ``repr`` - every field, defaults included - is the fingerprint's ``quant_config``.
+
+``--fbcache-quant-filter blocks`` quantizes only the repeated blocks' linear layers: the embedders and
+output layers, small matrices run once per step whatever the cache decides, stay in the model's dtype
+(whether that is faster under fp8 is measured, not assumed: docs/gpus.md). It is named in
+``quant_config``; the default ``all`` leaves ``quant_config`` as it always was.
 """
 
 from __future__ import annotations
@@ -12,11 +17,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fbcache.config import HarnessConfig
+from fbcache.config import HarnessConfig, OptionSpec, parse_choice
 from fbcache.errors import MissingDependencyError
 from fbcache.quant import QuantMode
 
 TORCHAO_HINT = "pip install 'fbcache[torchao]'"
+#: ``--fbcache-quant-filter`` values
+QUANT_FILTERS = ("all", "blocks")
+#: the transformer's lists of repeated blocks: ``blocks`` quantizes the linear layers under these only
+BLOCK_LISTS = ("transformer_blocks", "single_transformer_blocks")
+FILTER = OptionSpec("quant_filter", "torchao modes: which linear layers are quantized: all (every nn.Linear, "
+                    "torchao's default) or blocks (only those of the repeated blocks; the embedders and output "
+                    "layers stay in the model's dtype)", "all", "all|blocks", nightly=True,
+                    parse=lambda option, raw: parse_choice(option, raw, QUANT_FILTERS))
+FILTER_NOTE = "; quantized: the linear layers of transformer_blocks and single_transformer_blocks only"
+
+
+def in_blocks(module: Any, fqn: str) -> bool:
+    """quantize_'s filter for ``blocks``: a linear layer inside one of :data:`BLOCK_LISTS`."""
+    import torch
+
+    return isinstance(module, torch.nn.Linear) and fqn.split(".", 1)[0] in BLOCK_LISTS
 
 
 def _int8wo() -> Any:
@@ -61,10 +82,16 @@ def _mode(name: str, summary: str, make: Callable[[], Any], **kwargs: Any) -> Qu
             from torchao.quantization import quantize_
         except ImportError as exc:
             raise MissingDependencyError(f"{name} needs torchao: {TORCHAO_HINT} ({exc})") from exc
-        quantize_(transformer, built)
+        if config.option(FILTER) == "blocks":
+            quantize_(transformer, built, filter_fn=in_blocks)
+        else:
+            quantize_(transformer, built)
 
-    return QuantMode(name, summary, requires={"torchao": TORCHAO_HINT}, apply=apply,
-                     settings=lambda config: repr(_built(name, make)), **kwargs)
+    def settings(config: HarnessConfig) -> str:
+        return repr(_built(name, make)) + (FILTER_NOTE if config.option(FILTER) == "blocks" else "")
+
+    return QuantMode(name, summary, options=(FILTER,), requires={"torchao": TORCHAO_HINT}, apply=apply,
+                     settings=settings, **kwargs)
 
 
 _FLOAT8 = "float8 needs a CUDA GPU of sm_89 or newer"

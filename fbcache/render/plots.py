@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
+from fbcache import explain
 from fbcache.errors import MissingDependencyError
 from fbcache.history import UNCACHED, BenchRecord
 from fbcache.metrics import ImageMetric, primary
@@ -250,6 +251,78 @@ def hitmap_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
     figure.legend(handles=[Patch(color=COMPUTED_COLOUR, label="computed"),
                            Patch(color=SKIPPED_COLOUR, label="skipped (cache hit)")],
                   loc="outside lower center", ncol=2, frameon=False)
+    _title(figure, title)
+    return figure
+
+
+# ------------------------------------------------------------------------------ why this speedup
+
+#: one colour per part of a generation (fbcache/explain.py's PARTS), in stacking order
+PART_COLOURS = ("#8c6d31", "#26415e", "#6b8fb3", "#d6a84e", "#9fd3a8", "#bbbbbb")
+
+
+def speedups_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
+    """Measured against ideal (and FLOPs) speedup per threshold; None when no threshold has an ideal speedup."""
+    figure = speedups_figure(records, title)
+    return None if figure is None else _save(figure, path)
+
+
+def speedups_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
+    """Per cached benchmark: the measured speedup, the ideal one for its hits, and the FLOPs speedup, side by side."""
+    explained = explain.explain(records)
+    rows = [r for r in ordered(records) if r.threshold is not None and explained[r.label].ideal_speedup is not None]
+    if not rows:
+        return None
+    figure = _new_figure(max(6.0, 2.0 + len(rows) * 0.9), 4.2)
+    ax = figure.add_subplot()
+    series = (("measured", "#26415e", lambda r: r.speedup),
+              ("ideal (only the skipped blocks saved)", "#9fd3a8", lambda r: explained[r.label].ideal_speedup),
+              ("FLOPs", "#d6a84e", lambda r: explained[r.label].flops_speedup))
+    width = 0.27
+    for i, (name, colour, value) in enumerate(series):
+        xs = [x + (i - 1) * width for x in range(len(rows))]
+        heights = [value(r) or 0.0 for r in rows]
+        bars = ax.bar(xs, heights, width, color=colour, label=name)
+        ax.bar_label(bars, labels=[explain.ratio_text(value(r)) if value(r) else "" for r in rows], fontsize=7)
+    ax.set_xticks(range(len(rows)), [f"{r.label}\n{r.hits}/{r.steps} hits\neff. "
+                                     f"{explain.fraction_text(explained[r.label].efficiency)}" for r in rows],
+                  fontsize=8)
+    ax.axhline(1.0, color="#999999", linestyle="--", linewidth=1)
+    ax.set_xlabel("threshold")
+    ax.set_ylabel("speedup over uncached (x)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, axis="y", alpha=0.3)
+    _title(figure, title)
+    return figure
+
+
+def breakdown_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
+    """Where each benchmark's profiled generation spent its time, stacked; None when no benchmark has a profile."""
+    figure = breakdown_figure(records, title)
+    return None if figure is None else _save(figure, path)
+
+
+def breakdown_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
+    """One stacked bar per benchmark (its profiled generation's parts, ms), its timed median as a black tick."""
+    rows = [(r, p) for r in ordered(records) if (p := explain.Profile.of(r)) is not None]
+    if not rows:
+        return None
+    figure = _new_figure(8.0, 1.6 + len(rows) * 0.42)
+    ax = figure.add_subplot()
+    ys = list(range(len(rows)))
+    left = [0.0] * len(rows)
+    for part, colour in zip(explain.PARTS, PART_COLOURS):
+        widths = [max(0.0, p.parts()[part]) * 1000 for _, p in rows]
+        ax.barh(ys, widths, left=left, color=colour, label=part, height=0.7)
+        left = [a + b for a, b in zip(left, widths)]
+    medians = [(y, r.median_s * 1000) for y, (r, _) in zip(ys, rows) if r.median_s is not None]
+    ax.scatter([m for _, m in medians], [y for y, _ in medians], marker="|", s=300, color="#000000", zorder=3,
+               label="timed median")
+    ax.set_yticks(ys, [r.label if r.threshold is None else f"{r.label} ({p.hits}/{p.steps})" for r, p in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("milliseconds of one generation")
+    ax.grid(True, axis="x", alpha=0.3)
+    figure.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     _title(figure, title)
     return figure
 

@@ -7,7 +7,8 @@ so the directory can be moved, archived as a CI artifact or opened from disk as 
 
 Trends cover only runs with the reported run's fingerprint (never mixed), oldest to newest, ending
 at the reported run. Every run is judged as ``fbcache compare`` judged it that night (one walk over
-the history, verdicts/judge.py), and the alerting points are marked.
+the history, verdicts/judge.py), and the alerting points are marked. The run's model load and cold start
+(once per run) are in the Run table and, across the trend, in their own plot.
 
 Size. A run of any size is reported in seconds and megabytes. A run with thousands of benchmarks (a
 large prompt set) would otherwise give every benchmark a row in the hit map, a line and legend entry
@@ -31,14 +32,16 @@ from urllib.parse import quote
 
 from PIL import Image, UnidentifiedImageError
 
-from fbcache import markup
+from fbcache import explain, markup
 from fbcache.errors import OutputWriteError
-from fbcache.history import UNCACHED, BenchRecord, is_prompt_set
+from fbcache.history import COLD_START_LABEL, LOAD_LABEL, UNCACHED, BenchRecord, is_prompt_set
 from fbcache.history.storage import Acceptance, Run, images_mismatch, same_fingerprint_before
 from fbcache.metrics import all_metrics, primary
 from fbcache.render import (
     GIB,
+    SINGLE_STREAM_MAP,
     columns,
+    explanations_of,
     has_peaks,
     hit_map,
     is_compiled,
@@ -58,6 +61,8 @@ TIMING_ONLY_NOTE = ("Timing only: this model has random weights. Its per-step co
                     "and image metrics are not what trained weights would give; read the timings only.")
 IMAGE_DIR = "images"
 IMAGE_KINDS = ("first", "second")
+#: "Why this speedup": measured against ideal speedup, and the stacked time breakdown
+EXPLAIN_FIGURES = ("speedups.png", "breakdown.png")
 
 #: benchmarks drawn one by one (hit map, trade-off, trends, image grid) and whose images are copied;
 #: 64 keeps an 8-prompt set with 7 thresholds whole
@@ -140,9 +145,14 @@ def trend_metrics() -> list[TrendMetric]:
                         lambda r: None if r.peak_memory_bytes is None else r.peak_memory_bytes / GIB, True)]
 
 
+#: the run's model load and cold start across the trend (once per run, not per benchmark)
+STARTUP_FIGURE, STARTUP_TITLE = "trend-startup.png", "Model load and cold start"
+
+
 def figure_names() -> tuple[str, ...]:
     """Every fixed-name file a report may contain; a stale one from an earlier report is removed."""
-    return ("image-grid.png", "tradeoff.png", "hitmap.png", *(m.filename for m in trend_metrics()))
+    return ("image-grid.png", "tradeoff.png", "hitmap.png", *EXPLAIN_FIGURES, *(m.filename for m in trend_metrics()),
+            STARTUP_FIGURE)
 
 
 @dataclass(frozen=True)
@@ -229,7 +239,17 @@ def run_metadata(run: Run) -> list[tuple[str, str]]:
         ("versions", versions or "unknown"),
         ("commit", commit_text),
         ("fingerprint", run.fingerprint_id),
+        *_startup_rows(run),
     ]
+
+
+def _startup_rows(run: Run) -> list[tuple[str, str]]:
+    """The run's model load and first generation (wall time, once per run)."""
+    startup = run.startup
+    if startup is None:
+        return [("model load, cold start", "not recorded (a run saved before fbcache stored them)")]
+    shown = [(LOAD_LABEL, startup.model_load_s), (f"{COLD_START_LABEL} (first generation)", startup.cold_start_s)]
+    return [(name, "not recorded" if value is None else f"{value:.2f} s") for name, value in shown]
 
 
 def is_timing_only(run: Run) -> bool:
@@ -349,6 +369,21 @@ def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path,
     return written
 
 
+def _startup_figure(series: list[Run], alerts: list[TrendAlert], out_dir: Path) -> dict[str, Path]:
+    """The model load and cold start of each run; none when no run of the trend recorded them."""
+    labels = [LOAD_LABEL, COLD_START_LABEL]
+    flagged = {(a.run, a.label) for a in alerts}
+    points = [plots.TrendPoint(label, i, value, (run.name, label) in flagged)
+              for i, run in enumerate(series) if run.startup is not None
+              for label, value in run.startup.by_label().items()]
+    if not points:
+        return {}
+    names = [f"{run.name[:4]} {_short_date(run)[:16]}" for run in series]
+    return {STARTUP_FIGURE: plots.trend_plot(names, points, labels, out_dir / STARTUP_FIGURE,
+                                             f"{STARTUP_TITLE}: {len(series)} runs, fingerprint "
+                                             f"{series[-1].fingerprint_id}", "wall time (s)")}
+
+
 def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool,
              progress: Callable[[str], None] = lambda _: None) -> dict[str, Path]:
     """Every PNG of the report by name; sets ``report.alerts`` when there is a trend to judge."""
@@ -361,7 +396,8 @@ def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool,
     fingerprint = report.run.fingerprint
     title = f"{display_name(report.run)} ({fingerprint.get('model', '?')}, {fingerprint.get('quantization', '?')})"
     title += " - timing only, random weights" if report.timing_only else ""
-    for name, draw in (("tradeoff.png", plots.tradeoff_plot), ("hitmap.png", plots.hitmap_plot)):
+    for name, draw in (("tradeoff.png", plots.tradeoff_plot), ("hitmap.png", plots.hitmap_plot),
+                       ("speedups.png", plots.speedups_plot), ("breakdown.png", plots.breakdown_plot)):
         progress(f"drawing {name}")
         figure = draw(shown, out_dir / name, title)
         if figure is not None:
@@ -371,6 +407,7 @@ def _figures(report: Report, runs: list[Run], out_dir: Path, draw_grid: bool,
         report.alerts = trend_alerts(runs, report.trend)
         progress("drawing the trend plots")
         written.update(_trend_figures(report.trend, report.alerts, out_dir, {r.label for r in shown}))
+        written.update(_startup_figure(report.trend, report.alerts, out_dir))
     return written
 
 
@@ -400,11 +437,15 @@ def render_markdown(report: Report) -> str:
         lines += ["Bounds violations:", "", *[f"- {markup.cell(line)}" for line in _bounds_shown(report)], ""]
     if "tradeoff.png" in report.figures:
         lines += ["## Speed against quality", "", f"![{_tradeoff_alt()}](tradeoff.png)", ""]
+    lines += _markdown_explained(report)
     trace = hit_map(report.listed or report.records)
     if trace:
         lines += ["## Cache hits per step", ""]
         lines += ["![hit map](hitmap.png)", ""] if "hitmap.png" in report.figures else []
         lines += ["'#' computed, '.' cache hit (skipped):", "", "```", trace, "```", ""]
+    single = hit_map(report.listed or report.records, single_stream=True)
+    if single:
+        lines += [f"Hits per step of {SINGLE_STREAM_MAP}:", "", "```", single, "```", ""]
     image_rows = [[record.label, *[f"![{record.label} {c.kind}]({quote(c.copy)})" if c.copy
                                    else f"missing: {c.name or 'not recorded'}" for c in cells]]
                   for record, cells in report.images]
@@ -416,6 +457,17 @@ def render_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def _markdown_explained(report: Report) -> list[str]:
+    """"Why this speedup": measured against ideal speedup, the time breakdown, the cost model (runs with profiles)."""
+    section = explain.markdown_section(report.listed or report.records)
+    if not section:
+        return []
+    lines = ["## Why this speedup", ""]
+    lines += ["![measured, ideal and FLOPs speedup](speedups.png)", ""] if "speedups.png" in report.figures else []
+    lines += ["![where the time goes](breakdown.png)", ""] if "breakdown.png" in report.figures else []
+    return lines + [section, ""]
+
+
 def _markdown_trend(report: Report) -> list[str]:
     """The trend section, or why there is none."""
     if len(report.trend) < 2:
@@ -424,6 +476,7 @@ def _markdown_trend(report: Report) -> list[str]:
              + ", ".join(f"`{run.name}`" for run in report.trend) + ".", ""]
     for metric in trend_metrics():
         lines += [f"![{metric.title}]({metric.filename})", ""] if metric.filename in report.figures else []
+    lines += [f"![{STARTUP_TITLE}]({STARTUP_FIGURE})", ""] if STARTUP_FIGURE in report.figures else []
     if report.alerts:
         lines += ["Regressions, each run as compare judged it (ringed in the plots):", ""]
         lines += capped([f"- `{a.run}` {a.label} {a.metric}: **{a.status}**: {markup.cell(a.detail)}"
@@ -458,12 +511,14 @@ def render_html(report: Report) -> str:
     parts += [f'<p class="note">{_esc(note)}</p>' for note in report.scale_notes]
     header, rows = results(report.records)
     parts += ["<h2>Results</h2>", _html_table([_esc(c) for c in header], [[_esc(cell) for cell in r] for r in rows])]
-    note = peak_note(report.records)
-    parts += [f'<p class="note">{_esc(note)}</p>'] if note is not None else []
+    explained = explanations_of(report.records)
+    notes = [peak_note(report.records), None if explained is not None else explain.NOT_MEASURED_NOTE]
+    parts += [f'<p class="note">{_esc(note)}</p>' for note in notes if note is not None]
     if is_prompt_set(report.records):
         compiled, peaks, shown = is_compiled(report.records), has_peaks(report.records), shown_metrics(report.records)
-        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled, peaks, shown)],
-                                                     [[_esc(cell) for cell in row(r, compiled, peaks, shown)]
+        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled, peaks, explained is not None,
+                                                                               shown)],
+                                                     [[_esc(cell) for cell in row(r, compiled, peaks, explained, shown)]
                                                       for r in ordered(report.listed or report.records)]),
                   "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.listed or report.records)], "</ul>"]
     if report.bounds:
@@ -471,11 +526,15 @@ def render_html(report: Report) -> str:
                   *[f"<li>{_esc(line)}</li>" for line in _bounds_shown(report)], "</ul>"]
     if "tradeoff.png" in report.figures:
         parts += ["<h2>Speed against quality</h2>", _img("tradeoff.png", _tradeoff_alt())]
+    parts += _html_explained(report)
     trace = hit_map(report.listed or report.records)
     if trace:
         parts.append("<h2>Cache hits per step</h2>")
         parts += [_img("hitmap.png", "hit map")] if "hitmap.png" in report.figures else []
         parts.append(f"<p>'#' computed, '.' cache hit (skipped):</p><pre>{_esc(trace)}</pre>")
+    single = hit_map(report.listed or report.records, single_stream=True)
+    if single:
+        parts.append(f"<p>Hits per step of {_esc(SINGLE_STREAM_MAP)}:</p><pre>{_esc(single)}</pre>")
     parts += ["<h2>Images</h2>", _html_table(["threshold", *IMAGE_KINDS], [
         [_esc(record.label), *[_img(c.copy, f"{record.label} {c.kind}") if c.copy else
                                f'<span class="missing">missing: {_esc(c.name or "not recorded")}</span>'
@@ -487,6 +546,25 @@ def render_html(report: Report) -> str:
     return markup.page(f"fbcache report: {display_name(report.run)}", parts)
 
 
+def _html_explained(report: Report) -> list[str]:
+    """The HTML of :func:`_markdown_explained`."""
+    records = report.listed or report.records
+    if not explain.has_explanations(records):
+        return []
+    parts = ["<h2>Why this speedup</h2>"]
+    parts += [_img("speedups.png", "measured, ideal and FLOPs speedup")] if "speedups.png" in report.figures else []
+    parts += [_img("breakdown.png", "where the time goes")] if "breakdown.png" in report.figures else []
+    model = explain.fit(records)
+    parts += [f"<p>Cost model: <code>{_esc(model.formula())}</code></p>"] if model is not None else []
+    parts.append(_html_table([_esc(c) for c in explain.SPEEDUP_HEADER],
+                             [[_esc(cell) for cell in r] for r in explain.speedup_rows(records)]))
+    breakdown = explain.breakdown_rows(records)
+    if breakdown:
+        parts += ["<p>Where the time goes (each benchmark's profiled generation, untimed):</p>",
+                  _html_table([_esc(c) for c in explain.BREAKDOWN_HEADER], [[_esc(c) for c in r] for r in breakdown])]
+    return parts
+
+
 def _html_trend(report: Report) -> list[str]:
     """The trend section, or why there is none."""
     if len(report.trend) < 2:
@@ -494,6 +572,7 @@ def _html_trend(report: Report) -> list[str]:
     parts = ["<h2>Trend</h2>", f"<p>{len(report.trend)} runs with fingerprint {_esc(report.run.fingerprint_id)}, "
              f"oldest first: {_esc(', '.join(run.name for run in report.trend))}.</p>"]
     parts += [_img(m.filename, m.title) for m in trend_metrics() if m.filename in report.figures]
+    parts += [_img(STARTUP_FIGURE, STARTUP_TITLE)] if STARTUP_FIGURE in report.figures else []
     if report.alerts:
         parts += ['<p class="alert">Regressions, each run as compare judged it (ringed in the plots):</p><ul>',
                   *capped([f"<li>{_esc(a.run)} {_esc(a.label)} {_esc(a.metric)}: <b>{_esc(a.status)}</b>: "

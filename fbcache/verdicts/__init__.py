@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from fbcache import markup
+from fbcache.explain import flops_text
 from fbcache.metrics import ImageMetric, all_metrics
 
 #: verdicts that wake someone up
@@ -158,6 +159,18 @@ def _metric_pair(verdict: Verdict | None, metric: ImageMetric) -> str:
     return f"{now} / {'—' if no_base else metric.format(metric.from_json(verdict.baseline))}"
 
 
+def _percent_pair(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "—"
+    return " / ".join("—" if v is None else f"{v:.0%}" for v in (verdict.latest, verdict.baseline))
+
+
+def _flops_pair(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "—"
+    return f"{flops_text(verdict.latest)} / {flops_text(verdict.baseline)}"
+
+
 def _change(verdict: Verdict | None) -> str:
     if verdict is None or verdict.effect is None:
         return "—"
@@ -184,6 +197,11 @@ def markdown(result: CompareResult) -> str:
     peaks = any(row.verdict("peak_memory") is not None for row in result.rows)
     if peaks:
         header.insert(-1, "peak GiB (now / base)")
+    # runs with profiles and FLOPs counts (fbcache/explain.py): their columns only where some benchmark has them
+    efficiency = any(row.verdict("efficiency") is not None for row in result.rows)
+    flops = any(row.verdict("flops") is not None for row in result.rows)
+    header[-1:-1] = (["efficiency (now / base)", "efficiency change (MDE)"] if efficiency else []) + \
+        (["FLOPs (now / base)"] if flops else [])
     rows = []
     for row in result.rows:
         hits = row.verdict("hits")
@@ -193,6 +211,10 @@ def markdown(result: CompareResult) -> str:
                  *[_metric_pair(row.verdict(m.name), m) for m in shown], hits_text]
         if peaks:
             cells.append(_pair(row.verdict("peak_memory"), 2))
+        if efficiency:
+            cells += [_percent_pair(row.verdict("efficiency")), _change(row.verdict("efficiency"))]
+        if flops:
+            cells.append(_flops_pair(row.verdict("flops")))
         rows.append([*cells, row.status.upper() if row.status in ALERTING else row.status])
     lines = [f"**fbcache compare**: `{result.latest}` against {result.baseline}", "", markup.table(header, rows)]
     judged = coverage(result)
@@ -212,7 +234,7 @@ def markdown(result: CompareResult) -> str:
 def _metric_titles() -> dict[str, str]:
     """Display names, in the order coverage lists them."""
     return {"bounds": "bounds", "hits": "hits", **{m.name: m.title for m in all_metrics()}, "peak_memory": "peak memory",
-            "time": "time", "speedup": "paired speedup"}
+            "time": "time", "speedup": "paired speedup", "efficiency": "efficiency", "flops": "FLOPs"}
 
 
 def coverage(result: CompareResult) -> list[str]:

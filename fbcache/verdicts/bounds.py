@@ -20,6 +20,7 @@ A profile looks like::
                                  # where lower is better); or "calibrate on the first run": not checked yet
     min_<metric>_worst = 0.85    # with a prompt set: the bound of the worst prompt
     max_peak_memory_gib = 28.5   # each benchmark's peak GPU memory of its timed rounds (not checked on a CPU)
+    [thresholds."0.09/0.12"]     # a MULTI/SINGLE threshold pair (a cache that decides twice per step) has its own
 
 Profiles are checked as a schema: an unknown key (a typo would otherwise enforce nothing), a wrong
 type, or a bound outside the values its quantity can take (each metric's ``value_range``, speedup > 0)
@@ -48,6 +49,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from fbcache.config import Threshold, parse_threshold, same_threshold
 from fbcache.errors import ConfigError
 from fbcache.history import BenchRecord, ThresholdSummary, summarize
 from fbcache.history.fingerprint import MATCH_KEYS
@@ -100,7 +102,7 @@ IMPLIED_MATCH = {"compile": "none", "prompts": UNSTATED_PROMPTS}
 class BoundsProfile:
     name: str
     source: str
-    thresholds: Mapping[float, ThresholdBound]
+    thresholds: Mapping[Threshold, ThresholdBound]
     match: Mapping[str, str] = field(default_factory=dict)
     enforce_speedup: bool = True
     description: str = ""
@@ -124,16 +126,16 @@ class BoundsProfile:
         """The prompt or prompt set the profile was calibrated on (its floors hold for that workload only)."""
         return self.match.get("prompts", UNSTATED_PROMPTS)
 
-    def bound_for(self, threshold: float) -> ThresholdBound | None:
+    def bound_for(self, threshold: Threshold) -> ThresholdBound | None:
         for key, bound in self.thresholds.items():
-            if abs(key - threshold) < 1e-9:
+            if same_threshold(key, threshold):
                 return bound
         return None
 
 
 @dataclass(frozen=True)
 class Violation:
-    threshold: float
+    threshold: Threshold
     metric: str
     measured: float
     bound: float
@@ -207,30 +209,28 @@ def _floor(value: Any, source: str, path: str) -> float | None:
     return float(value)
 
 
-def _threshold_key(key: str, source: str) -> float:
-    accepted = 'threshold keys like "0.1": finite numbers >= 0, quoted'
+def _threshold_key(key: str, source: str) -> Threshold:
+    accepted = 'threshold keys like "0.1", or "0.09/0.12" for a MULTI/SINGLE pair: finite numbers >= 0, quoted'
     try:
-        threshold = float(key)
-    except ValueError:
-        raise _error(source, f"thresholds.{key!r}", key, accepted, "not a number") from None
-    if not math.isfinite(threshold) or threshold < 0:
-        raise _error(source, f"thresholds.{key!r}", key, accepted, "not finite and >= 0")
-    return threshold
+        return parse_threshold("", key.strip(), accepted)
+    except ConfigError as exc:
+        why = "not finite and >= 0" if exc.why in ("negative", "not finite") else exc.why
+        raise _error(source, f"thresholds.{key!r}", key, accepted, why) from None
 
 
-def _thresholds(data: Any, source: str) -> dict[float, ThresholdBound]:
+def _thresholds(data: Any, source: str) -> dict[Threshold, ThresholdBound]:
     keys = threshold_keys()
     if not isinstance(data, Mapping) or not data:
         raise _error(source, "thresholds", data, f'[thresholds."T"] tables with keys {", ".join(keys)}',
                      "missing or empty: the profile would check nothing" if not data else "not a table")
-    thresholds: dict[float, ThresholdBound] = {}
+    thresholds: dict[Threshold, ThresholdBound] = {}
     for key, entry in data.items():
         threshold = _threshold_key(key, source)
         where = f'thresholds."{key}"'
         entry = _table(entry, source, where, keys)
         if not entry:
             raise _error(source, where, {}, ", ".join(keys), "empty table: no floor to check")
-        if any(abs(threshold - t) < 1e-9 for t in thresholds):
+        if any(same_threshold(threshold, t) for t in thresholds):
             raise _error(source, where, key, "one table per threshold", "the same threshold twice")
         floors = {k: _floor(v, source, f"{where}.{k}") for k, v in entry.items()}
         thresholds[threshold] = ThresholdBound(
@@ -342,7 +342,7 @@ def check_measured(profile: BoundsProfile, chosen: Iterable[str]) -> None:
                                   "would not compute")
 
 
-def _image_violations(profile: BoundsProfile, threshold: float, floors: Mapping[str, float],
+def _image_violations(profile: BoundsProfile, threshold: Threshold, floors: Mapping[str, float],
                       values: Mapping[str, float | None], suffix: str, scope: str) -> list[Violation]:
     found = []
     for metric in all_metrics():
@@ -353,7 +353,7 @@ def _image_violations(profile: BoundsProfile, threshold: float, floors: Mapping[
     return found
 
 
-def _speedup_violation(profile: BoundsProfile, threshold: float, bound: ThresholdBound, speedup: float | None,
+def _speedup_violation(profile: BoundsProfile, threshold: Threshold, bound: ThresholdBound, speedup: float | None,
                        scope: str) -> list[Violation]:
     if bound.min_speedup is None or speedup is None or speedup >= bound.min_speedup:
         return []

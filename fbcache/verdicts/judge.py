@@ -1,9 +1,10 @@
 """The one judge: walk a fingerprint's history oldest first and give every run its verdicts.
 
 ``fbcache compare`` and ``fbcache nightly`` show the last step of the walk; the report's trends
-mark every step. Each benchmark has up to three noisy series (stats.py): its median time, its
-paired speedup over the uncached run (cached thresholds), and the geometric mean of all median
-times (row "all benchmarks"); and exact ones (:class:`MetricTracker`, :class:`HitsTracker`): each image
+mark every step. Each benchmark has up to four noisy series (stats.py): its median time, its
+paired speedup over the uncached run (cached thresholds), its efficiency (cached thresholds with
+hits, runs with profiles: ideal time / measured time per round, fbcache/explain.py), and the
+geometric mean of all median times (row "all benchmarks"); and exact ones (:class:`MetricTracker`, :class:`HitsTracker`): each image
 metric of the registry and hits. At every run:
 
 1. each series' run-to-run residuals so far and its within-run noise (stats.py) are pooled over
@@ -26,6 +27,19 @@ identical runs. Its reference is the median peak of the current segment and its 
 that median; a rise beyond the tolerance is a regression, a fall beyond it an improvement (and the new
 reference). Like the other exact values it is judged from a benchmark's second run; a CPU run has no
 allocator peak (None) and is not judged.
+
+Startup (rows "model load" and "cold start", from the run's :class:`~fbcache.history.Startup`): one value
+a run, so no within-run noise exists. Each is a noisy time series judged by the same tracker, with its
+run-to-run noise from its own history alone, and two guards against that noise being underestimated
+(startup times have a long upper tail: docs/verdicts.md shows the measured case): it is "too noisy to
+judge" until its noise has ``STARTUP_MIN_DF`` degrees of freedom (a few quiet runs by chance would set
+a narrow gate), and it alerts only on a confirmed step: a second run beyond the gate in the same
+regression (a regression since the first). A first run beyond the gate, and whatever else the tracker
+calls a regression without two runs beyond the gate, is advisory: shown, not alerting (a false alarm
+costs more than a late one).
+
+FLOPs (:class:`FlopsTracker`) are exact on every device, a CPU's included: any change against the
+segment's count is a finding, "work changed: +x%".
 """
 
 from __future__ import annotations
@@ -35,7 +49,8 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fbcache.history import BenchRecord, label_of
+from fbcache import explain
+from fbcache.history import COLD_START_LABEL, LOAD_LABEL, BenchRecord, label_of
 from fbcache.history.storage import Acceptance, Run
 from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.verdicts import (
@@ -61,6 +76,14 @@ from fbcache.verdicts.stats import (
 )
 
 TIME, SPEEDUP, PEAK_MEMORY = "time", "speedup", "peak_memory"
+#: the series key of the startup times (their verdicts are "time" verdicts of their own rows)
+STARTUP = "startup"
+#: degrees of freedom a startup series' run-to-run noise needs before it is judged (about 11 runs)
+STARTUP_MIN_DF = 10
+#: issue 24: ideal time / measured time per round (noisy, like speedup); FLOPs of one generation (exact)
+EFFICIENCY, FLOPS = "efficiency", "flops"
+#: noisy series whose smaller values are worse
+_HIGHER_IS_BETTER = (SPEEDUP, EFFICIENCY)
 #: the peak-memory tolerance never falls below this relative change ...
 PEAK_MEMORY_FLOOR = 0.02
 #: ... and is at least this many times the segment's run-to-run spread
@@ -106,6 +129,15 @@ def observe_speedup(record: BenchRecord, uncached: BenchRecord | None) -> Observ
     if not rounds:
         return None
     return Observation(statistics.median(rounds), rounds, median_interval(ratios), paired)
+
+
+def observe_efficiency(record: BenchRecord, uncached: BenchRecord | None, blocks: float | None) -> Observation | None:
+    """Efficiency per round (fbcache/explain.py): only rows with hits and a run with profiles; at zero hits it
+    would be the paired speedup, judged as such."""
+    rounds = logs(explain.efficiency_rounds(record, uncached, blocks))
+    if not rounds:
+        return None
+    return Observation(statistics.median(rounds), rounds, paired=bool(record.paired_uncached_s))
 
 
 def observe_geomean(run: Run, labels: list[str]) -> Observation | None:
@@ -179,8 +211,9 @@ class HitsTracker:
         if record.hits is None:
             return ExactJudgement("not judged", None, None, "no hits recorded")
         if not record.hits_consistent:
+            single = f", single-stream {record.single_hits_per_round}" if record.single_hits_per_round else ""
             return ExactJudgement("unstable", record.hits, None if self.reference is None else self.reference.hits,
-                                  f"hits varied between rounds of one run: {record.hits_per_round}")
+                                  f"hits varied between rounds of one run: {record.hits_per_round}{single}")
         if accepted:
             self.reference, self.since = record, None
             return ExactJudgement("accepted", record.hits, record.hits, "accepted")
@@ -188,14 +221,49 @@ class HitsTracker:
             self.reference, self.since = record, None
             return ExactJudgement("not judged", record.hits, None, FIRST_RUN, runs_needed=1)
         before = self.reference
-        if record.hits == before.hits and record.hit_trace == before.hit_trace:
+        # a MULTI/SINGLE pair: the single-stream decisions count as much as the double-stream ones
+        if (record.hits, record.hit_trace, record.single_hit_trace) == (before.hits, before.hit_trace,
+                                                                         before.single_hit_trace):
             self.since = None
             return ExactJudgement("ok", record.hits, before.hits, "identical per step")
         self.since = index if self.since is None else self.since
         flipped = [i for i, (a, b) in enumerate(zip(record.hit_trace, before.hit_trace)) if a != b]
-        return ExactJudgement("changed", record.hits, before.hits,
-                              f"{before.hits} -> {record.hits} of {record.steps}; steps that flipped: {flipped}",
-                              self.since)
+        why = f"{before.hits} -> {record.hits} of {record.steps}; steps that flipped: {flipped}"
+        if record.single_hit_trace != before.single_hit_trace:
+            pairs = zip(record.single_hit_trace, before.single_hit_trace)
+            why += (f"; single-stream {before.single_hits} -> {record.single_hits}, steps that flipped: "
+                    f"{[i for i, (a, b) in enumerate(pairs) if a != b]}")
+        return ExactJudgement("changed", record.hits, before.hits, why, self.since)
+
+
+@dataclass
+class FlopsTracker:
+    """A benchmark's FLOPs against its segment's: deterministic, so any change is a finding ("work changed")."""
+
+    reference: BenchRecord | None = None
+    since: int | None = None
+
+    def judge(self, index: int, record: BenchRecord, accepted: bool) -> ExactJudgement:
+        flops = record.flops
+        if flops is None:
+            return ExactJudgement("not judged", None, None, "no FLOPs count in this run")
+        if accepted:
+            self.reference, self.since = record, None
+            return ExactJudgement("accepted", flops, flops, "accepted")
+        if self.reference is None or self.reference.flops is None:
+            self.reference, self.since = record, None
+            return ExactJudgement("not judged", flops, None, FIRST_RUN, runs_needed=1)
+        before, base = self.reference, self.reference.flops
+        if flops == base:
+            self.since = None
+            return ExactJudgement("ok", flops, base, f"identical: {explain.flops_text(flops)}")
+        self.since = index if self.since is None else self.since
+        change = flops / base - 1 if base else float("inf")
+        detail = (f"work changed: {change:+.1%} ({explain.flops_text(base)} -> {explain.flops_text(flops)} "
+                  "per generation)")
+        if record.flops_hits != before.flops_hits:
+            detail += f"; its hits changed too ({before.flops_hits} -> {record.flops_hits})"
+        return ExactJudgement("changed", flops, base, detail, self.since)
 
 
 @dataclass
@@ -256,13 +324,15 @@ class HistoryJudge:
         self.image_metrics: dict[tuple[str, str], MetricTracker] = {}
         self.hits: dict[str, HitsTracker] = {}
         self.peaks: dict[str, PeakMemoryTracker] = {}
+        self.flops: dict[str, FlopsTracker] = {}
         self._current = ""
 
     def _series(self, metric: str, label: str) -> _Series:
         key = (metric, label)
         if key not in self.series:
-            worse = -1 if metric == SPEEDUP else 1
-            self.series[key] = _Series(Tracker(worse, self.gates, self.settings.history), [])
+            worse = -1 if metric in _HIGHER_IS_BETTER else 1
+            min_df = STARTUP_MIN_DF if metric == STARTUP else 1
+            self.series[key] = _Series(Tracker(worse, self.gates, self.settings.history, min_df=min_df), [])
         return self.series[key]
 
     def walk(self) -> list[CompareResult]:
@@ -271,14 +341,21 @@ class HistoryJudge:
     # ---------------------------------------------------------------- one run
     def _observations(self, run: Run) -> dict[tuple[str, str], Observation]:
         found: dict[tuple[str, str], Observation] = {}
+        model = explain.fit(run.records.values())
+        blocks = model.blocks if model is not None else None
         for record in _ordered(run.records):
             if (obs := observe_time(record)) is not None:
                 found[(TIME, record.label)] = obs
             uncached = run.records.get(label_of(None, record.prompt_index))
             if (obs := observe_speedup(record, uncached)) is not None:
                 found[(SPEEDUP, record.label)] = obs
+            if (obs := observe_efficiency(record, uncached, blocks)) is not None:
+                found[(EFFICIENCY, record.label)] = obs
         if (obs := observe_geomean(run, self.labels)) is not None:
             found[(TIME, RUN_LABEL)] = obs
+        for label, seconds in (run.startup.by_label() if run.startup is not None else {}).items():
+            value = math.log(seconds)
+            found[(STARTUP, label)] = Observation(value, [value])  # one value: no within-run noise
         return found
 
     def _noisy_judgements(self, index: int, accepted: str | None) -> dict[tuple[str, str], tuple[Judgement, Observation]]:
@@ -289,8 +366,9 @@ class HistoryJudge:
             series.within.append(obs.rounds)
             variances[key] = median_variance(dispersion(series.within), len(obs.rounds))
         noise = {k: SeriesNoise(self.series[k].tracker.residuals(), variances[k]) for k in observations}
-        pooled = {metric: pool(n for k, n in noise.items() if k[0] == metric) for metric in (TIME, SPEEDUP)}
-        judged = sum(1 for k in observations if self.series[k].tracker.seen >= self.settings.min_history)
+        pooled = {metric: pool(n for k, n in noise.items() if k[0] == metric)
+                  for metric in (TIME, SPEEDUP, EFFICIENCY, STARTUP)}
+        judged = sum(1 for k in observations if self._tested(self.series[k].tracker))
         tests = max(1, TESTS_PER_SERIES * judged)
         results = {}
         for key, obs in observations.items():
@@ -299,6 +377,12 @@ class HistoryJudge:
                                                        self.settings.min_history, accepted)
             results[key] = (judgement, obs)
         return results
+
+    def _tested(self, tracker: Tracker) -> bool:
+        """Whether this series is tested at this run (and so takes a share of the false-alarm budget)."""
+        if tracker.seen < self.settings.min_history:
+            return False
+        return tracker.min_df <= 1 or tracker.residuals().df >= tracker.min_df
 
     def _judge_run(self, index: int) -> CompareResult:
         run = self.runs[index]
@@ -309,7 +393,7 @@ class HistoryJudge:
         rows: list[ThresholdResult] = []
         for record in _ordered(run.records):
             verdicts = [_bounds_verdict(record)] if record.bounds.get("profile") or record.bounds.get("violations") else []
-            for metric in (TIME, SPEEDUP):
+            for metric in (TIME, SPEEDUP, EFFICIENCY):
                 if (metric, record.label) in noisy:
                     verdicts.append(self._noisy_verdict(index, metric, *noisy[(metric, record.label)]))
             if record.threshold is not None:
@@ -323,6 +407,9 @@ class HistoryJudge:
                     verdicts.append(self._exact_verdict(name, judged))
                 hits = self.hits.setdefault(record.label, HitsTracker())
                 verdicts.append(self._exact_verdict("hits", hits.judge(index, record, accepted is not None)))
+            if record.flops is not None:  # exact on every device, CPU included
+                flops = self.flops.setdefault(record.label, FlopsTracker())
+                verdicts.append(self._exact_verdict(FLOPS, flops.judge(index, record, accepted is not None)))
             if record.peak_memory_bytes is not None:  # a CPU run has no allocator peak: no verdict, shown "—"
                 peaks = self.peaks.setdefault(record.label, PeakMemoryTracker())
                 verdicts.append(self._exact_verdict(PEAK_MEMORY, peaks.judge(index, record.peak_memory_bytes,
@@ -331,6 +418,9 @@ class HistoryJudge:
         if (TIME, RUN_LABEL) in noisy:
             rows.append(ThresholdResult(RUN_LABEL, [self._noisy_verdict(index, TIME, *noisy[(TIME, RUN_LABEL)],
                                                                         geomean=True)]))
+        for label in (LOAD_LABEL, COLD_START_LABEL):
+            if (STARTUP, label) in noisy:
+                rows.append(ThresholdResult(label, [self._startup_verdict(index, *noisy[(STARTUP, label)])]))
         notes = self._notes(index)
         _no_improvement_from_a_slower_baseline(rows, run)
         if str(run.fingerprint.get("accelerator", "")).startswith("cpu") and not self.settings.judge_cpu_timing:
@@ -351,12 +441,28 @@ class HistoryJudge:
             detail = f"regressed since run {since}: {detail}"
         if geomean:
             detail = f"geometric mean of all median times: {detail}"
-        if metric == SPEEDUP and not obs.paired:
+        if metric in _HIGHER_IS_BETTER and not obs.paired:
             detail += "; rounds paired by index (run not interleaved)"
+        if metric == EFFICIENCY and judgement.status == "regression":
+            detail = f"the cached path got slower than its hits explain: {detail}"
         interval = None if obs.interval is None else [obs.interval.low, obs.interval.high, obs.interval.coverage]
         mde = None if judgement.gate is None else judgement.gate.mde
         return Verdict(metric, judgement.status, latest, baseline, detail, judgement.effect, mde, since, interval,
                        judgement.runs_needed)
+
+    def _startup_verdict(self, index: int, judgement: Judgement, obs: Observation) -> Verdict:
+        """A startup time's verdict. It alerts only on a confirmed step: this run beyond the gate, and an earlier
+        run of the same regression too; any other regression (a first run beyond the gate, a run inside it, a
+        pair or a drift inside it) is advisory, since one slow value may be the tail of the noise."""
+        verdict = self._noisy_verdict(index, TIME, judgement, obs)
+        if verdict.status != "regression":
+            return verdict
+        beyond = judgement.gate is not None and judgement.effect is not None and judgement.effect > judgement.gate.mde
+        if beyond and judgement.since is not None and judgement.since != index:
+            return verdict
+        verdict.status = "advisory"
+        verdict.detail += "; one value a run: it alerts once a second run is beyond the gate"
+        return verdict
 
     def _exact_verdict(self, metric: str, judgement: ExactJudgement) -> Verdict:
         since = self._name(judgement.since)
@@ -380,6 +486,8 @@ class HistoryJudge:
         for record in _ordered(run.records):
             for warning in (record.machine_state or {}).get("warnings", []):
                 notes.append(f"{record.label}: machine state: {warning}")
+            if record.compile_cache.get("finding"):
+                notes.append(f"compile cache: {record.compile_cache['finding']}")
         acceptance = self.acceptances.get(run.name)
         if acceptance is not None:
             notes.append(f"this run was accepted as the new baseline ({acceptance.accepted_at}): {acceptance.reason}")
@@ -409,12 +517,12 @@ def _no_improvement_from_a_slower_baseline(rows: list[ThresholdResult], run: Run
               and (verdict := row.verdict(TIME)) is not None and verdict.status == "regression"}
     for row in rows:
         record = run.records.get(row.label)
-        speedup = row.verdict(SPEEDUP)
-        if record is None or speedup is None or record.prompt_index not in slower:
+        if record is None or record.prompt_index not in slower:
             continue
-        if speedup.status == "improvement":
-            speedup.status = "ok"
-            speedup.detail += "; not an improvement: the uncached baseline itself got slower (see its time)"
+        for verdict in (row.verdict(SPEEDUP), row.verdict(EFFICIENCY)):
+            if verdict is not None and verdict.status == "improvement":
+                verdict.status = "ok"
+                verdict.detail += "; not an improvement: the uncached baseline itself got slower (see its time)"
 
 
 def _demote_cpu_timing(rows: list[ThresholdResult], notes: list[str]) -> None:
@@ -422,7 +530,7 @@ def _demote_cpu_timing(rows: list[ThresholdResult], notes: list[str]) -> None:
     demoted = 0
     for row in rows:
         for verdict in row.verdicts:
-            if verdict.metric in (TIME, SPEEDUP) and verdict.status == "regression":
+            if verdict.metric in (TIME, SPEEDUP, EFFICIENCY) and verdict.status == "regression":
                 verdict.status = "advisory"
                 verdict.detail += "; advisory: CPU timing (--judge-cpu-timing to alert on it)"
                 demoted += 1

@@ -333,6 +333,9 @@ class Tracker:
     seen: int = 0
     #: the last run judged ok: it joins the reference only once the next run did not continue a step from it
     pending: Point | None = None
+    #: degrees of freedom its run-to-run noise needs before a verdict; below, every run is "too noisy to judge"
+    #: and joins the reference (a series of one value a run, whose noise comes from its history alone, needs many)
+    min_df: int = 1
 
     # ---------------------------------------------------------------- evidence
     def residuals(self) -> Dispersion:
@@ -390,6 +393,13 @@ class Tracker:
             return Judgement("not judged", f"{effect:+.1%}; {earlier} earlier runs of the {min_history} that "
                              f"measure run-to-run noise: judged after {needed} more run(s)", effect,
                              reference_centre=centre, runs_needed=needed)
+        if df < self.min_df and not self.episode:
+            self._fold_pending()
+            self.reference.append(point)
+            return Judgement("too noisy to judge", f"{effect:+.1%}; one value a run: its run-to-run noise is measured "
+                             f"over {df} degrees of freedom so far and a verdict needs {self.min_df}: judged after "
+                             f"{self.min_df - df} more run(s)", effect,
+                             reference_centre=centre)
         g = gate(sigma, df, len(values), tests, self.settings)
         if not g.usable:
             if self.episode:

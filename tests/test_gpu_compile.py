@@ -1,0 +1,100 @@
+"""scripts/gpu-compile.sh's CPU-side logic: its table and goals on a made-up history, its session list, and
+its refusal of an unknown session before any GPU work. The histories here are fake (tests only)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from conftest import ROOT
+from fbcache.history import BenchRecord
+from tools.gpu_compile import SESSIONS, main
+
+QUANT = {"fp8": "torchao-fp8", "bf16": "none"}
+
+
+def fake_run(history: Path, name: str, uncached: list[float], cached: list[float], compile_s: tuple[float, float],
+             cache: str) -> None:
+    """One run file of one session: uncached and 0.8 (26/28 hits), with first-call compile times and cache state."""
+    quant, mode, _, _ = SESSIONS[name]
+    common = dict(model="flux-random", quantization=quant, cache_backend="diffusers", steps=28,
+                  resolution="1024x1024", seed=0, compile_mode=mode)
+    first = BenchRecord(threshold=None, rounds_s=uncached, **common)
+    second = BenchRecord(threshold=0.8, rounds_s=cached, hits=26, computed_steps=2, **common)
+    second.speedup = first.median_s / second.median_s
+    for record, seconds, state in ((first, compile_s[0], cache), (second, compile_s[1], None)):
+        record.compile_s, record.compile_warmup_s = seconds, seconds + record.median_s
+        record.compile_cache = {"state": state, "hits": 12 if state == "warm" else 0,
+                                "misses": 12 if state == "cold" else 0, "bypasses": 0, "dir": "cache"}
+    folder = history / name / "Linux-CPython-3.12-64bit"
+    folder.mkdir(parents=True)
+    machine = {"fbcache": {"accelerator": {"name": "FAKE GPU", "driver": "0", "cuda": "0"}, "model": "flux-random",
+                           "versions": {"torch": "x", "diffusers": "y", "torchao": "z"},
+                           "workload": {"resolution": "1024x1024", "steps": 28}}}
+    (folder / "0001_fake.json").write_text(json.dumps({
+        "machine_info": machine, "datetime": "2026-12-08T10:00:00",
+        "benchmarks": [{"name": r.label, "extra_info": r.to_extra_info()} for r in (first, second)]}))
+
+
+def summary(tmp_path: Path) -> str:
+    history = tmp_path / "history"
+    fake_run(history, "fp8-io-cold", [3.0, 3.1], [0.50, 0.52], (150.0, 2.0), "cold")
+    fake_run(history, "fp8-io-warm", [2.9, 3.0], [0.45, 0.46], (20.0, 0.5), "warm")
+    fake_run(history, "fp8-regional", [3.0, 3.05], [0.80, 0.81], (10.0, 0.2), "warm")
+    fake_run(history, "fp8-io-blocks", [2.70, 2.75], [0.47, 0.48], (12.0, 0.3), "partial")
+    walls = tmp_path / "walls.txt"
+    walls.write_text("fp8-io-cold 240 rc=0\nfp8-io-warm 80 rc=0\nbf16-io-cold skipped: 30 s of the budget left\n")
+    out = tmp_path / "summary.md"
+    assert main(["--history", str(history), "--walls", str(walls), "--out", str(out)]) == 0
+    return out.read_text()
+
+
+def test_the_rows_name_each_session_s_times_compile_and_cache(tmp_path):
+    text = summary(tmp_path)
+    assert text.startswith("FAKE GPU (driver 0, CUDA 0); torch x, diffusers y, torchao z; flux-random, 1024x1024, "
+                           "28 steps; runs saved 2026-12-08")
+    assert ("| fp8-io-warm | torchao-fp8 | regional+io | all | 2.950 [2.900-3.000] | 0.455 [0.450-0.460] (26/28) | "
+            "6.48x | 20.5 | 23.9 | 80 | uncached warm (12 hits, 0 misses); 0.8 nothing compiled |") in text
+    assert "| bf16-io-cold | none | regional+io | all | no saved run |" in text
+
+
+def test_the_goals_are_computed_from_the_rows(tmp_path):
+    text = summary(tmp_path)
+    assert "- fp8 regional+io, warm vs cold compilation of the sweep: 20.5 s vs 152.0 s = 13% (met, goal <= 20%)" in text
+    assert "- fp8 regional+io speedup at 0.8 (fp8-io-warm): 6.48x (met, goal >= 6x)" in text
+    assert "- bf16 regional+io, warm vs cold compilation: not measured" in text
+
+
+def test_overlapping_rounds_are_too_close_to_call(tmp_path):
+    text = summary(tmp_path)
+    assert ("- fp8 regional+io uncached vs regional uncached (goal: no slower): 1.025x: too close to call "
+            "(the timed rounds' ranges overlap)") in text
+
+
+def test_the_quantization_filter_line_says_which_is_faster(tmp_path):
+    text = summary(tmp_path)
+    assert ("- fp8 regional+io, embedders and output layers in bf16 (quant filter blocks) or fp8 (all), uncached: "
+            "blocks 2.725 s, all 2.950 s: blocks faster") in text
+
+
+def test_no_saved_runs_is_an_error(tmp_path):
+    assert main(["--history", str(tmp_path), "--out", str(tmp_path / "s.md")]) == 1
+
+
+def test_the_script_runs_the_tool_s_sessions_with_their_settings():
+    script = (ROOT / "scripts" / "gpu-compile.sh").read_text()
+    block = script.split('SESSIONS="', 1)[1].split('"', 1)[0]
+    rows = [line.split() for line in block.strip().splitlines()]
+    assert {row[0]: tuple(row[1:4]) for row in rows} == {name: spec[:3] for name, spec in SESSIONS.items()}
+    assert [row[0] for row in rows] == list(SESSIONS), "the same order: what each answers first"
+    assert re.search(r"BUDGET_S=\$\{BUDGET_S:-(\d+)\}", script).group(1) == "520"
+
+
+def test_the_script_refuses_an_unknown_session_before_any_gpu_work(tmp_path):
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-compile.sh"), "fp8-io-cold", "fp8-max-autotune"],
+                          cwd=tmp_path, capture_output=True, text=True, check=False,
+                          env={"PATH": "/usr/bin:/bin", "OUT": "out"})
+    assert done.returncode == 2 and "unknown session 'fp8-max-autotune'" in done.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".gpu-compile").exists()
