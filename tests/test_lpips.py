@@ -334,3 +334,14 @@ def test_the_default_sweep_has_no_lpips_column(sweep):
     run = sweep("--fbcache-steps", "2", "--fbcache-rounds", "1", "--fbcache-warmup-rounds", "0",
                 "--fbcache-thresholds", "0.5", "--fbcache-bounds", "none")
     assert run.returncode == 0 and "| SSIM | PSNR |" in run.output and "LPIPS" not in run.output, run.output
+
+
+@pytest.mark.integration
+@pytest.mark.xdist_group("lpips-sweeps")
+def test_the_report_draws_an_lpips_trend(sweeps, tmp_path):
+    pytest.importorskip("matplotlib")
+    base, done = sweeps
+    report = tmp_path / "report"
+    assert fbcache_main(["report", "--storage", str(base / "history"), "--out", str(report),
+                         "--images", str(done[-1].output_dir)]) == 0
+    assert "![LPIPS against uncached](trend-lpips.png)" in (report / "report.md").read_text()
