@@ -6,7 +6,7 @@
 marked ``nightly``. Cache backends, quantization modes and model sources declare their own options
 with the same :class:`OptionSpec`; :mod:`fbcache.configure` joins them to this table, adds one
 ``--fbcache-calibrate-<metric>-margin`` per image metric and lists the registries' choices in the
-help of ``model``, ``quant``, ``cache_backend`` and ``calibrate_margin``.
+help of ``model``, ``quant``, ``cache_backend``, ``metrics`` and ``calibrate_margin``.
 
 Every parser takes the option's name first, so its error names exactly what the user typed
 (``--fbcache-steps`` or ``FBCACHE_STEPS``) and the values it accepts.
@@ -150,6 +150,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "", "PATH", default_help="none, no profile written"),
     OptionSpec("calibrate_speedup_margin", "relative margin below the measured speedup for --fbcache-calibrate",
                "0.15", "FRACTION"),
+    OptionSpec("metrics", "image metrics to compute against the uncached image, comma-separated; an opt-in one "
+               "(it needs weights on disk) is computed only when named here", "", "LIST", nightly=True,
+               default_help=REGISTRY_HELP),
     OptionSpec("calibrate_margin", "per image metric, METRIC=DELTA: how far beyond the measured value "
                "--fbcache-calibrate puts the metric's bound", "", "METRIC=DELTA", multiple=True,
                default_help=REGISTRY_HELP),
@@ -650,6 +653,8 @@ class HarnessConfig:
     calibrate_speedup_margin: float = 0.15
     #: per image metric, a margin for ``calibrate`` that replaces the metric's own
     calibrate_margins: Mapping[str, float] = field(default_factory=dict, hash=False)
+    #: the image metrics this run computes, by name (--fbcache-metrics); empty: those marked default
+    metrics: tuple[str, ...] = ()
     device: str = "cpu"
     force_compare: bool = False
     selfcheck: bool = False

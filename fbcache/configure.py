@@ -64,21 +64,28 @@ def _backend_help() -> str:
 
 
 def _margins_help() -> str:
-    return "each metric's own: " + ", ".join(f"{m.name} {m.calibrate_margin:g}" for m in metrics.all_metrics())
+    return "each metric's own: " + ", ".join(f"{m.name} {m.margin_text(m.calibrate_margin)}"
+                                             for m in metrics.all_metrics())
+
+
+def _metrics_help() -> str:
+    opt_in = [m.name for m in metrics.all_metrics() if not m.default]
+    return ", ".join(m.name for m in metrics.selected()) + (f"; opt-in: {', '.join(opt_in)}" if opt_in else "")
 
 
 _REGISTRY_HELP: dict[str, Callable[[], str]] = {"model": _model_help, "quant": _quant_help,
                                                 "cache_backend": _backend_help}
 #: defaults that come from a registry, named in ``--help``
-_REGISTRY_DEFAULT: dict[str, Callable[[], str]] = {"calibrate_margin": _margins_help}
+_REGISTRY_DEFAULT: dict[str, Callable[[], str]] = {"calibrate_margin": _margins_help, "metrics": _metrics_help}
 
 
 def extension_options() -> tuple[OptionSpec, ...]:
-    """Every registered backend's, quantization mode's and model source's own options, in that order."""
+    """Every registered backend's, quantization mode's, model source's and image metric's own options, in that order."""
     found: dict[str, OptionSpec] = {}
     owners = [(entry.name, entry.options) for entry in backends.all_backends()]
     owners += [(entry.name, entry.options) for entry in quant.all_modes()]
     owners += [(entry.name, entry.options) for entry in models.all_sources()]
+    owners += [(f"image metric {entry.name}", entry.options) for entry in metrics.all_metrics()]
     for owner, declared in owners:
         for spec in declared:
             if spec.name in BY_NAME or found.get(spec.name, spec) != spec:
@@ -92,7 +99,7 @@ def margin_option(metric: metrics.ImageMetric) -> OptionSpec:
     (the one metric that had a margin option before margins were per metric keeps its spelling)."""
     return OptionSpec(f"calibrate_{metric.name.replace('-', '_')}_margin",
                       f"the same as {BY_NAME['calibrate_margin'].cli} {metric.name}=DELTA", "", "DELTA",
-                      default_help=f"the metric's own, {metric.calibrate_margin:g}")
+                      default_help=f"the metric's own, {metric.margin_text(metric.calibrate_margin)}")
 
 
 def metric_options() -> tuple[OptionSpec, ...]:
@@ -210,7 +217,8 @@ def build_config(
     extra = {spec.name: spec.value(raw.get(spec.name)) for spec in extension_options()}
     calibrate_margins = metrics.amounts(cli("calibrate_margin"), [str(raw.get("calibrate_margin") or "")],
                                         {m.name: (margin_option(m).cli, _text(raw.get(margin_option(m).name)))
-                                         for m in metrics.all_metrics()})
+                                         for m in metrics.all_metrics()}, margins=True)
+    chosen_metrics = metrics.parse_selection(cli("metrics"), str(raw.get("metrics") or ""))
     thresholds = parse_thresholds(cli("thresholds"), str(get("thresholds")))
     steps = parse_int(cli("steps"), get("steps"), 1) if get("steps") else source.default_steps
     width, height = parse_resolution(cli("resolution"), str(get("resolution"))) if get("resolution") \
@@ -261,6 +269,7 @@ def build_config(
                        if get("compile_cache") else None),
         calibrate_speedup_margin=parse_margin(cli("calibrate_speedup_margin"), str(get("calibrate_speedup_margin")), 1.0),
         calibrate_margins=calibrate_margins,
+        metrics=chosen_metrics,
         device=device,
         force_compare=parse_bool(cli("force_compare"), get("force_compare")),
         selfcheck=parse_bool(cli("selfcheck"), get("selfcheck")),
@@ -376,9 +385,9 @@ def check_environment(
 ) -> None:
     """Raise ConfigError for anything that would fail later, once weights are already loading.
 
-    The model source, the quantization mode, the cache backend and every image metric each declare
-    their packages (and all but the metrics their own environment checks); the GPU's compute
-    capability is checked here for every mode.
+    The model source, the quantization mode, the cache backend and every image metric the run computes
+    each declare their packages and their own environment checks; the GPU's compute capability is
+    checked here for every mode.
     """
     source = models.source_for(config.model)
     check_requirements(BY_NAME["model"].cli, config.model, source.requires, has_module)
@@ -397,7 +406,9 @@ def check_environment(
     backend = backends.get(config.cache_backend)
     check_requirements(BY_NAME["cache_backend"].cli, config.cache_backend, backend.requires, has_module)
     backend.preflight(config)
-    for metric in metrics.all_metrics():  # every run computes every registered metric
+    for metric in metrics.selected(config.metrics):
         for module, hint in metric.requires.items():
             if not has_module(module):
                 raise MissingPackageError(f"image metric {metric.name}", module, hint)
+        if metric.preflight is not None:
+            metric.preflight(config)

@@ -67,3 +67,23 @@ else
   pip_install -e "$ROOT[$EXTRA]"
   echo "$KEY" > "$STAMP"
 fi
+
+# The LPIPS tests' torchvision (the release built for this torch) and the lpips package, in a folder beside the
+# environment that only those tests put on their path (tests/lpips_support.py): where only PyPI's torchvision
+# (built for CUDA torch) is reachable, it does not import beside the CPU build, and in the environment it would
+# stop transformers' and so diffusers' imports in every test.
+if [ "$EXTRA" = test ]; then
+  SIDE="$VENV/fbcache-torchvision"
+  if [ -d "$SIDE/torchvision" ] && [ -d "$SIDE/lpips" ]; then
+    say "torchvision and lpips for the LPIPS tests already in $SIDE"
+  else
+    # torchvision 0.(N+15) is the release built for torch 2.N
+    TORCHVISION="$("$PY" -c 'import torch; minor = int(torch.__version__.split(".")[1]); print(f"0.{minor + 15}.*")')"
+    say "installing torchvision==$TORCHVISION and lpips into $SIDE (the LPIPS tests' own folder)"
+    if [ "${FBCACHE_TORCH:-cpu}" = cuda ] || ! pip_install --no-deps --target "$SIDE" "torchvision==$TORCHVISION" \
+        --index-url "$TORCH_CPU_INDEX" --retries 1 --timeout 15; then
+      pip_install --no-deps --target "$SIDE" "torchvision==$TORCHVISION"
+    fi
+    pip_install --no-deps --target "$SIDE" "lpips==0.1.4"
+  fi
+fi

@@ -225,8 +225,8 @@ def test_calibrate_margins_are_per_metric_in_every_spelling(tmp_path, cli, envir
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"calibrate_margin": "lpips=0.1"}, "--fbcache-calibrate-margin: invalid value 'lpips=0.1' (no METRIC 'lpips'); "
-                                        "accepted: METRIC=VALUE, METRIC one of ssim, psnr; several separated by commas"),
+    ({"calibrate_margin": "fid=0.1"}, "--fbcache-calibrate-margin: invalid value 'fid=0.1' (no METRIC 'fid'); "
+                                      "accepted: METRIC=VALUE, METRIC one of ssim, psnr, lpips; several separated by commas"),
     ({"calibrate_margin": "ssim=1"}, "--fbcache-calibrate-margin: invalid value 'ssim=1' (out of range); accepted: "
                                      "ssim=VALUE, VALUE a number in [0, 1)"),
     ({"calibrate_margin": "psnr=-1"}, "--fbcache-calibrate-margin: invalid value 'psnr=-1' (out of range); accepted: "

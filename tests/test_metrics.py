@@ -1,4 +1,5 @@
-"""SSIM/PSNR wrappers: identical images give SSIM 1 and infinite PSNR; perturbations lower both."""
+"""SSIM/PSNR wrappers: identical images give SSIM 1 and infinite PSNR; perturbations lower both. And what a
+metric declares: its calibrate margin (absolute or relative), opt-in or default, which metrics records hold."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fbcache.metrics import all_finite, to_uint8_images
+from fbcache.errors import ConfigError
+from fbcache.metrics import ImageMetric, all_finite, all_metrics, measured, selected, to_uint8_images
 from fbcache.metrics.psnr import psnr
 from fbcache.metrics.ssim import SSIM_SETTINGS, ssim
 
@@ -52,3 +54,35 @@ def test_pipeline_output_conversion():
     assert converted.shape == (1, 1, 2, 3) and converted.dtype == np.uint8
     assert converted[0, 0, 0].tolist() == [0, 128, 0] and converted[0, 0, 1].tolist() == [255, 255, 51]
     assert all_finite(out) and not all_finite(out * float("nan"))
+
+
+# ------------------------------------------------------------------- what a metric declares (fbcache.metrics)
+
+def _declared(**rules) -> ImageMetric:
+    return ImageMetric(name="probe", title="Probe", compute=lambda a, b: 0.0, tolerance=0.1, calibrate_margin=0.1,
+                       **rules)
+
+
+def test_a_relative_margin_where_higher_is_better_takes_that_fraction_off():
+    assert _declared(relative_margin=True, value_range=(0.0, 1.0)).bound_from(0.9, 0.1) == pytest.approx(0.81)
+
+
+def test_a_relative_margin_where_higher_is_better_must_stay_below_1():
+    with pytest.raises(ConfigError, match=r"accepted: a number in \[0, 1\)"):
+        _declared(relative_margin=True).margin("--margin", "1")
+
+
+def test_a_relative_margin_where_lower_is_better_may_exceed_1():
+    assert _declared(relative_margin=True, higher_is_better=False).margin("--margin", "2") == 2.0
+
+
+def test_an_absolute_bound_stays_within_the_metrics_values():
+    assert _declared(value_range=(0.0, 1.0)).bound_from(0.05, 0.1) == 0.0
+
+
+def test_a_run_that_names_no_metric_computes_the_default_ones_only():
+    assert [m.name for m in selected()] == [m.name for m in all_metrics() if m.default]
+
+
+def test_the_metrics_of_records_are_the_ones_some_record_holds_in_registry_order():
+    assert [m.name for m in measured([{"psnr": 1.0}, {"ssim": 0.5}])] == ["ssim", "psnr"]

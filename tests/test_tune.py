@@ -52,7 +52,7 @@ def one_line_error(capsys, *args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(("args", "message"), [
     ((), "fbcache tune: error: --floor is missing (tune needs a quality to keep); accepted: at least one floor: "
-         "--min-ssim X, --min-psnr X, or --floor METRIC=X"),
+         "--min-ssim X, --min-psnr X, --max-lpips X, or --floor METRIC=X"),
     (("--min-ssim", "1.2"), "--min-ssim: invalid value '1.2' (outside the values SSIM can take)"),
     (("--floor", "lpipz=0.1"), "--floor: invalid value 'lpipz=0.1' (no METRIC 'lpipz')"),
     (("--min-ssim", "0.9", "--max-threshold", "0"), "--max-threshold: invalid value '0' (not above 0)"),

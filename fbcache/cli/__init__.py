@@ -175,9 +175,11 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_metric_amounts(parser: argparse.ArgumentParser, option: str, help_text: str,
-                       default: Callable[[ImageMetric], float]) -> None:
-    """``--OPTION METRIC=X`` (repeatable, or comma-separated), and per image metric ``--METRIC-OPTION X``."""
-    defaults = ", ".join(f"{m.name} {default(m):g}" for m in all_metrics())
+                       default: Callable[[ImageMetric], float | str]) -> None:
+    """``--OPTION METRIC=X`` (repeatable, or comma-separated), and per image metric ``--METRIC-OPTION X``;
+    ``default(metric)``: the metric's own, as its help shows it."""
+    shown = [(m.name, default(m)) for m in all_metrics()]
+    defaults = ", ".join(f"{name} {value if isinstance(value, str) else f'{value:g}'}" for name, value in shown)
     parser.add_argument(f"--{option}", action="append", default=[], metavar="METRIC=X",
                         help=f"{help_text} (repeatable, or comma-separated; default: each metric's own: {defaults})")
     for metric in all_metrics():
@@ -185,10 +187,12 @@ def add_metric_amounts(parser: argparse.ArgumentParser, option: str, help_text: 
                             help=f"the same as --{option} {metric.name}=X")
 
 
-def metric_amounts(args: argparse.Namespace, option: str) -> dict[str, float]:
-    """What :func:`add_metric_amounts`' options say, per metric, checked (ConfigError naming the option)."""
+def metric_amounts(args: argparse.Namespace, option: str, margins: bool = False) -> dict[str, float]:
+    """What :func:`add_metric_amounts`' options say, per metric, checked (ConfigError naming the option);
+    ``margins``: calibrate margins (relative where the metric's are)."""
     return amounts(f"--{option}", getattr(args, option, []),
-                   {m.name: (f"--{m.name}-{option}", getattr(args, f"{option}_{m.name}", None)) for m in all_metrics()})
+                   {m.name: (f"--{m.name}-{option}", getattr(args, f"{option}_{m.name}", None)) for m in all_metrics()},
+                   margins)
 
 
 def read_acceptances(storage: Path) -> dict[str, Acceptance]:

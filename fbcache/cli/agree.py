@@ -48,7 +48,7 @@ from fbcache.config import ThresholdPair, parse_threshold, threshold_order
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, AgreementError
 from fbcache.history import UNCACHED, BenchRecord
 from fbcache.history.storage import Run, load_runs, run_files
-from fbcache.metrics import all_metrics
+from fbcache.metrics import measured
 
 #: relative distance from the threshold within which rounding may flip a decision
 DEFAULT_NEAR = 0.005
@@ -186,7 +186,8 @@ def _hit_map(record: BenchRecord) -> str:
 
 def markdown(agreement: Agreement) -> str:
     """Per threshold, one row per backend: hit map, hits, speedup, every image metric, and the verdict."""
-    titles = [m.title for m in all_metrics()]
+    shown = measured(row.record.metrics for row in agreement.rows)  # an opt-in metric no backend computed: no column
+    titles = [m.title for m in shown]
     lines = [f"Cross-backend agreement ({agreement.accelerator}; {agreement.workload}); reference: "
              f"{agreement.reference}. Hit map: '#' computed, '.' cache hit.", "",
              "| " + " | ".join(["threshold", "backend", "hit map", "hits", "speedup", *titles, "max diff gap",
@@ -196,11 +197,11 @@ def markdown(agreement: Agreement) -> str:
         record = row.record
         hits = f"{record.hits}/{len(record.hit_trace)}" if record.hits is not None else "—"
         speedup = f"{record.speedup:.2f}x" if record.speedup else "—"
-        measured = " | ".join(m.format(record.metrics.get(m.name)) for m in all_metrics())
+        values = " | ".join(m.format(record.metrics.get(m.name)) for m in shown)
         gap = "—" if row.diff_gap is None else f"{row.diff_gap:.1e}"
         verdict = "reference" if row.verdict is None else row.verdict.text
         lines.append(f"| {row.threshold} | {row.backend} | `{_hit_map(record)}` | {hits} | {speedup} | "
-                     + (f"{measured} | " if titles else "") + f"{gap} | {verdict} |")
+                     + (f"{values} | " if titles else "") + f"{gap} | {verdict} |")
     lines += ["", "all backends agree" if agreement.ok else "DISAGREEMENT beyond the documented causes (docs/guide.md, "
               "\"Cache backends\")"]
     return "\n".join(lines)
@@ -212,7 +213,7 @@ def to_json(agreement: Agreement) -> dict[str, Any]:
         "workload": agreement.workload, "accelerator": agreement.accelerator,
         "rows": [{"threshold": row.threshold, "backend": row.backend, "hit_trace": row.record.hit_trace,
                   "hits": row.record.hits, "speedup": row.record.speedup,
-                  **{m.name: m.to_json(row.record.metrics.get(m.name)) for m in all_metrics()},
+                  **{m.name: m.to_json(row.record.metrics.get(m.name)) for m in measured([row.record.metrics])},
                   "residual_diff_trace": row.record.residual_diff_trace, "diff_gap": row.diff_gap,
                   "agree": None if row.verdict is None else row.verdict.agree,
                   "detail": None if row.verdict is None else row.verdict.detail} for row in agreement.rows],

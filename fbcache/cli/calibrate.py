@@ -27,12 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="profile to write, e.g. benchmarks/bounds/mine.toml")
     parser.add_argument("--name", help="profile name (default: the file stem)")
     parser.add_argument("--speedup-margin", type=float, default=0.15, help="relative, below measured (0.15)")
-    add_metric_amounts(parser, "margin", "how far beyond the measured value an image metric's bound goes",
-                       lambda metric: metric.calibrate_margin)
+    add_metric_amounts(parser, "margin", "how far beyond the measured value an image metric's bound goes (a "
+                       "fraction of it where the metric's margin is relative)",
+                       lambda metric: metric.margin_text(metric.calibrate_margin))
 
 
 def run(args: argparse.Namespace) -> int:
-    margins = metric_amounts(args, "margin")
+    margins = metric_amounts(args, "margin", margins=True)
     out = output_file(args.out, "--out")
     run = pick(read_history(args.storage), args.run)
     fp = run.fingerprint

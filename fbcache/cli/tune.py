@@ -120,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speedup-margin", default="0.15", metavar="FRACTION",
                         help="--bounds-out: relative margin below the measured speedup (0.15)")
     add_metric_amounts(parser, "margin", "--bounds-out: how far beyond the measured value an image metric's bound goes",
-                       lambda metric: metric.calibrate_margin)
+                       lambda metric: metric.margin_text(metric.calibrate_margin))
     parser.add_argument("--json", metavar="FILE", help="also write the recommendation and the frontier here")
     parser.add_argument("--out-dir", default="fbcache-tune",
                         help="where the trace, frontier.md and frontier.png go (default fbcache-tune)")
@@ -208,12 +208,15 @@ def settings(args: argparse.Namespace) -> Settings:
     limit = _positive("--max-threshold", args.max_threshold)
     min_speedup = _positive("--min-speedup", args.min_speedup) if args.min_speedup is not None else None
     margin = parse_margin("--speedup-margin", args.speedup_margin, 1.0)
-    margins = metric_amounts(args, "margin")
+    margins = metric_amounts(args, "margin", margins=True)
     out_dir = output_dir(args.out_dir, "--out-dir")
     trace = output_file(args.trace, "--trace") if args.trace else out_dir / TRACE_FILE
     json_path = output_file(args.json, "--json") if args.json else None
     bounds_out = output_file(args.bounds_out, "--bounds-out") if args.bounds_out else None
     config, sources = sweep_config(args)
+    # a floor's metric is computed, as --metrics names it or not (an opt-in one is checked in preflight then)
+    chosen = {m.name for m in metrics.selected(config.metrics)} | {f.metric.name for f in floors}
+    config = replace(config, metrics=tuple(m.name for m in metrics.all_metrics() if m.name in chosen))
     untimed = "--untimed" if args.untimed else None if config.interleaved else untimed_reason(config)
     if min_speedup is not None and untimed is not None:
         raise ConfigError("--min-speedup", args.min_speedup, "leave it out, or run the timed proof",
@@ -238,7 +241,7 @@ def workload_identity(config: HarnessConfig, fingerprint: dict[str, Any]) -> dic
     change a CPU's float sums) and the image metrics measured."""
     identity = {key: value for key, value in fingerprint.items() if key != "procedure"}
     identity["threads"] = config.threads if config.device.startswith("cpu") else None
-    identity["metrics"] = list(metrics.names())
+    identity["metrics"] = [m.name for m in metrics.selected(config.metrics)]
     return identity
 
 
@@ -326,8 +329,8 @@ class Generations:
                                  f"at threshold {threshold:g}; its hooks did not see every step")
         self.made += 1
         found = Probe(prompt, threshold, tuple(d.hit for d in decisions), tuple(d.diff for d in decisions),
-                      {m.name: m.compute(image, reference) for m in metrics.all_metrics()})
-        shown = ", ".join(f"{m.title} {m.format(found.metrics[m.name])}" for m in metrics.all_metrics())
+                      session.image_metrics(image, reference))
+        shown = ", ".join(f"{m.title} {m.format(found.metrics[m.name])}" for m in metrics.measured([found.metrics]))
         self.write(f"fbcache tune: {threshold:.6g}{self._suffix(prompt)}  hits {len(found.hits) - found.computed}/"
                    f"{len(found.hits)}  {shown}  [{self.made} generations]")
         return found
@@ -449,8 +452,13 @@ def _speedup_text(timed: Timed | None) -> str:
     return f"{ci.median:.2f}x ({ci.low:.2f}-{ci.high:.2f})"
 
 
+def _measured(steps: list[Step]) -> tuple[metrics.ImageMetric, ...]:
+    """The image metrics the probes of ``steps`` computed (an opt-in one the run did not is left out)."""
+    return metrics.measured(p.metrics for step in steps for p in step.probes)
+
+
 def _quality(step: Step) -> str:
-    return ", ".join(f"{m.title} {m.format(step.worst(m))}" for m in metrics.all_metrics())
+    return ", ".join(f"{m.title} {m.format(step.worst(m))}" for m in _measured([step]))
 
 
 def _broken(step: Step, floors: tuple[Floor, ...]) -> str:
@@ -459,11 +467,12 @@ def _broken(step: Step, floors: tuple[Floor, ...]) -> str:
 
 def frontier_table(answer: Answer) -> str:
     """Every measured hit pattern, by threshold: its interval, steps reused, speedups, worst prompt, broken floors."""
+    shown = _measured(answer.search.steps)
     header = ["threshold", "interval", "reused", "steps/computed", "speedup (CI)",
-              *(f"worst {m.title}" for m in metrics.all_metrics()), "breaks", ""]
+              *(f"worst {m.title}" for m in shown), "breaks", ""]
     rows = [[f"{step.threshold(answer.limit):g}", _interval(step), f"{step.hits}/{step.steps}",
              f"{step.step_ratio:.2f}", _speedup_text(answer.speedup(step)),
-             *(m.format(step.worst(m)) for m in metrics.all_metrics()),
+             *(m.format(step.worst(m)) for m in shown),
              _broken(step, answer.search.floors) or "—", answer.role(step)] for step in answer.search.steps]
     return markup.table(header, rows)
 
@@ -536,7 +545,7 @@ def to_json(answer: Answer) -> dict[str, Any]:
                 "steps": step.steps, "steps_per_computed": step.step_ratio if step.computed else None,
                 "speedup": ci.median if ci else None, "speedup_ci": [ci.low, ci.high] if ci else None,
                 "ci_coverage": ci.coverage if ci else None,
-                "worst_prompt": {m.name: m.to_json(step.worst(m)) for m in metrics.all_metrics()},
+                "worst_prompt": {m.name: m.to_json(step.worst(m)) for m in _measured([step])},
                 "breaks": [f.key for f in step.broken(found.floors)], "role": answer.role(step) or None,
                 "hit_maps": [p.pattern for p in step.probes]}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from fbcache.errors import EXIT_CLEAN, DataError
 from fbcache.history import ThresholdSummary, summarize
 from fbcache.history.fingerprint import FINGERPRINT_FIELDS, OPTIONAL_FIELDS
 from fbcache.history.storage import Run, load_runs
-from fbcache.metrics import all_metrics
+from fbcache.metrics import ImageMetric, measured
 from fbcache.render.report import TIMING_ONLY_NOTE, is_timing_only
 
 HELP = "cross-hardware report: every GPU's newest run side by side"
@@ -138,13 +139,12 @@ def build_groups(runs: list[Run]) -> list[Group]:
 # ------------------------------------------------------------------------------ cells
 
 
-def _quantities() -> list[str]:
-    return ["time (s)", "speedup", *(m.title for m in all_metrics()), "hits"]
+def _quantities(metrics: Sequence[ImageMetric]) -> list[str]:
+    return ["time (s)", "speedup", *(m.title for m in metrics), "hits"]
 
 
-def _cells(summary: ThresholdSummary | None) -> list[str]:
+def _cells(summary: ThresholdSummary | None, metrics: Sequence[ImageMetric]) -> list[str]:
     """Median time, speedup, each image metric (mean over prompts) and hits for one accelerator."""
-    metrics = all_metrics()
     if summary is None:
         return ["—"] * (3 + len(metrics))
     time = "—" if summary.mean_median_s is None else f"{summary.mean_median_s:.3f}"
@@ -163,8 +163,10 @@ def _cells(summary: ThresholdSummary | None) -> list[str]:
 
 def group_table(group: Group) -> tuple[list[str], list[list[str]]]:
     """Header and rows: threshold, then each accelerator's quantities side by side."""
-    header = ["threshold"] + [f"{c.accelerator}: {q}" for c in group.columns for q in _quantities()]
-    rows = [[label] + [cell for c in group.columns for cell in _cells(c.summaries.get(label))]
+    # the image metrics some run of the group computed (an opt-in one none did has no column)
+    metrics = measured(r.metrics for c in group.columns for s in c.summaries.values() for r in s.records)
+    header = ["threshold"] + [f"{c.accelerator}: {q}" for c in group.columns for q in _quantities(metrics)]
+    rows = [[label] + [cell for c in group.columns for cell in _cells(c.summaries.get(label), metrics)]
             for label in group.labels]
     return header, rows
 

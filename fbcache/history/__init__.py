@@ -190,8 +190,9 @@ class BenchRecord:
         info["hits_consistent"] = self.hits_consistent
         info["timer_agreement_pct"] = self.timer_agreement_pct
         info["overhead_pct"] = self.overhead_pct
-        for metric in all_metrics():
-            info[metric.name] = metric.to_json(self.metrics.get(metric.name))
+        for metric in all_metrics():  # the ones the run computed: a metric it did not has no value, not null
+            if metric.name in self.metrics:
+                info[metric.name] = metric.to_json(self.metrics[metric.name])
         del info["metrics"]
         for name in PROMPT_FIELDS:
             if info[name] is None:

@@ -5,8 +5,14 @@ An :class:`ImageMetric` is one comparison of a cached image with the uncached on
 declares everything the harness does with it: the packages it needs (checked before any model is
 built), how to compute it (outside any timed region), which direction is better, the change that
 ``fbcache compare`` tolerates, the floor key a bounds profile uses, the margin ``calibrate`` leaves
-below a measured value, the values it can take, and whether it is the quality axis of the report's
-trade-off plot (``primary``). Nothing outside the metric's own file names it.
+beyond a measured value (a difference, or a fraction of it: ``relative_margin``), the values it can
+take, and whether it is the quality axis of the report's trade-off plot (``primary``). Nothing outside
+the metric's own file names it.
+
+A run computes the metrics ``--fbcache-metrics`` names, by default those marked ``default``; a metric
+that needs more than a package (weights on disk) is opt-in, declares its own options and its
+``preflight``, and may ``prepare`` its computation once per session (weights loaded, on the run's
+device). Tables and compare show the metrics a run measured (:func:`measured`).
 
 A metric module defines ``METRIC`` (an :class:`ImageMetric`). Preflight (its packages), the record,
 the results table, ``fbcache compare``, bounds, ``calibrate``, their options (``--tolerance NAME=X``,
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fbcache import Registry
-from fbcache.config import parse_entries, parse_margin
+from fbcache.config import HarnessConfig, OptionSpec, parse_entries, parse_margin
 from fbcache.errors import ConfigError
 
 
@@ -50,6 +56,20 @@ class ImageMetric:
     #: the quality axis of the report's trade-off plot and the value beside each image of its grid
     #: (the first registered primary metric; with none, the first registered metric)
     primary: bool = False
+    #: computed by a run that does not name its metrics (``--fbcache-metrics``); False: opt-in
+    default: bool = True
+    #: ``calibrate_margin`` is a fraction of the measured value: the bound is measured x (1 + margin) where
+    #: lower is better, measured x (1 - margin) where higher is; False: measured plus (minus) the margin
+    relative_margin: bool = False
+    #: its own options (``--fbcache-*``, ``FBCACHE_*``, ini keys), read with ``config.option(spec)``
+    options: tuple[OptionSpec, ...] = ()
+    #: ``preflight(config)``: what the run's environment must hold beyond ``requires`` (weights on disk),
+    #: raising ConfigError before any model is built; called only when the run computes the metric
+    preflight: Callable[[HarnessConfig], None] | None = field(default=None, compare=False)
+    #: ``prepare(config)`` -> the run's ``compute``, made once per session, after the clock (weights loaded,
+    #: on ``config.device``); None: ``compute`` itself
+    prepare: Callable[[HarnessConfig], Callable[[np.ndarray, np.ndarray], float]] | None = \
+        field(default=None, compare=False)
 
     @property
     def span(self) -> float:
@@ -64,6 +84,29 @@ class ImageMetric:
     def amount(self, option: str, raw: str) -> float:
         """A tolerance or margin of this metric from user input: a number >= 0, below the metric's span."""
         return parse_margin(option, raw, self.span)
+
+    def margin(self, option: str, raw: str) -> float:
+        """A calibrate margin from user input: as :meth:`amount`, or a relative one (below 1 where higher is
+        better: a bound at or below zero would check nothing)."""
+        if not self.relative_margin:
+            return self.amount(option, raw)
+        return parse_margin(option, raw, 1.0 if self.higher_is_better else math.inf)
+
+    def bound_from(self, measured: float, margin: float) -> float:
+        """The bound ``calibrate`` writes: ``margin`` beyond ``measured`` in the worse direction, within the
+        metric's values."""
+        low, high = self.value_range
+        if self.relative_margin:
+            bound = measured * (1 - margin if self.higher_is_better else 1 + margin)
+        else:
+            bound = measured - margin if self.higher_is_better else measured + margin
+        return min(max(bound, low), high)
+
+    def margin_text(self, margin: float) -> str:
+        """How a margin reads beside a measured value: '0.02' (a difference) or 'x 1.15' (relative)."""
+        if not self.relative_margin:
+            return f"{margin:g}"
+        return f"x {1 - margin if self.higher_is_better else 1 + margin:g}"
 
     def worse_by(self, now: float, before: float) -> float:
         """How much worse ``now`` is than ``before`` (negative: better)."""
@@ -122,6 +165,7 @@ def all_finite(images: object) -> bool:
 BUILTIN = (
     "fbcache.metrics.ssim",
     "fbcache.metrics.psnr",
+    "fbcache.metrics.lpips",
 )
 
 _REGISTRY: Registry[ImageMetric] = Registry(BUILTIN, "METRIC")
@@ -132,27 +176,59 @@ names = _REGISTRY.names
 all_metrics = _REGISTRY.all
 
 
+def selected(chosen: Iterable[str] = ()) -> tuple[ImageMetric, ...]:
+    """The metrics a run computes: those named (registry order), or with none named those marked ``default``."""
+    wanted = set(chosen)
+    return tuple(m for m in all_metrics() if (m.name in wanted if wanted else m.default))
+
+
+def parse_selection(option: str, raw: str) -> tuple[str, ...]:
+    """'ssim, lpips' -> ('ssim', 'lpips'): registered metric names, in registry order; '' -> () (the defaults)."""
+    accepted = f"names from {', '.join(names())}, separated by commas"
+    given = [name.strip().lower() for name in str(raw).split(",") if name.strip()]
+    if not given:
+        return ()
+    for name in given:
+        if name not in names():
+            raise ConfigError(option, name, accepted, "not a registered image metric")
+        if given.count(name) > 1:
+            raise ConfigError(option, raw, accepted, f"{name} given twice")
+    return tuple(m.name for m in selected(given))
+
+
+def measured(values: Iterable[Mapping[str, object]]) -> tuple[ImageMetric, ...]:
+    """The registered metrics that some record's ``metrics`` holds: the columns of a table of those records."""
+    present = {name for mapping in values for name in mapping}
+    return tuple(m for m in all_metrics() if m.name in present)
+
+
 def primary() -> ImageMetric | None:
     """The metric the report plots speed against: the first registered one marked ``primary``, else the first."""
     found = all_metrics()
     return next((m for m in found if m.primary), found[0] if found else None)
 
 
-def parse_amounts(option: str, raw: str) -> dict[str, float]:
+def parse_amounts(option: str, raw: str, margins: bool = False) -> dict[str, float]:
     """A per-metric option's value, 'a=0.02,b=1' -> {'a': 0.02, 'b': 1.0}: registered metrics, each
-    amount within the metric's span (a tolerance or margin as wide as its values would check nothing)."""
-    return parse_entries(option, raw, names(), lambda opt, name, value: get(name).amount(opt, value), "METRIC")
+    amount within the metric's span (a tolerance or margin as wide as its values would check nothing);
+    ``margins``: calibrate margins, relative where the metric's are (:meth:`ImageMetric.margin`)."""
+    def parse(opt: str, name: str, value: str) -> float:
+        return get(name).margin(opt, value) if margins else get(name).amount(opt, value)
+
+    return parse_entries(option, raw, names(), parse, "METRIC")
 
 
-def amounts(option: str, entries: Iterable[str], own: Mapping[str, tuple[str, str | None]]) -> dict[str, float]:
+def amounts(option: str, entries: Iterable[str], own: Mapping[str, tuple[str, str | None]],
+            margins: bool = False) -> dict[str, float]:
     """Per metric, a tolerance or margin given as ``option NAME=X`` (``entries``, each possibly comma-separated)
     or with the metric's own spelling (``own``: metric name -> (that option, its raw value or None)).
-    Given both ways for one metric, the two must agree."""
-    found = parse_amounts(option, ",".join(entries))
+    Given both ways for one metric, the two must agree. ``margins``: as :func:`parse_amounts`."""
+    found = parse_amounts(option, ",".join(entries), margins)
     for name, (spelling, raw) in own.items():
         if raw is None or raw == "":
             continue
-        value = get(name).amount(spelling, str(raw))
+        metric = get(name)
+        value = metric.margin(spelling, str(raw)) if margins else metric.amount(spelling, str(raw))
         if found.get(name, value) != value:
             raise ConfigError(spelling, raw, f"{found[name]:g}, as {option} {name}={found[name]:g} says, or only one "
                               "of the two", f"{option} sets {name} too")
@@ -160,5 +236,5 @@ def amounts(option: str, entries: Iterable[str], own: Mapping[str, tuple[str, st
     return found
 
 
-__all__ = ["ImageMetric", "all_finite", "all_metrics", "amounts", "check_pair", "get", "names", "parse_amounts", "primary",
-           "register", "to_uint8_images", "unregister"]
+__all__ = ["ImageMetric", "all_finite", "all_metrics", "amounts", "check_pair", "get", "measured", "names",
+           "parse_amounts", "parse_selection", "primary", "register", "selected", "to_uint8_images", "unregister"]

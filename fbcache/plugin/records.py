@@ -19,7 +19,7 @@ from fbcache.config import Threshold, ThresholdPair
 from fbcache.errors import BoundViolation, BrokenRunError, NaNImageError
 from fbcache.history import UNCACHED, BenchRecord, compat, label_of
 from fbcache.history import summarize as summarize_set
-from fbcache.metrics import all_finite, all_metrics, to_uint8_images
+from fbcache.metrics import all_finite, to_uint8_images
 from fbcache.plugin import machine, schedule
 from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.session import FBCacheSession
@@ -123,7 +123,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: Threshold 
         rounds_s=rounds_s,
         warmup_rounds=config.warmup_rounds,
         cuda_event_s=[s for s in (pair.seconds() for pair in rounds.events[-timed:]) if s is not None],
-        metrics={metric.name: metric.compute(first_images[0], reference) for metric in all_metrics()},
+        metrics=session.image_metrics(first_images[0], reference),
         peak_memory_bytes=rounds.peak_memory_bytes,  # the timed generations' own, warm-ups left out
         model_digest=model.digest,
         timing_only=model.timing_only,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fbcache import backends
+from fbcache import backends, metrics
 from fbcache.backends import CacheBackend
 from fbcache.config import HarnessConfig, Shard, Threshold, check_writable_dir
 from fbcache.configure import (
@@ -49,7 +49,7 @@ from fbcache.plugin import display
 from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.display import Progress, Write
 from fbcache.plugin.machine import fbcache_machine_info
-from fbcache.verdicts.bounds import BoundsProfile, calibrate, other_workload, resolve_profile
+from fbcache.verdicts.bounds import BoundsProfile, calibrate, check_measured, other_workload, resolve_profile
 
 SESSION_KEY = pytest.StashKey["FBCacheSession"]()
 CONFIG_ERROR_KEY = pytest.StashKey[Exception]()
@@ -101,6 +101,8 @@ class FBCacheSession:
         self._backend: CacheBackend | None = None
         #: the uncached image of each prompt (key: prompt index, None without a set)
         self._references: dict[int | None, np.ndarray] = {}
+        #: each computed image metric's computation, prepared once (:meth:`image_metrics`)
+        self._computes: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
         #: thresholds and prompts whose benchmarks were collected (all configured ones unless deselected)
         self.planned_thresholds: tuple[Threshold, ...] = config.thresholds
         self.planned_prompts: tuple[int, ...] = ()
@@ -195,6 +197,16 @@ class FBCacheSession:
             self._references[prompt_index] = generate()
         return self._references[prompt_index]
 
+    def image_metrics(self, image: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
+        """Every metric this run computes, of ``image`` against the uncached ``reference`` (after the clock);
+        a metric that prepares its computation (weights, device) does so once, on first use."""
+        found: dict[str, float | None] = {}
+        for metric in metrics.selected(self.config.metrics):
+            if metric.name not in self._computes:
+                self._computes[metric.name] = metric.prepare(self.config) if metric.prepare else metric.compute
+            found[metric.name] = self._computes[metric.name](image, reference)
+        return found
+
 
 # ------------------------------------------------------------------------------------ configure and collect
 
@@ -208,6 +220,8 @@ def configure(config: pytest.Config) -> None:
         info = fbcache_machine_info(harness)
         facts = match_facts(info)
         profile = resolve_profile(harness.bounds, bounds_dir(config, harness), facts)
+        if profile is not None:
+            check_measured(profile, harness.metrics)
         if profile is None and harness.bounds.strip().lower() == "auto":
             config.stash[BOUNDS_NOTE_KEY] = other_workload(bounds_dir(config, harness), facts)
     except ConfigError as exc:

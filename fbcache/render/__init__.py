@@ -10,11 +10,11 @@ its single-stream decisions get a hit map of their own (:func:`hit_map` with ``s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from fbcache import explain, markup
 from fbcache.history import BenchRecord, ThresholdSummary, is_prompt_set, summarize
-from fbcache.metrics import all_metrics
+from fbcache.metrics import ImageMetric, all_metrics, measured
 
 GIB = float(1 << 30)
 PEAK_TITLE = "peak GiB"
@@ -24,8 +24,14 @@ NO_PEAK_NOTE = "Peak GPU memory: not shown: a CPU run has no GPU allocator to re
 EXPLAIN_TITLES = ["ideal ×", "efficiency", "FLOPs ×"]
 
 
-def columns(compiled: bool = False, peaks: bool = False, explained: bool = False) -> list[str]:
-    """The seed's columns, then speedup and hits, then every registered image metric.
+def shown_metrics(records: Iterable[BenchRecord]) -> tuple[ImageMetric, ...]:
+    """The image metrics the records were measured with: a metric the run did not compute gets no column."""
+    return measured(r.metrics for r in records)
+
+
+def columns(compiled: bool = False, peaks: bool = False, explained: bool = False,
+            shown: Sequence[ImageMetric] | None = None) -> list[str]:
+    """The seed's columns, then speedup and hits, then each image metric ``shown`` (None: every registered one).
 
     A compiled session adds ``compile (s)``: its first call in each cache state minus the timed median,
     with what the compile cache made of it (cold, warm, ...; '!' marks a finding: a cached stack compiled cold);
@@ -34,8 +40,8 @@ def columns(compiled: bool = False, peaks: bool = False, explained: bool = False
     """
     extra = (["compile (s)"] if compiled else []) + ([PEAK_TITLE] if peaks else [])
     extra += EXPLAIN_TITLES if explained else []
-    return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in all_metrics()),
-            *extra]
+    shown = all_metrics() if shown is None else shown
+    return ["threshold", "1st (s)", "2nd (s)", "total (s)", "speedup", "hits/steps", *(m.title for m in shown), *extra]
 
 
 def has_peaks(records: Iterable[BenchRecord]) -> bool:
@@ -76,7 +82,8 @@ def _compile_cell(record: BenchRecord) -> str:
 
 
 def row(record: BenchRecord, compiled: bool = False, peaks: bool = False,
-        explanations: Mapping[str, explain.Explanation] | None = None) -> list[str]:
+        explanations: Mapping[str, explain.Explanation] | None = None,
+        shown: Sequence[ImageMetric] | None = None) -> list[str]:
     first, second = record.first_s, record.second_s
     total = first + second if first is not None and second is not None else None
     if record.threshold is None:
@@ -91,7 +98,7 @@ def row(record: BenchRecord, compiled: bool = False, peaks: bool = False,
             hits += f", single-stream {sorted(set(record.single_hits_per_round))})" if record.single_hits_per_round \
                 else ")"
     label = record.label + (" !" if not record.bounds_ok else "")
-    measured = [m.format(record.metrics.get(m.name)) for m in all_metrics()]
+    values = [m.format(record.metrics.get(m.name)) for m in (all_metrics() if shown is None else shown)]
     extra = [_compile_cell(record)] if compiled else []
     extra += [_gib(record.peak_memory_bytes)] if peaks else []
     if explanations is not None:
@@ -99,7 +106,7 @@ def row(record: BenchRecord, compiled: bool = False, peaks: bool = False,
         extra += (["—"] * 3 if found is None or record.threshold is None else
                   [explain.ratio_text(found.ideal_speedup), explain.fraction_text(found.efficiency),
                    explain.ratio_text(found.flops_speedup)])
-    return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *measured, *extra]
+    return [label, _seconds(first), _seconds(second), _seconds(total), speedup, hits, *values, *extra]
 
 
 def explanations_of(records: Iterable[BenchRecord]) -> dict[str, explain.Explanation] | None:
@@ -108,15 +115,16 @@ def explanations_of(records: Iterable[BenchRecord]) -> dict[str, explain.Explana
     return explain.explain(records) if explain.has_explanations(records) else None
 
 
-def set_columns(peaks: bool = False) -> list[str]:
+def set_columns(peaks: bool = False, shown: Sequence[ImageMetric] | None = None) -> list[str]:
     """A prompt set's line per threshold: the set's speedup, hits over the prompts, each metric's mean and worst
     (and on a GPU the highest peak of its prompts)."""
-    metrics = [title for m in all_metrics() for title in (f"{m.title} mean", f"{m.title} worst")]
+    metrics = [title for m in (all_metrics() if shown is None else shown)
+               for title in (f"{m.title} mean", f"{m.title} worst")]
     return ["threshold", "prompts", "mean time (s)", "speedup", "hits mean (min-max)/steps", *metrics,
             *([f"{PEAK_TITLE} max"] if peaks else [])]
 
 
-def set_row(summary: ThresholdSummary, peaks: bool = False) -> list[str]:
+def set_row(summary: ThresholdSummary, peaks: bool = False, shown: Sequence[ImageMetric] | None = None) -> list[str]:
     mean = summary.mean_median_s
     if summary.threshold is None:
         speedup, hits = "1.00 (ref)", "— (no cache)"
@@ -125,7 +133,7 @@ def set_row(summary: ThresholdSummary, peaks: bool = False) -> list[str]:
         hits = "—" if summary.hits_mean is None else (
             f"{summary.hits_mean:.1f} ({summary.hits_min}-{summary.hits_max})/{summary.steps}")
     label = summary.label + (" !" if not all(r.bounds_ok for r in summary.records) else "")
-    metrics = [m.format(value) for m in all_metrics()
+    metrics = [m.format(value) for m in (all_metrics() if shown is None else shown)
                for value in (summary.metrics[m.name].mean, summary.metrics[m.name].worst)]
     found = [r.peak_memory_bytes for r in summary.records if r.peak_memory_bytes is not None]
     extra = [_gib(max(found) if found else None)] if peaks else []
@@ -135,12 +143,12 @@ def set_row(summary: ThresholdSummary, peaks: bool = False) -> list[str]:
 def results(records: Iterable[BenchRecord]) -> tuple[list[str], list[list[str]]]:
     """The main table: one line per benchmark, or per threshold over a prompt set."""
     records = list(records)
-    peaks = has_peaks(records)
+    peaks, shown = has_peaks(records), shown_metrics(records)
     if is_prompt_set(records):
-        return set_columns(peaks), [set_row(s, peaks) for s in summarize(records)]
+        return set_columns(peaks, shown), [set_row(s, peaks, shown) for s in summarize(records)]
     compiled, explained = is_compiled(records), explanations_of(records)
-    return (columns(compiled, peaks, explained is not None),
-            [row(r, compiled, peaks, explained) for r in ordered(records)])
+    return (columns(compiled, peaks, explained is not None, shown),
+            [row(r, compiled, peaks, explained, shown) for r in ordered(records)])
 
 
 def prompt_legend(records: Iterable[BenchRecord]) -> list[str]:
@@ -155,12 +163,14 @@ def markdown_table(records: Iterable[BenchRecord], per_prompt: Iterable[BenchRec
     records = list(records)
     listed = records if per_prompt is None else list(per_prompt)
     compiled, peaks, explained = is_compiled(records), has_peaks(records), explanations_of(records)
+    shown = shown_metrics(records)
     text = markup.table(*results(records))
     notes = [peak_note(records), None if explained is not None else explain.NOT_MEASURED_NOTE]
     text += "".join(f"\n\n{note}" for note in notes if note is not None)
     if is_prompt_set(records):
-        text += ("\n\nPer prompt:\n\n" + markup.table(columns(compiled, peaks, explained is not None),
-                                                          [row(r, compiled, peaks, explained) for r in ordered(listed)])
+        text += ("\n\nPer prompt:\n\n" + markup.table(columns(compiled, peaks, explained is not None, shown),
+                                                          [row(r, compiled, peaks, explained, shown)
+                                                           for r in ordered(listed)])
                  + "\n\nPrompts:\n\n" + "\n".join(f"- {markup.cell(line)}" for line in prompt_legend(listed)))
     return text
 

@@ -52,6 +52,7 @@ from fbcache.render import (
     prompt_legend,
     results,
     row,
+    shown_metrics,
 )
 from fbcache.verdicts import CompareSettings
 from fbcache.verdicts.judge import judge_series
@@ -360,8 +361,8 @@ def _trend_figures(series: list[Run], alerts: list[TrendAlert], out_dir: Path,
         points = [plots.TrendPoint(label, i, value, (run.name, label, metric.metric) in flagged)
                   for i, run in enumerate(series) for label in shown
                   if label in run.records and (value := metric.value(run.records[label])) is not None]
-        if not points and metric.metric == "peak_memory":
-            continue  # CPU runs: no allocator peak to draw (the results table says why)
+        if not points:
+            continue  # nothing measured: peak memory on a CPU (the results table says why), an opt-in metric not computed
         written[metric.filename] = plots.trend_plot(names, points, shown, out_dir / metric.filename,
                                                     f"{metric.title}: {len(series)} runs, fingerprint "
                                                     f"{series[-1].fingerprint_id}", metric.ylabel)
@@ -514,9 +515,10 @@ def render_html(report: Report) -> str:
     notes = [peak_note(report.records), None if explained is not None else explain.NOT_MEASURED_NOTE]
     parts += [f'<p class="note">{_esc(note)}</p>' for note in notes if note is not None]
     if is_prompt_set(report.records):
-        compiled, peaks = is_compiled(report.records), has_peaks(report.records)
-        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled, peaks, explained is not None)],
-                                                     [[_esc(cell) for cell in row(r, compiled, peaks, explained)]
+        compiled, peaks, shown = is_compiled(report.records), has_peaks(report.records), shown_metrics(report.records)
+        parts += ["<h3>Per prompt</h3>", _html_table([_esc(c) for c in columns(compiled, peaks, explained is not None,
+                                                                               shown)],
+                                                     [[_esc(cell) for cell in row(r, compiled, peaks, explained, shown)]
                                                       for r in ordered(report.listed or report.records)]),
                   "<ul>", *[f"<li>{_esc(line)}</li>" for line in prompt_legend(report.listed or report.records)], "</ul>"]
     if report.bounds:

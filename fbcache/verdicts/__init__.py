@@ -189,8 +189,10 @@ def _speedup(verdict: Verdict | None) -> str:
 
 
 def markdown(result: CompareResult) -> str:
+    # the image metrics judged in this run (an opt-in one the history never computed has no column)
+    shown = [m for m in all_metrics() if any(row.verdict(m.name) is not None for row in result.rows)]
     header = ["threshold", "time s (now / base)", "time change (MDE)", "paired speedup (now / base) [CI]",
-              "speedup change (MDE)", *(m.title for m in all_metrics()), "hits", "verdict"]
+              "speedup change (MDE)", *(m.title for m in shown), "hits", "verdict"]
     # a CPU run has no allocator peak: the column appears only when some benchmark has one
     peaks = any(row.verdict("peak_memory") is not None for row in result.rows)
     if peaks:
@@ -206,7 +208,7 @@ def markdown(result: CompareResult) -> str:
         hits_text = "—" if hits is None or hits.latest is None else f"{hits.latest:g} / {_number(hits.baseline, 0)}"
         cells = [row.label, _pair(row.verdict("time"), 3), _change(row.verdict("time")),
                  _speedup(row.verdict("speedup")), _change(row.verdict("speedup")),
-                 *[_metric_pair(row.verdict(m.name), m) for m in all_metrics()], hits_text]
+                 *[_metric_pair(row.verdict(m.name), m) for m in shown], hits_text]
         if peaks:
             cells.append(_pair(row.verdict("peak_memory"), 2))
         if efficiency:

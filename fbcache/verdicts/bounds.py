@@ -53,7 +53,7 @@ from fbcache.config import Threshold, parse_threshold, same_threshold
 from fbcache.errors import ConfigError
 from fbcache.history import BenchRecord, ThresholdSummary, summarize
 from fbcache.history.fingerprint import MATCH_KEYS
-from fbcache.metrics import all_metrics
+from fbcache.metrics import all_metrics, get, measured, selected
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -328,6 +328,20 @@ def other_workload(search_dir: Path, facts: Mapping[str, str]) -> str | None:
             "calibrate one on it with --fbcache-calibrate")
 
 
+def check_measured(profile: BoundsProfile, chosen: Iterable[str]) -> None:
+    """A profile that bounds an image metric the run would not compute (``chosen``: --fbcache-metrics, empty for
+    the defaults) is refused: its bound would go unchecked."""
+    computed = tuple(m.name for m in selected(chosen))
+    for bound in profile.thresholds.values():
+        for name in [*bound.image, *bound.worst]:
+            if name not in computed:
+                metric = get(name)
+                raise ConfigError("--fbcache-metrics", ",".join(computed),
+                                  f"{','.join((*computed, name))}, or another profile (--fbcache-bounds)",
+                                  f"profile {profile.name} bounds {name} ({metric.bound_key}), which this run "
+                                  "would not compute")
+
+
 def _image_violations(profile: BoundsProfile, threshold: Threshold, floors: Mapping[str, float],
                       values: Mapping[str, float | None], suffix: str, scope: str) -> list[Violation]:
     found = []
@@ -423,16 +437,18 @@ def calibrate(
     enforce_speedup: bool,
     measured_on: str,
 ) -> str:
-    """A TOML profile: each floor is the measured value minus the stated margin.
+    """A TOML profile: each bound is the measured value with the stated margin (worse by that much, or that
+    fraction where the metric's margin is relative); metrics the run did not compute get none.
 
     ``metric_margins`` replaces a metric's own ``calibrate_margin`` (the user's, by metric name).
     """
     records = list(records)
-    margins = {m.name: metric_margins.get(m.name, m.calibrate_margin) for m in all_metrics()}
+    computed = measured(r.metrics for r in records)
+    margins = {m.name: metric_margins.get(m.name, m.calibrate_margin) for m in computed}
     lines = [
         f"# Calibrated by fbcache from a measured run on {measured_on}, {date.today().isoformat()}.",
-        f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); image metrics: measured value minus "
-        + ", ".join(f"{name} {margin:g}" for name, margin in margins.items()) + ".",
+        f"# min_speedup = measured speedup x (1 - {speedup_margin:g}); image metrics: measured value, worse by "
+        + ", ".join(f"{m.name} {m.margin_text(margins[m.name])}" for m in computed) + ".",
         "[profile]",
         f"name = {_toml_str(name)}",
         f"description = {_toml_str('calibrated from ' + measured_on)}",
@@ -451,16 +467,17 @@ def calibrate(
                          f"# measured {summary.speedup:.3f}")
         # a set: the plain key floors the mean, <key>_worst the worst prompt; one prompt: the plain key only
         sides = [("", "mean" if summary.prompts > 1 else "")] + ([(WORST, "worst")] if summary.prompts > 1 else [])
-        for metric in all_metrics():
+        for metric in computed:
             for suffix, which in sides:
                 aggregate = summary.metrics[metric.name]
                 value = aggregate.worst if suffix else aggregate.mean
-                if value is None or math.isinf(value):
-                    continue  # identical to uncached: no floor to leave room under
-                step = -margins[metric.name] if metric.higher_is_better else margins[metric.name]
-                floor = max(value + step, 0.0)
-                measured = f"measured {which + ' ' if which else ''}{metric.format(value)}"
-                lines.append(f"{metric.bound_key}{suffix} = {round(floor, metric.decimals)}  # {measured}")
+                if value is None or math.isinf(value) or (metric.relative_margin and value == 0):
+                    continue  # identical to uncached: no floor to leave room under (nor room as a fraction of 0)
+                bound = metric.bound_from(value, margins[metric.name])
+                note = f"measured {which + ' ' if which else ''}{metric.format(value)}"
+                if metric.relative_margin:
+                    note += f" {metric.margin_text(margins[metric.name])}"
+                lines.append(f"{metric.bound_key}{suffix} = {round(bound, metric.decimals)}  # {note}")
         peaks = [r.peak_memory_bytes for r in summary.records if r.peak_memory_bytes is not None]
         if peaks:  # a GPU run; a CPU run has no allocator peak to bound
             peak = max(peaks) / GIB

@@ -399,6 +399,8 @@ class HistoryJudge:
             if record.threshold is not None:
                 for image_metric in all_metrics():
                     name = image_metric.name
+                    if name not in record.metrics and (name, record.label) not in self.image_metrics:
+                        continue  # never computed for this benchmark (an opt-in metric): nothing to judge
                     tolerance = self.settings.tolerances.get(name, image_metric.tolerance)
                     tracker = self.image_metrics.setdefault((name, record.label), MetricTracker(image_metric, tolerance))
                     judged = tracker.judge(index, record.metrics.get(name), accepted is not None)
