@@ -43,12 +43,7 @@ done
 
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
-if [ "${SKIP_WHEELS:-0}" != 1 ] && compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
-fi
+. "$(dirname "$0")/_gpu-wheels.sh"
 
 {
   nvidia-smi -L
