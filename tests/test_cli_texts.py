@@ -59,3 +59,10 @@ def _verbs() -> dict:
 def test_help_is_plain_text_without_docstring_markup(verb):
     text = _verbs()[verb].format_help()
     assert "`" not in text and ":mod:" not in text
+
+
+@pytest.mark.parametrize("verb", ["fbcache", "agree"])
+def test_help_says_what_the_verb_does_not_how_its_module_is_built(verb):
+    """A package's or merged module's developer docstring (verb modules, the agreement's rules) stays out of --help."""
+    text = _verbs()[verb].format_help()
+    assert not any(phrase in text for phrase in ("add_arguments", "dispatches", "The agreement.", "VERBS"))

@@ -50,6 +50,9 @@ from fbcache.verdicts import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest
 
 #: every verb, in the order ``fbcache --help`` lists them
+#: ``fbcache --help``'s text above the verbs
+DESCRIPTION = "fbcache: verbs over pytest-benchmark's storage (``.benchmarks`` by default, or ``--storage``)."
+
 VERBS = (
     "fbcache.cli.history",
     "fbcache.cli.compare",
@@ -245,7 +248,7 @@ def _description(module: ModuleType) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fbcache", description=__doc__, epilog=EXIT_CODES,
+    parser = argparse.ArgumentParser(prog="fbcache", description=DESCRIPTION, epilog=EXIT_CODES,
                                      formatter_class=PlainHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
     for name, module in verb_modules().items():

@@ -2,12 +2,11 @@
 
 Each backend runs in its own ``pytest benchmarks`` subprocess with its own storage and image folder
 (``WORKDIR/<backend>/``), because two backends' patches must never share a pipeline class in one
-process. Or ``--saved BACKEND=STORAGE`` reads runs made earlier. The verdict is
-:mod:`fbcache.cli.agree`'s: exit 0 when every backend agrees with the first (or differs
-only for a documented cause), 1 on a disagreement, 2 when the runs cannot be compared.
+process. Or ``--saved BACKEND=STORAGE`` reads runs made earlier. The verdict: exit 0 when every
+backend agrees with the first (or differs only for a documented cause), 1 on a disagreement, 2 when
+the runs cannot be compared.
 
-
-Do cache backends that implement the same rule make the same decisions? Judged from saved runs.
+**The agreement.** Do cache backends that implement the same rule make the same decisions? Judged from saved runs.
 
 Every registered first-block cache applies one rule: skip the remaining blocks when
 ``mean|r_t - r_last| / mean|r_last|`` of the first block's residual is within the threshold of the
@@ -222,7 +221,8 @@ def to_json(agreement: Agreement) -> dict[str, Any]:
 
 HELP = ("run one workload through every installed cache backend and compare their hit maps; "
         "exit 0 agree, 1 disagree, 2 error")
-DESCRIPTION = __doc__
+#: ``fbcache agree --help``: the verb's part of the docstring, not the agreement's rules
+DESCRIPTION = __doc__.split("\n\n**The agreement.**")[0] + "\n"
 
 #: options handed to every backend's sweep unchanged, as --fbcache-<name>
 PASSED = ("model", "thresholds", "steps", "resolution", "seed", "rounds", "warmup_rounds", "device", "quant")
