@@ -1,8 +1,10 @@
 """``fbcache tune``: the fastest threshold that keeps quality above a floor - found by a search, proven by
 a timed sweep.
 
-    fbcache tune --min-ssim 0.95 [--max-lpips 0.15] [--min-psnr 30] [--prompts default]
-                 [--min-speedup 1.5] [--bounds-out PROFILE] [--json FILE]
+    fbcache tune --min-NAME X | --max-NAME X ... [--prompts default] [--min-speedup 1.5]
+                 [--bounds-out PROFILE] [--json FILE]
+
+one floor option per registered image metric, its direction deciding min or max (listed below)
 
 1. **Search** (:mod:`fbcache.verdicts.tune`, where the method is derived): untimed generations, bisected
    between 0 and ``--max-threshold``; each generation's decision trace gives the exact interval of

@@ -1,6 +1,6 @@
 """LPIPS against the uncached image: torchmetrics' ``LearnedPerceptualImagePatchSimilarity`` with the
-AlexNet backbone (``net_type="alex"``, inputs in [0, 1]), as nunchaku's own tests judge a cached FLUX
-image. 0 for identical images; lower is better. Opt-in: ``--fbcache-metrics ssim,psnr,lpips``.
+AlexNet backbone (``net_type="alex"``, inputs in [0, 1]), as the SVDQuant engine's own tests judge a cached
+FLUX image. 0 for identical images; lower is better. Opt-in: name it in ``--fbcache-metrics``.
 
 Its weights are read from disk, never downloaded during a run:
 
@@ -176,7 +176,7 @@ def lpips(image: np.ndarray, reference: np.ndarray) -> float:
 
 
 # lower is better; 0 for identical images. Opt-in: it needs torchvision and a backbone on disk, and the default
-# sweep stays as fast as it is. calibrate: measured x 1.15, the margin nunchaku's tests allow.
+# sweep stays as fast as it is. calibrate: measured x 1.15, the margin the SVDQuant engine's tests allow.
 METRIC = ImageMetric(name="lpips", title="LPIPS", compute=lpips, tolerance=0.02, calibrate_margin=0.15,
                      relative_margin=True, higher_is_better=False, default=False,
                      requires={"torchmetrics": "pip install 'fbcache[lpips]'",

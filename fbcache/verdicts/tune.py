@@ -57,7 +57,7 @@ class Floor:
 
     @property
     def key(self) -> str:
-        """``min_ssim`` (``max_lpips`` where lower is better), as bounds profiles name it."""
+        """``min_NAME`` (``max_NAME`` where lower is better), as bounds profiles name it."""
         return self.metric.bound_key
 
     def breaks(self, value: float | None) -> bool:
@@ -69,7 +69,7 @@ class Floor:
 
 
 def floor_option(metric: ImageMetric) -> str:
-    """A metric's own spelling of its floor: ``--min-ssim``, ``--max-lpips`` (its direction decides)."""
+    """A metric's own spelling of its floor: ``--min-NAME`` or ``--max-NAME`` (its direction decides)."""
     return f"--{'min' if metric.higher_is_better else 'max'}-{metric.name}"
 
 
@@ -422,7 +422,7 @@ class Search:
     limit: float
     #: every floor together: the recommendation and the next faster pattern
     boundary: Boundary
-    #: each floor alone, by its key (``min_ssim``), when there are several
+    #: each floor alone, by its key (``min_NAME``), when there are several
     per_floor: dict[str, Boundary]
     book: Book
 
