@@ -25,6 +25,7 @@ from fbcache.metrics import ImageMetric, primary
 from fbcache.render import ordered
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 INSTALL_HINT = "pip install 'fbcache[report]'"
@@ -213,9 +214,14 @@ def frontier_plot(points: Sequence[FrontierPoint], metric: ImageMetric, floor: f
 
 
 def hitmap_plot(records: Sequence[BenchRecord], path: Path, title: str) -> Path | None:
-    """Denoising step by threshold, computed or skipped; None when no threshold has a hit trace."""
+    """Denoising step by threshold, computed or skipped; None when no threshold has a hit trace. MULTI/SINGLE
+    pairs add a second panel below: each pair's single-stream decision."""
     figure = hitmap_figure(records, title)
     return None if figure is None else _save(figure, path)
+
+
+#: the second panel's title: which decision of a MULTI/SINGLE pair it shows
+SINGLE_STREAM_PANEL = "single-stream decision of each MULTI/SINGLE pair"
 
 
 def hitmap_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
@@ -224,16 +230,40 @@ def hitmap_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
     if not rows:
         return None
     require_matplotlib()
-    import numpy as np
-    from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    steps = max(len(r.hit_trace) for r in rows)
+    singles = [r for r in rows if r.single_hit_trace]
+    steps = max(len(trace) for r in rows for trace in (r.hit_trace, r.single_hit_trace))
+    height = 1.6 + len(rows) * 0.38
+    if singles:  # a second panel, its own rows; a run without pairs keeps the one-panel figure it always had
+        height += 0.6 + len(singles) * 0.38
+    figure = _new_figure(max(6.0, 2.5 + steps * 0.22), height)
+    if singles:
+        top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [len(rows), len(singles)]})
+        _hitmap_panel(top, rows, [r.hit_trace for r in rows], [r.hits for r in rows], steps)
+        top.set_xlabel("")
+        top.set_title("double-stream decision (after the first block)", fontsize=9)
+        _hitmap_panel(bottom, singles, [r.single_hit_trace for r in singles], [r.single_hits for r in singles],
+                      steps)
+        bottom.set_title(SINGLE_STREAM_PANEL, fontsize=9)
+    else:
+        _hitmap_panel(figure.add_subplot(), rows, [r.hit_trace for r in rows], [r.hits for r in rows], steps)
+    figure.legend(handles=[Patch(color=COMPUTED_COLOUR, label="computed"),
+                           Patch(color=SKIPPED_COLOUR, label="skipped (cache hit)")],
+                  loc="outside lower center", ncol=2, frameon=False)
+    _title(figure, title)
+    return figure
+
+
+def _hitmap_panel(ax: Axes, rows: Sequence[BenchRecord], traces: Sequence[Sequence[bool]],
+                  hits: Sequence[int | None], steps: int) -> None:
+    """One hit map panel: a row per benchmark, its trace's steps computed or skipped, its hit count on the right."""
+    import numpy as np
+    from matplotlib.colors import ListedColormap
+
     grid = np.full((len(rows), steps), np.nan)
-    for i, record in enumerate(rows):
-        grid[i, : len(record.hit_trace)] = [1.0 if hit else 0.0 for hit in record.hit_trace]
-    figure = _new_figure(max(6.0, 2.5 + steps * 0.22), 1.6 + len(rows) * 0.38)
-    ax = figure.add_subplot()
+    for i, trace in enumerate(traces):
+        grid[i, : len(trace)] = [1.0 if hit else 0.0 for hit in trace]
     ax.imshow(np.ma.masked_invalid(grid), cmap=ListedColormap([COMPUTED_COLOUR, SKIPPED_COLOUR]),
               vmin=0, vmax=1, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(0, steps, 1 if steps <= 30 else 5))
@@ -246,13 +276,8 @@ def hitmap_figure(records: Sequence[BenchRecord], title: str) -> Figure | None:
     ax.set_ylabel("threshold")
     right = ax.twinx()
     right.set_ylim(ax.get_ylim())
-    right.set_yticks(range(len(rows)), [f"{r.hits}/{r.steps}" if r.hits is not None else "—" for r in rows])
+    right.set_yticks(range(len(rows)), [f"{h}/{r.steps}" if h is not None else "—" for r, h in zip(rows, hits)])
     right.set_ylabel("hits")
-    figure.legend(handles=[Patch(color=COMPUTED_COLOUR, label="computed"),
-                           Patch(color=SKIPPED_COLOUR, label="skipped (cache hit)")],
-                  loc="outside lower center", ncol=2, frameon=False)
-    _title(figure, title)
-    return figure
 
 
 # ------------------------------------------------------------------------------ why this speedup
