@@ -4,9 +4,16 @@ pairs shows exactly what it showed before."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from test_threshold_pairs import pair_record, record
 
+from fbcache.history import BenchRecord
+from fbcache.history.storage import Run
 from fbcache.render import plots
+from fbcache.verdicts import CompareResult, markdown
+from fbcache.verdicts.judge import judge_series
 
 SINGLE = [False, True, True, False]
 
@@ -41,3 +48,41 @@ def test_the_hit_map_png_of_a_run_without_pairs_keeps_its_one_panel():
     [panel] = panels(figure)
     assert (len(figure.axes), panel.get_title()) == (2, "")
     assert panel.images[0].get_array().tolist() == [[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 0.0]]
+
+
+# ------------------------------------------------------------------------------------ compare
+
+
+def run_of(number: int, records: list[BenchRecord], accelerator: str = "gpu") -> Run:
+    return Run(Path(f"{number:04d}_synthetic.json"), f"2026-12-0{number}T00:00:00",
+               {"fbcache": {"fingerprint": {"accelerator": accelerator}}}, {}, {r.label: r for r in records})
+
+
+def hits_cells(result: CompareResult) -> dict[str, str]:
+    """The hits column of compare's Markdown table, by threshold."""
+    lines = [line for line in markdown(result).splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return {cells[0]: cells[header.index("hits")] for line in lines[2:]
+            if (cells := [cell.strip() for cell in line.strip("|").split("|")])}
+
+
+def test_compare_shows_a_pairs_single_stream_hits_now_and_base_in_markdown_and_json():
+    later = [*pair_records()[:2], pair_record([False, True, False, False])]
+    result = judge_series([run_of(1, pair_records()), run_of(2, later)])[-1]
+    assert hits_cells(result) == {"0.1": "1 / 1", "0.09/0.12": "1 / 1, single-stream 1 / 2"}
+    [row] = [row for row in json.loads(result.to_json())["rows"] if row["label"] == "0.09/0.12"]
+    assert [v["single"] for v in row["verdicts"] if v["metric"] == "hits"] == [[1, 2]]
+    assert CompareResult.from_json(result.to_json()).row("0.09/0.12").verdict("hits").single == [1, 2]
+
+
+def test_compare_of_a_pairs_first_run_has_no_single_stream_baseline_yet():
+    result = judge_series([run_of(1, pair_records())])[-1]
+    assert hits_cells(result)["0.09/0.12"] == "1 / —, single-stream 2 / —"
+
+
+def test_compare_of_runs_without_pairs_keeps_its_hits_column_and_json_keys():
+    result = judge_series([run_of(1, single_records()), run_of(2, single_records())])[-1]
+    assert hits_cells(result) == {"0.1": "1 / 1", "0.2": "2 / 2"}
+    keys = {key for row in json.loads(result.to_json())["rows"] for v in row["verdicts"] for key in v}
+    assert keys == {"metric", "status", "latest", "baseline", "detail", "effect", "mde", "since", "interval",
+                    "runs_needed"}

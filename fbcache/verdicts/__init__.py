@@ -65,6 +65,8 @@ class Verdict:
     interval: list[float] | None = None
     #: "not judged" for want of history: how many more runs before it is judged
     runs_needed: int | None = None
+    #: hits of a MULTI/SINGLE pair: its single-stream hits, [latest, baseline]; absent from the JSON otherwise
+    single: list[float | None] | None = None
 
     @property
     def alerting(self) -> bool:
@@ -118,6 +120,10 @@ class CompareResult:
 
     def to_json(self) -> str:
         payload = asdict(self)
+        for row in payload["rows"]:  # a run without pairs writes the JSON it always wrote
+            for verdict in row["verdicts"]:
+                if verdict["single"] is None:
+                    del verdict["single"]
         payload["regression"] = self.regression
         return json.dumps(payload, indent=2)
 
@@ -206,6 +212,8 @@ def markdown(result: CompareResult) -> str:
     for row in result.rows:
         hits = row.verdict("hits")
         hits_text = "—" if hits is None or hits.latest is None else f"{hits.latest:g} / {_number(hits.baseline, 0)}"
+        if hits is not None and hits.single:  # a MULTI/SINGLE pair, like the results table: both stages
+            hits_text += f", single-stream {_number(hits.single[0], 0)} / {_number(hits.single[1], 0)}"
         cells = [row.label, _pair(row.verdict("time"), 3), _change(row.verdict("time")),
                  _speedup(row.verdict("speedup")), _change(row.verdict("speedup")),
                  *[_metric_pair(row.verdict(m.name), m) for m in shown], hits_text]

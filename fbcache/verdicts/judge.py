@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fbcache import explain
 from fbcache.history import COLD_START_LABEL, LOAD_LABEL, BenchRecord, label_of
@@ -165,6 +165,8 @@ class ExactJudgement:
     since: int | None = None
     #: "not judged" for want of history: how many more runs before it is judged
     runs_needed: int | None = None
+    #: a MULTI/SINGLE pair's single-stream hits, [latest, baseline]; None for a single threshold
+    single: list[float | None] | None = None
 
 
 @dataclass
@@ -206,6 +208,14 @@ class HitsTracker:
     since: int | None = None
 
     def judge(self, index: int, record: BenchRecord, accepted: bool) -> ExactJudgement:
+        judged = self._judge(index, record, accepted)
+        if record.single_hits is None or judged.latest is None:
+            return judged
+        # a MULTI/SINGLE pair: its single-stream hits beside the verdict, the baseline's from the same reference
+        base = None if judged.baseline is None or self.reference is None else self.reference.single_hits
+        return replace(judged, single=[record.single_hits, base])
+
+    def _judge(self, index: int, record: BenchRecord, accepted: bool) -> ExactJudgement:
         if record.threshold is None:
             return ExactJudgement("ok", None, None, "uncached: no cache")
         if record.hits is None:
@@ -468,7 +478,7 @@ class HistoryJudge:
         since = self._name(judgement.since)
         detail = judgement.detail if since is None or since == self._current else f"since run {since}: {judgement.detail}"
         return Verdict(metric, judgement.status, judgement.latest, judgement.baseline, detail, since=since,
-                       runs_needed=judgement.runs_needed)
+                       runs_needed=judgement.runs_needed, single=judgement.single)
 
     def _notes(self, index: int) -> list[str]:
         run = self.runs[index]
