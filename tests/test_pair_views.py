@@ -5,10 +5,12 @@ pairs shows exactly what it showed before."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from test_threshold_pairs import pair_record, record
 
+from fbcache.cli.xreport import build_groups, group_table
 from fbcache.history import BenchRecord
 from fbcache.history.storage import Run
 from fbcache.render import plots
@@ -86,3 +88,31 @@ def test_compare_of_runs_without_pairs_keeps_its_hits_column_and_json_keys():
     keys = {key for row in json.loads(result.to_json())["rows"] for v in row["verdicts"] for key in v}
     assert keys == {"metric", "status", "latest", "baseline", "detail", "effect", "mde", "since", "interval",
                     "runs_needed"}
+
+
+# ------------------------------------------------------------------------------------ xreport
+
+
+def xreport_hits(runs: list[Run]) -> dict[str, list[str]]:
+    """Each accelerator's hits cell per threshold of the one workload table."""
+    [group] = build_groups(runs)
+    header, rows = group_table(group)
+    columns = [i for i, name in enumerate(header) if name.endswith(": hits")]
+    return {row[0]: [row[i] for i in columns] for row in rows}
+
+
+def test_xreport_shows_a_pairs_single_stream_hits_beside_its_double_stream_hits():
+    later = [*pair_records()[:2], pair_record([False, True, False, False])]
+    hits = xreport_hits([run_of(1, pair_records(), "gpu A"), run_of(2, later, "gpu B")])
+    assert hits == {"uncached": ["—", "—"], "0.09/0.12": ["1/4, single-stream 2/4", "1/4, single-stream 1/4"],
+                    "0.1": ["1/4", "1/4"]}
+
+
+def test_xreport_shows_a_prompt_sets_mean_single_stream_hits():
+    prompts = [replace(pair_record(SINGLE), prompt_index=0), replace(pair_record([True] * 4), prompt_index=1)]
+    assert xreport_hits([run_of(1, prompts)])["0.09/0.12"] == ["1.0/4, single-stream 3.0/4"]
+
+
+def test_xreport_of_runs_without_pairs_keeps_its_hits_cells():
+    hits = xreport_hits([run_of(1, single_records(), "gpu A"), run_of(2, single_records(), "gpu B")])
+    assert hits == {"uncached": ["—", "—"], "0.1": ["1/4", "1/4"], "0.2": ["2/4", "2/4"]}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -158,7 +159,18 @@ def _cells(summary: ThresholdSummary | None, metrics: Sequence[ImageMetric]) -> 
         hits = f"{summary.hits_min}/{summary.steps}"
     else:
         hits = f"{summary.hits_mean:.1f}/{summary.steps}"
-    return [time, speedup, *values, hits]
+    return [time, speedup, *values, hits + _single_stream(summary)]
+
+
+def _single_stream(summary: ThresholdSummary) -> str:
+    """A MULTI/SINGLE pair's single-stream hits, as the results table shows them after its double-stream hits
+    (a prompt set's: the mean over its prompts); empty for a single threshold."""
+    singles = [r.single_hits for r in summary.records if r.single_hits is not None]
+    if not singles or summary.hits_mean is None:
+        return ""
+    if summary.prompts == 1:
+        return f", single-stream {singles[0]}/{summary.steps}"
+    return f", single-stream {statistics.fmean(singles):.1f}/{summary.steps}"
 
 
 def group_table(group: Group) -> tuple[list[str], list[list[str]]]:
