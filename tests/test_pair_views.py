@@ -14,6 +14,7 @@ from fbcache.cli.xreport import build_groups, group_table
 from fbcache.history import BenchRecord
 from fbcache.history.storage import Run
 from fbcache.render import plots
+from fbcache.render.report import _trend_figures, trend_alerts
 from fbcache.verdicts import CompareResult, markdown
 from fbcache.verdicts.judge import judge_series
 
@@ -116,3 +117,31 @@ def test_xreport_shows_a_prompt_sets_mean_single_stream_hits():
 def test_xreport_of_runs_without_pairs_keeps_its_hits_cells():
     hits = xreport_hits([run_of(1, single_records(), "gpu A"), run_of(2, single_records(), "gpu B")])
     assert hits == {"uncached": ["—", "—"], "0.1": ["1/4", "1/4"], "0.2": ["2/4", "2/4"]}
+
+
+# ------------------------------------------------------------------------------------ trend
+
+
+def trend_points(monkeypatch, tmp_path, runs: list[Run]) -> dict[str, list[tuple[str, int, float, bool]]]:
+    """The points of each trend figure the report draws for these runs, by file name."""
+    drawn: dict[str, list[tuple[str, int, float, bool]]] = {}
+
+    def capture(names, points, labels, path, title, ylabel):
+        drawn[path.name] = [(p.label, p.run_index, p.value, p.alert) for p in points]
+        return path
+
+    monkeypatch.setattr(plots, "trend_plot", capture)
+    _trend_figures(runs, trend_alerts(runs, runs), tmp_path)
+    return drawn
+
+
+def test_the_report_trends_a_pairs_single_stream_hits_ringed_where_they_changed(monkeypatch, tmp_path):
+    later = [*pair_records()[:2], pair_record([False, True, False, False])]
+    drawn = trend_points(monkeypatch, tmp_path, [run_of(1, pair_records()), run_of(2, later)])
+    assert drawn["trend-single-hits.png"] == [("0.09/0.12", 0, 2.0, False), ("0.09/0.12", 1, 1.0, True)]
+
+
+def test_the_report_of_runs_without_pairs_draws_only_the_hits_trend_it_drew_before(monkeypatch, tmp_path):
+    drawn = trend_points(monkeypatch, tmp_path, [run_of(1, single_records()), run_of(2, single_records())])
+    assert drawn == {"trend-hits.png": [("0.1", 0, 1.0, False), ("0.2", 0, 2.0, False), ("0.1", 1, 1.0, False),
+                                        ("0.2", 1, 2.0, False)]}

@@ -130,7 +130,8 @@ class TrendMetric:
 
 
 def trend_metrics() -> list[TrendMetric]:
-    """Time, every registered image metric, hits and (GPU runs) peak memory: each across one fingerprint's runs."""
+    """Time, every registered image metric, hits (a pair's single-stream ones apart) and (GPU runs) peak memory: each
+    across one fingerprint's runs."""
     def metric_of(name: str) -> Callable[[BenchRecord], float | None]:
         return lambda record: record.metrics.get(name)
 
@@ -141,6 +142,10 @@ def trend_metrics() -> list[TrendMetric]:
             *image_metrics,
             TrendMetric("hits", "trend-hits.png", "Cache hits", "hits (skipped steps)",
                         lambda r: None if r.hits is None else float(r.hits), False),
+            # MULTI/SINGLE pairs only (no points, no figure otherwise); ringed where the hits verdict alerted
+            TrendMetric("hits", "trend-single-hits.png", "Single-stream cache hits of MULTI/SINGLE pairs",
+                        "single-stream hits (skipped steps)",
+                        lambda r: None if r.single_hits is None else float(r.single_hits), False),
             TrendMetric("peak_memory", "trend-peak-memory.png", "Peak GPU memory per benchmark", "peak (GiB)",
                         lambda r: None if r.peak_memory_bytes is None else r.peak_memory_bytes / GIB, True)]
 
