@@ -183,7 +183,7 @@ def selected(chosen: Iterable[str] = ()) -> tuple[ImageMetric, ...]:
 
 
 def parse_selection(option: str, raw: str) -> tuple[str, ...]:
-    """'ssim, lpips' -> ('ssim', 'lpips'): registered metric names, in registry order; '' -> () (the defaults)."""
+    """'NAME, OTHER' -> ('NAME', 'OTHER'): registered metric names, in registry order; '' -> () (the defaults)."""
     accepted = f"names from {', '.join(names())}, separated by commas"
     given = [name.strip().lower() for name in str(raw).split(",") if name.strip()]
     if not given:
