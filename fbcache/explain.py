@@ -48,7 +48,10 @@ or computed. :func:`count_flops` runs a generation under ``torch.utils.flop_coun
 (matrix products, convolutions, attention; the CPU's fused attention kernel counted with torch's own
 attention formula, which torch registers for the GPU kernels only); a compiled session runs it under
 ``torch.compiler.set_stance("force_eager")``, because the counter sees aten operators, which compiled
-code does not dispatch: the arithmetic is the same. torch is imported only by these two.
+code does not dispatch: the arithmetic is the same. torch is imported only by these two. A run counts
+each kind of work once (:class:`FlopsMemo`): its generations share their shapes (the pipeline pads every
+prompt to the text encoders' fixed lengths), so two with the same cache setting and the same hit at every
+step do the same arithmetic, and the second takes the first's count instead of a second counted generation.
 """
 
 from __future__ import annotations
@@ -546,9 +549,26 @@ def _eager(compile_mode: str) -> Any:
     return set_stance("force_eager")
 
 
+#: a generation's kind of work: whether it ran uncached, and the hit of each of its cache decisions
+Work = tuple[bool, tuple[bool, ...]]
+
+
+def work_of(threshold: Threshold | None, decisions: Iterable[StepDecision]) -> Work:
+    return threshold is None, tuple(bool(d.hit) for d in decisions)
+
+
+@dataclass(frozen=True)
+class FlopsCount:
+    """The FLOPs of one counted generation, its hits (None uncached) and its kind of work."""
+
+    flops: int
+    hits: int | None
+    work: Work
+
+
 def count_flops(backend: CacheBackend, threshold: Threshold | None, generate: Callable[[], Any],
-                compile_mode: str) -> tuple[int, int | None]:
-    """The FLOPs of one generation and its hits (None uncached)."""
+                compile_mode: str) -> FlopsCount:
+    """The FLOPs of one generation, counted."""
     from torch.utils.flop_counter import FlopCounterMode
 
     log = DecisionLog()
@@ -557,7 +577,21 @@ def count_flops(backend: CacheBackend, threshold: Threshold | None, generate: Ca
         with FlopCounterMode(display=False, custom_mapping=_attention_formulas()) as counter:
             generate()
         decisions = log.finish_generation()
-    return int(counter.get_total_flops()), (None if threshold is None else sum(d.hit for d in decisions))
+    return FlopsCount(int(counter.get_total_flops()), None if threshold is None else sum(d.hit for d in decisions),
+                      work_of(threshold, decisions))
+
+
+class FlopsMemo:
+    """A run's FLOPs counts by kind of work, each with the label of the benchmark that counted it."""
+
+    def __init__(self) -> None:
+        self._counted: dict[Work, tuple[FlopsCount, str]] = {}
+
+    def find(self, work: Work | None) -> tuple[FlopsCount, str] | None:
+        return None if work is None else self._counted.get(work)
+
+    def add(self, count: FlopsCount, label: str) -> None:
+        self._counted.setdefault(count.work, (count, label))
 
 
 @dataclass
@@ -567,9 +601,16 @@ class Explained:
     profile: dict[str, float] = field(default_factory=dict)
     flops: int | None = None
     flops_hits: int | None = None
+    #: the benchmark whose count of the same kind of work was taken instead of counting again (None: counted)
+    flops_from: str | None = None
     #: wall seconds of the profiled generation and of the FLOPs count
     profile_cost_s: float = 0.0
     flops_cost_s: float = 0.0
+
+    @property
+    def generations(self) -> int:
+        """How many untimed generations ran."""
+        return int(bool(self.profile)) + int(self.flops is not None and self.flops_from is None)
 
     @property
     def cost_s(self) -> float:
@@ -581,28 +622,39 @@ class Explained:
         if self.profile:
             parts.append(f"profiled {self.profile['generation']:.2f} s ({int(self.profile['hits'])}/"
                          f"{int(self.profile['steps'])} hits)")
-        if self.flops is not None:
+        if self.flops is not None and self.flops_from is not None:
+            parts.append(f"{flops_text(self.flops)} as counted for {self.flops_from} (the same hit at every step)")
+        elif self.flops is not None:
             parts.append(f"{flops_text(self.flops)} counted")
         return f"fbcache: {label} untimed: {', '.join(parts)}  [{self.cost_s:.1f} s]"
 
 
 def explain_benchmark(pipe: Any, backend: CacheBackend, threshold: Threshold | None, generate: Callable[[], Any],
                       device: str, clock: Callable[[], float], compile_mode: str, with_breakdown: bool,
-                      with_flops: bool) -> Explained:
-    """The profiled generation and the FLOPs count of one benchmark, each if asked for."""
+                      with_flops: bool, memo: FlopsMemo | None = None, work: Work | None = None,
+                      label: str = "") -> Explained:
+    """The profiled generation and the FLOPs count of one benchmark, each if asked for; the count is taken from
+    ``memo`` when a benchmark of the same ``work`` (its timed rounds') was counted, and added to it otherwise."""
     found = Explained()
     if with_breakdown:
         started = time.perf_counter()
         found.profile = breakdown(pipe, backend, threshold, generate, device, clock)
         found.profile_cost_s = time.perf_counter() - started
     if with_flops:
-        started = time.perf_counter()
-        found.flops, found.flops_hits = count_flops(backend, threshold, generate, compile_mode)
-        found.flops_cost_s = time.perf_counter() - started
+        known = None if memo is None else memo.find(work)
+        if known is None:
+            started = time.perf_counter()
+            count = count_flops(backend, threshold, generate, compile_mode)
+            found.flops_cost_s = time.perf_counter() - started
+            if memo is not None:
+                memo.add(count, label)
+        else:
+            count, found.flops_from = known
+        found.flops, found.flops_hits = count.flops, count.hits
     return found
 
 
-__all__ = ["BREAKDOWN_HEADER", "COUNTS", "CostModel", "Explained", "Explanation", "Marks", "NOT_MEASURED_NOTE", "PARTS",
-           "Profile", "SPEEDUP_HEADER", "TIMES", "breakdown", "breakdown_rows", "count_flops", "efficiency_rounds",
-           "explain", "explain_benchmark", "fit", "flops_text", "has_explanations", "ideal_time", "markdown_section",
-           "speedup_rows"]
+__all__ = ["BREAKDOWN_HEADER", "COUNTS", "NOT_MEASURED_NOTE", "PARTS", "SPEEDUP_HEADER", "TIMES", "CostModel",
+           "Explained", "Explanation", "FlopsCount", "FlopsMemo", "Marks", "Profile", "Work", "breakdown",
+           "breakdown_rows", "count_flops", "efficiency_rounds", "explain", "explain_benchmark", "fit", "flops_text",
+           "has_explanations", "ideal_time", "markdown_section", "speedup_rows", "work_of"]

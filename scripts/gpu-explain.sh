@@ -7,12 +7,11 @@
 #   scripts/gpu-explain.sh                  # both configurations
 #   scripts/gpu-explain.sh bf16-eager       # or fp8-regional
 #
-# Budget: about 7 minutes of an H100 for both (docs/results/h100-2026-12-07: bf16 eager 5.3 s uncached,
-# 0.7 s at 0.8; docs/results/h200-2026-11-28: fp8 regional 3.0 s uncached, its first compiled call 33 s).
-# Hence 2 timed rounds; the compiled session takes no warm-up round beyond its per-cache-state compile
-# call, which is already an untimed generation in that state. FLOPs are counted for bf16 only: fp8's
-# matrix products count as bf16's (torch counts _scaled_mm like mm) and counting them compiled means a
-# whole eager fp8 generation per threshold (10 s uncached on the H200).
+# Budget: one device call per configuration (docs/guide.md#why-this-speedup has the measured costs). Hence 2 timed rounds;
+# the compiled session takes no warm-up round beyond its per-cache-state compile call, which is already an
+# untimed generation in that state. FLOPs are counted for bf16 only: fp8's matrix products count as bf16's
+# (torch counts _scaled_mm like mm) and counting them compiled means a whole eager fp8 generation per kind
+# of work.
 # Env: OUT (default ./gpu-explain-out), ROUNDS (2), SKIP_WHEELS=1 to use the installed diffusers/torchao.
 # $OUT gets: gpu-info.txt, <config>.log, results-<config>.md (its "Why this speedup" section has the
 # model, predicted against measured and the breakdown), explain.md (predicted vs measured of both, one

@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from conftest import ROOT, STEPS, run_sweep
 from fbcache import explain, models
-from fbcache.backends import DecisionLog, summarize
+from fbcache.backends import DecisionLog, StepDecision, summarize
 from fbcache.configure import build_config
 from fbcache.errors import ConfigError
 from fbcache.history import BenchRecord
@@ -37,8 +37,9 @@ def _session(**options: str) -> FBCacheSession:
     return FBCacheSession(build_config({"model": "tiny", "steps": str(STEPS), "device": "cpu", **options}), None)
 
 
-def _generate(session: FBCacheSession):
-    return lambda: schedule.generate_once(session, torch.Generator("cpu").manual_seed(session.config.seed))
+def _generate(session: FBCacheSession, prompt_index: int | None = None):
+    seed = session.config.case(prompt_index).seed
+    return lambda: schedule.generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index)
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,45 @@ def eager() -> FBCacheSession:
     return _session()
 
 
-def flops(session: FBCacheSession, threshold: float | None) -> tuple[int, int | None]:
-    return explain.count_flops(session.backend, threshold, _generate(session), session.config.compile)
+def flops(session: FBCacheSession, threshold: float | None, prompt_index: int | None = None) -> explain.FlopsCount:
+    return explain.count_flops(session.backend, threshold, _generate(session, prompt_index), session.config.compile)
 
 
 def test_flops_are_identical_across_runs_and_uncached_equals_threshold_zero(eager):
     first, again, zero = flops(eager, None), flops(eager, None), flops(eager, 0.0)
     assert first == again
-    assert zero == (first[0], 0)
+    assert (zero.flops, zero.hits) == (first.flops, 0)
+
+
+def test_prompts_of_a_set_with_the_same_hits_count_the_same_flops():
+    """What lets a run count each kind of work once: prompts of different lengths do the same arithmetic."""
+    session = _session(prompts="default")
+    texts = [session.config.case(index).text for index in range(2)]
+    assert len(texts[0].split()) != len(texts[1].split())
+    counts = [flops(session, 0.0, index) for index in range(2)]
+    assert counts[0].work == counts[1].work and counts[0].flops == counts[1].flops
+
+
+def test_a_run_counts_each_kind_of_work_once_and_shares_the_count(eager):
+    memo, calls = explain.FlopsMemo(), []
+    generate = _generate(eager)
+
+    def counted() -> Any:
+        calls.append(1)
+        return generate()
+
+    def explained(threshold: float | None, work: explain.Work, label: str) -> explain.Explained:
+        return explain.explain_benchmark(eager.model.pipe, eager.backend, threshold, counted, "cpu", time.perf_counter,
+                                         "none", False, True, memo, work, label)
+
+    no_hits = explain.work_of(0.0, [StepDecision(step, 1.0, False) for step in range(STEPS)])
+    first = explained(0.0, no_hits, "0")
+    shared = explained(1e-9, no_hits, "1e-09")
+    uncached = explained(None, explain.work_of(None, []), "uncached")
+    assert len(calls) == 2  # threshold 0 and the uncached baseline; 1e-09 took 0's count
+    assert (shared.flops, shared.flops_hits, shared.flops_from, shared.generations) == (first.flops, 0, "0", 0)
+    assert "as counted for 0" in shared.line("1e-09")
+    assert uncached.flops_from is None and flops(eager, 1e-9).flops == first.flops
 
 
 def _remaining_blocks_flops_per_step(session: FBCacheSession) -> float:
@@ -84,11 +116,10 @@ def _remaining_blocks_flops_per_step(session: FBCacheSession) -> float:
 
 
 def test_each_hit_saves_exactly_one_steps_remaining_blocks_flops(eager):
-    uncached, _ = flops(eager, None)
-    cached, hits = flops(eager, THRESHOLD)
+    uncached, cached = flops(eager, None), flops(eager, THRESHOLD)
     per_step = _remaining_blocks_flops_per_step(eager)
-    assert hits is not None and hits >= 1
-    assert cached == uncached - hits * per_step
+    assert cached.hits is not None and cached.hits >= 1
+    assert cached.flops == uncached.flops - cached.hits * per_step
 
 
 def test_the_profile_follows_the_caches_decisions_and_its_parts_add_up(eager):
@@ -132,7 +163,8 @@ def test_regional_compile_profiles_and_counts_without_compiling_and_counts_the_s
                                       time.perf_counter, "regional", True, True)
     assert not (schedule.counters() - before).any
     assert found.profile["first_block"] > 0 and found.profile["hits"] >= 1
-    assert (found.flops, found.flops_hits) == flops(eager, THRESHOLD)
+    counted = flops(eager, THRESHOLD)
+    assert (found.flops, found.flops_hits) == (counted.flops, counted.hits)
 
 
 def test_breakdown_and_flops_are_on_on_a_gpu_and_off_on_a_cpu_by_default():

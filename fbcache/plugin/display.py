@@ -44,6 +44,8 @@ class Results(Protocol):
     #: the untimed profiled generations and FLOPs counts after the timed rounds, and their wall seconds
     explain_generations: int
     explain_cost_s: float
+    #: benchmarks that took the FLOPs count of one with the same hit at every step instead of counting
+    flops_shared: int
 
     @property
     def notes(self) -> list[str]: ...
@@ -253,11 +255,13 @@ def clock_text(c: HarnessConfig) -> str:
 
 def explain_lines(fb: Results) -> list[str]:
     """What the untimed generations after the timed rounds cost, and how to leave them out."""
-    if not fb.explain_generations:
+    if not (fb.explain_generations or fb.flops_shared):
         return []
     c = fb.config
     what = " and ".join(name for name, on in (("a profiled generation", c.breakdown), ("a FLOPs count", c.flops)) if on)
-    return [f"untimed after each benchmark's rounds: {what}; {fb.explain_generations} generations, "
+    shared = (f" ({fb.flops_shared} FLOPs count{'' if fb.flops_shared == 1 else 's'} taken from a benchmark with the same hit at every step)"
+              if fb.flops_shared else "")
+    return [f"untimed after each benchmark's rounds: {what}; {fb.explain_generations} generations{shared}, "
             f"{fb.explain_cost_s:.1f} s in all (--fbcache-breakdown off and --fbcache-flops off leave them out)"]
 
 

@@ -277,11 +277,11 @@ def _sweep_progress(session: FBCacheSession, benchmarks: int, schedule: str) -> 
     return progress
 
 
-def explain_benchmark(session: FBCacheSession, threshold: Threshold | None,
-                      prompt_index: int | None) -> explain.Explained | None:
+def explain_benchmark(session: FBCacheSession, threshold: Threshold | None, prompt_index: int | None,
+                      timed: list[StepDecision] | None) -> explain.Explained | None:
     """After a benchmark's timed rounds, untimed: its profiled generation and its FLOPs count, each if asked
-    for (fbcache/explain.py). A profile during which torch.compile compiled is dropped: its times hold the
-    compilation."""
+    for (fbcache/explain.py); the count is shared with the run's benchmarks whose ``timed`` round hit at the
+    same steps. A profile during which torch.compile compiled is dropped: its times hold the compilation."""
     config = session.config
     if not (config.breakdown or config.flops):
         return None
@@ -291,12 +291,13 @@ def explain_benchmark(session: FBCacheSession, threshold: Threshold | None,
     found = explain.explain_benchmark(
         session.model.pipe, session.backend, threshold,
         lambda: generate_once(session, torch.Generator("cpu").manual_seed(seed), prompt_index),
-        config.device, clock(config.clock), config.compile, config.breakdown, config.flops)
+        config.device, clock(config.clock), config.compile, config.breakdown, config.flops,
+        session.flops_memo, None if timed is None else explain.work_of(threshold, timed), label)
     line = found.line(label)
+    session.note_explained(found.cost_s, found.generations, found.flops_from is not None)
     if before is not None and (counters() - before).any and found.profile:
         found.profile = {}
         line += "; profile dropped: torch.compile compiled during it"
-    session.note_explained(found.cost_s, int(config.breakdown) + int(config.flops))
     if session.progress_write is not None:
         session.progress_write(line)
     return found
@@ -384,7 +385,8 @@ def run_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold
     finally:
         if threshold is not None:
             backend.disable()
-    rounds.explained = explain_benchmark(session, threshold, prompt_index)
+    rounds.explained = explain_benchmark(session, threshold, prompt_index,
+                                         rounds.decisions[-1] if rounds.decisions else None)
     return rounds, warmup
 
 
@@ -503,7 +505,7 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
     evidence = machine.evidence(before, machine.sample(config.device))
     for key, result in results.items():
         result.rounds.machine_state = evidence
-        result.rounds.explained = explain_benchmark(session, *key)
+        result.rounds.explained = explain_benchmark(session, *key, result.rounds.decisions[-1])
     return results
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fbcache import backends, metrics
+from fbcache import backends, explain, metrics
 from fbcache.backends import CacheBackend
 from fbcache.config import HarnessConfig, Shard, Threshold, check_writable_dir
 from fbcache.configure import (
@@ -117,12 +117,16 @@ class FBCacheSession:
         #: the untimed profiled generations and FLOPs counts after the timed rounds: how many, and their wall seconds
         self.explain_generations = 0
         self.explain_cost_s = 0.0
+        #: the FLOPs counts of the run by kind of work, and how many benchmarks took one instead of counting
+        self.flops_memo = explain.FlopsMemo()
+        self.flops_shared = 0
         #: a compiled session's compile cache (configure opens it; None for an eager session)
         self.compile_cache: CompileCache | None = None
 
-    def note_explained(self, seconds: float, generations: int) -> None:
+    def note_explained(self, seconds: float, generations: int, flops_shared: bool) -> None:
         self.explain_generations += generations
         self.explain_cost_s += seconds
+        self.flops_shared += int(flops_shared)
 
     def progress(self, total: int) -> Progress:
         """The sweep's one progress counter, made by the first benchmark, which passes the sweep's total."""
