@@ -505,7 +505,8 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
     evidence = machine.evidence(before, machine.sample(config.device))
     for key, result in results.items():
         result.rounds.machine_state = evidence
-        result.rounds.explained = explain_benchmark(session, *key, result.rounds.decisions[-1])
+        decisions = result.rounds.decisions
+        result.rounds.explained = explain_benchmark(session, *key, decisions[-1] if decisions else None)
     return results
 
 
