@@ -4,6 +4,7 @@
 # changes the packages a sweep records.
 #
 #   FBCACHE_TORCH=cpu     the CPU build of torch (default); FBCACHE_TORCH=cuda for the CUDA build
+#   FBCACHE_TORCH_INDEX=URL   a CPU-only wheel index to try first for torch and torchvision (none by default)
 #   FBCACHE_PYTHON=PATH   use this interpreter as it is and install nothing (an environment you manage)
 #
 # Usage: source scripts/_env.sh EXTRA VENV   (EXTRA: the pyproject extra to install, e.g. report or test;
@@ -14,8 +15,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXTRA="${1:?the pyproject extra to install}"
 VENV="${2:?the virtual environment directory}"
 TORCH_VERSION="2.13.0"
-# The PyTorch project's documented index of CPU-only wheels; the default index gives the CUDA build on Linux.
-TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+# A CPU-only wheel index, when the configured one gives the CUDA build (PyPI does on Linux)
+TORCH_CPU_INDEX="${FBCACHE_TORCH_INDEX:-}"
 
 say() { echo "fbcache: $*" >&2; }
 
@@ -49,10 +50,12 @@ elif [ "${FBCACHE_TORCH:-cpu}" = "cuda" ]; then
   say "installing torch $TORCH_VERSION, CUDA build (FBCACHE_TORCH=cuda)"
   pip_install "torch==$TORCH_VERSION"
 else
-  say "installing torch $TORCH_VERSION, CPU build, from the PyTorch CPU wheel index"
-  # one quick try: where that index cannot be reached (an offline mirror), fall back at once
-  if ! pip_install "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX" --retries 1 --timeout 15; then
-    say "the PyTorch CPU index did not answer; installing torch==$TORCH_VERSION from the configured index"
+  # one quick try of FBCACHE_TORCH_INDEX: where it cannot be reached, fall back at once
+  if [ -n "$TORCH_CPU_INDEX" ] && say "installing torch $TORCH_VERSION, CPU build, from FBCACHE_TORCH_INDEX" \
+      && pip_install "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX" --retries 1 --timeout 15; then
+    :
+  else
+    say "installing torch $TORCH_VERSION from the configured index (FBCACHE_TORCH_INDEX names a CPU-only one)"
     pip_install "torch==$TORCH_VERSION"
   fi
 fi
@@ -80,8 +83,8 @@ if [ "$EXTRA" = test ]; then
     # torchvision 0.(N+15) is the release built for torch 2.N
     TORCHVISION="$("$PY" -c 'import torch; minor = int(torch.__version__.split(".")[1]); print(f"0.{minor + 15}.*")')"
     say "installing torchvision==$TORCHVISION and lpips into $SIDE (the LPIPS tests' own folder)"
-    if [ "${FBCACHE_TORCH:-cpu}" = cuda ] || ! pip_install --no-deps --target "$SIDE" "torchvision==$TORCHVISION" \
-        --index-url "$TORCH_CPU_INDEX" --retries 1 --timeout 15; then
+    if [ "${FBCACHE_TORCH:-cpu}" = cuda ] || [ -z "$TORCH_CPU_INDEX" ] || ! pip_install --no-deps --target "$SIDE" \
+        "torchvision==$TORCHVISION" --index-url "$TORCH_CPU_INDEX" --retries 1 --timeout 15; then
       pip_install --no-deps --target "$SIDE" "torchvision==$TORCHVISION"
     fi
     pip_install --no-deps --target "$SIDE" "lpips==0.1.4"
