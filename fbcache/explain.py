@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fbcache import markup
-from fbcache.backends import CacheBackend, DecisionLog, StepDecision
+from fbcache.backends import CacheBackend, DecisionLog, StepDecision, summarize
 from fbcache.config import Threshold
 from fbcache.history import BenchRecord, label_of
 from fbcache.models import repeated_blocks
@@ -549,12 +549,13 @@ def _eager(compile_mode: str) -> Any:
     return set_stance("force_eager")
 
 
-#: a generation's kind of work: whether it ran uncached, and the hit of each of its cache decisions
-Work = tuple[bool, tuple[bool, ...]]
+#: a generation's kind of work: whether it ran uncached, and each step's hit and single-stream hit (a pair's
+#: second decision, None for a plain threshold)
+Work = tuple[bool, tuple[tuple[bool, bool | None], ...]]
 
 
 def work_of(threshold: Threshold | None, decisions: Iterable[StepDecision]) -> Work:
-    return threshold is None, tuple(bool(d.hit) for d in decisions)
+    return threshold is None, tuple((bool(d.hit), d.single_hit) for d in decisions)
 
 
 @dataclass(frozen=True)
@@ -577,7 +578,7 @@ def count_flops(backend: CacheBackend, threshold: Threshold | None, generate: Ca
         with FlopCounterMode(display=False, custom_mapping=_attention_formulas()) as counter:
             generate()
         decisions = log.finish_generation()
-    return FlopsCount(int(counter.get_total_flops()), None if threshold is None else sum(d.hit for d in decisions),
+    return FlopsCount(int(counter.get_total_flops()), None if threshold is None else summarize(decisions)[0],
                       work_of(threshold, decisions))
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fbcache.explain import NOT_MEASURED_NOTE, CostModel, Profile, efficiency_rounds, explain, fit, flops_text
+from fbcache.backends import StepDecision
+from fbcache.explain import NOT_MEASURED_NOTE, CostModel, Profile, efficiency_rounds, explain, fit, flops_text, work_of
 from fbcache.history import BenchRecord
 from fbcache.history.storage import Run
 from fbcache.render import markdown_table, results
@@ -229,3 +230,12 @@ def test_a_report_of_a_run_without_them_has_no_such_section(tmp_path):
     build_report([run], run, tmp_path, None)
     assert "Why this speedup" not in (tmp_path / "report.md").read_text(encoding="utf-8")
     assert not (tmp_path / "breakdown.png").exists()
+
+
+def test_a_pairs_single_stream_hits_make_other_work_than_a_plain_threshold_with_the_same_hits():
+    plain = [StepDecision(0, None, False), StepDecision(1, 0.1, True)]
+    pair = [StepDecision(0, None, False, single_hit=False), StepDecision(1, 0.1, True, single_hit=True)]
+    other_pair = [StepDecision(0, None, False, single_hit=False), StepDecision(1, 0.1, True, single_hit=False)]
+    works = {work_of(0.1, plain), work_of(0.1, pair), work_of(0.1, other_pair)}
+    assert len(works) == 3
+    assert work_of(None, []) != work_of(0.0, [])
