@@ -257,3 +257,20 @@ def test_a_sequential_benchmark_gets_the_peak_of_its_timed_rounds_not_its_warm_u
                               model=SimpleNamespace(pipe=allocator.generate, kwargs_for=lambda prompt: {}))
     rounds, _ = schedule.run_sequential(_Pedantic(), session, None, None)
     assert rounds.peak_memory_bytes == 120
+
+
+def test_a_benchmark_keeps_only_its_first_two_timed_images_on_the_host_and_names_a_nan_generation():
+    """Images held on the GPU would count in every later generation's peak; a NaN image stops the benchmark."""
+    import torch
+
+    from fbcache.errors import NaNImageError
+    from fbcache.plugin.schedule import Rounds
+
+    rounds = Rounds()
+    rounds.keep(torch.full((1, 3, 2, 2), 0.9), "0.5: generation 1", timed=False)  # a warm-up
+    for value in (0.1, 0.2, 0.3):
+        rounds.keep(torch.full((1, 3, 2, 2), value), "0.5: generation 2", timed=True)
+    assert [float(images.max()) for images in rounds.images] == pytest.approx([0.1, 0.2])
+    assert all(images.device.type == "cpu" for images in rounds.images)
+    with pytest.raises(NaNImageError, match="0.5: generation 5 produced NaN/Inf pixels"):
+        rounds.keep(torch.full((1, 3, 2, 2), float("nan")), "0.5: generation 5", timed=True)

@@ -16,10 +16,10 @@ from PIL import Image
 from fbcache import models
 from fbcache.backends import single_stream_hits, summarize
 from fbcache.config import Threshold, ThresholdPair
-from fbcache.errors import BoundViolation, BrokenRunError, NaNImageError
+from fbcache.errors import BoundViolation, BrokenRunError
 from fbcache.history import UNCACHED, BenchRecord, compat, label_of
 from fbcache.history import summarize as summarize_set
-from fbcache.metrics import all_finite, to_uint8_images
+from fbcache.metrics import to_uint8_images
 from fbcache.plugin import machine, schedule
 from fbcache.plugin.compile_cache import CompileCache
 from fbcache.plugin.session import FBCacheSession
@@ -84,14 +84,10 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: Threshold 
                   prompt_index: int | None = None, seconds: list[float] | None = None) -> BenchRecord:
     """Everything after the clock stopped: checks, similarity, images on disk."""
     config, model = session.config, session.model
-    for index, images in enumerate(rounds.images):
-        if not all_finite(images):
-            raise NaNImageError(f"generation {index + 1} produced NaN/Inf pixels")
     if seconds is None:
         seconds = compat.recorded_seconds(benchmark)
     rounds_s = [float(x) for x in seconds] if seconds is not None else []
     timed = len(rounds_s) or 1
-    timed_images = rounds.images[-timed:]
     timed_decisions = rounds.decisions[-timed:]
     if threshold is not None:
         for steps in timed_decisions:
@@ -105,7 +101,7 @@ def _build_record(benchmark: Any, session: FBCacheSession, threshold: Threshold 
                 raise BrokenRunError(f"threshold {threshold:g}: " + (
                     f"no single-stream decision at steps {wrong}; a MULTI/SINGLE pair decides twice per step" if pair
                     else f"a single-stream decision at steps {wrong}; a single threshold decides once per step"))
-    first_images = [to_uint8_images(images)[0] for images in timed_images[:2]]
+    first_images = [to_uint8_images(images)[0] for images in rounds.images]  # the first timed ones (Rounds.keep)
     label = label_of(threshold)
     if threshold is None:
         session.set_reference(first_images[0], prompt_index)

@@ -203,6 +203,10 @@ def compile_warmup(compile_mode: str, device: str, log: DecisionLog, generate: C
 # ------------------------------------------------------------------------------------- generations
 
 
+#: timed images kept per benchmark (the first and second go to disk; NaN is checked on every one)
+_KEPT_IMAGES = 2
+
+
 @dataclass
 class Rounds:
     """What each generation left behind, warm-up rounds included, in call order."""
@@ -219,6 +223,14 @@ class Rounds:
     def add_peak(self, peak: int | None) -> None:
         if peak is not None:
             self.peak_memory_bytes = max(peak, self.peak_memory_bytes or 0)
+
+    def keep(self, images: torch.Tensor, where: str, timed: bool) -> None:
+        """One generation's images, after its clock stopped: checked for NaN, and the first timed ones kept on
+        the host, so that no image held on the GPU counts in a later generation's peak."""
+        if not all_finite(images):
+            raise NaNImageError(f"{where} produced NaN/Inf pixels")
+        if timed and len(self.images) < _KEPT_IMAGES:
+            self.images.append(images.detach().cpu())
 
 
 def generate_once(session: FBCacheSession, generator: torch.Generator, prompt_index: int | None = None) -> torch.Tensor:
@@ -314,7 +326,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
     rounds = Rounds()
     progress = _sweep_progress(session, len(session.health.expected), "sequential")
     now = clock(config.clock)
-    span = {"started": 0.0}
+    span: dict[str, Any] = {"started": 0.0}
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         synchronize(device)
@@ -331,7 +343,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
         images = generate_once(session, generator, prompt_index)
         pair.record_end()
         synchronize(device)
-        rounds.images.append(images)
+        span["images"] = images
         return images
 
     def teardown(generator: torch.Generator, pair: EventPair) -> None:
@@ -340,6 +352,7 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
         # after pedantic stopped its timer: the recorded time of a timed round, the span of a warm-up
         finished = len(rounds.decisions)
         warmup = finished <= config.warmup_rounds
+        rounds.keep(span.pop("images"), f"{label_of(threshold, prompt_index)}: generation {finished}", not warmup)
         recorded = compat.recorded_seconds(benchmark)
         seconds = ended - span["started"] if warmup or not recorded else float(recorded[-1])
         hits = None if threshold is None else summarize(rounds.decisions[-1])[0]
@@ -354,8 +367,9 @@ def _time_generations(benchmark: Any, session: FBCacheSession, log: DecisionLog,
     with timer:
         benchmark.pedantic(generate, setup=setup, teardown=teardown, rounds=config.rounds,
                            warmup_rounds=config.warmup_rounds, iterations=1)
-    if len(rounds.decisions) < len(rounds.images):  # --benchmark-disable: one call, no teardown
+    if "images" in span:  # --benchmark-disable: one call, no teardown
         rounds.decisions.append(log.finish_generation())
+        rounds.keep(span.pop("images"), f"{label_of(threshold, prompt_index)}: generation 1", True)
     return rounds
 
 
@@ -422,10 +436,6 @@ class Interleaved:
         return self.rounds.peak_memory_bytes
 
 
-#: timed images kept per benchmark (the first and second go to disk; NaN is checked on every one)
-_KEPT_IMAGES = 2
-
-
 def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
                       into: Interleaved | None) -> tuple[float, int | None]:
     """One generation with the cache set for ``key``; timed like pedantic's: one synchronised call.
@@ -456,11 +466,7 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
     hits = None if threshold is None else summarize(decisions)[0]
     if into is None:
         return seconds, hits
-    if not all_finite(images):
-        raise NaNImageError(f"{label_of(threshold, prompt_index)}: generation {len(into.seconds) + 1} "
-                            "produced NaN/Inf pixels")
-    if len(into.rounds.images) < _KEPT_IMAGES:
-        into.rounds.images.append(images)
+    into.rounds.keep(images, f"{label_of(threshold, prompt_index)}: generation {len(into.seconds) + 1}", True)
     into.rounds.decisions.append(decisions)
     into.rounds.events.append(pair)
     into.seconds.append(seconds)
