@@ -14,6 +14,7 @@ OUT=${OUT:-gpu-lpips-out}
 WORK=.gpu-lpips
 mkdir -p "$OUT" "$WORK/weights"
 export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu-wheels.sh"
 QUANTS=("$@")
 [ ${#QUANTS[@]} -gt 0 ] || QUANTS=(torchao-fp8)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1

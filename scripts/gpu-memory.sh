@@ -12,6 +12,7 @@ set -uo pipefail
 OUT=${OUT:-gpu-memory-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu-wheels.sh"
 QUANTS=("$@")
 [ ${#QUANTS[@]} -gt 0 ] || QUANTS=(none torchao-fp8)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1

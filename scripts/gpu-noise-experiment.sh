@@ -13,7 +13,8 @@ GOOD=${GOOD:-9} BAD=${BAD:-2} ROUNDS=${ROUNDS:-5} THRESHOLDS=${THRESHOLDS:-0 0.5
 RESOLUTIONS=("$@")
 [ ${#RESOLUTIONS[@]} -gt 0 ] || RESOLUTIONS=(1024 512)
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu-wheels.sh"
 { nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.max.sm,persistence_mode --format=csv
   echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
   python3 -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__)"

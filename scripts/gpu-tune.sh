@@ -9,6 +9,7 @@ set -uo pipefail
 OUT=${OUT:-tune-gpu-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu-wheels.sh"
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; date -u +"%Y-%m-%d %H:%M UTC"; } > "$OUT/gpu.txt" 2>&1
 start=$(date +%s)
 python3 -m fbcache tune --model flux-random --device cuda --min-ssim 0.999 --out-dir "$OUT" --json "$OUT/tune.json" \

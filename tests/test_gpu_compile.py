@@ -1,5 +1,6 @@
 """scripts/gpu-compile.sh's CPU-side logic: its table and goals on a made-up history, its session list, and
-its refusal of an unknown session before any GPU work. The histories here are fake (tests only)."""
+its refusal of an unknown session before any GPU work, and the GPU scripts' wheel install (scripts/_gpu-wheels.sh).
+The histories here are fake (tests only)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import re
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 from fbcache.history import BenchRecord
@@ -98,3 +101,48 @@ def test_the_script_refuses_an_unknown_session_before_any_gpu_work(tmp_path):
                           env={"PATH": "/usr/bin:/bin", "OUT": "out"})
     assert done.returncode == 2 and "unknown session 'fp8-max-autotune'" in done.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / ".gpu-compile").exists()
+
+
+#: records each python3 call's PYTHONPATH and arguments; a pip install leaves the target folder behind
+RECORDING_PYTHON = """#!/bin/sh
+echo "PYTHONPATH=$PYTHONPATH ARGS=$*" >> "$CALLS"
+case "$*" in *"pip install"*) mkdir -p .gpu-site ;; esac
+exit 0
+"""
+
+
+GPU_SCRIPTS = ["gpu-compile.sh", "gpu-lpips.sh", "gpu-tune.sh", "gpu-memory.sh", "gpu-noise-experiment.sh"]
+
+
+def python_calls(tmp_path: Path, script: str, **env: str) -> tuple[Path, list[str]]:
+    """Run a GPU script in a checkout with one fetched wheel in .whl/, python3 and nvidia-smi stubbed (nothing
+    runs on a GPU): the checkout, and each python3 call's PYTHONPATH and arguments."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, text in (("python3", RECORDING_PYTHON), ("nvidia-smi", "#!/bin/sh\necho FAKE GPU\n")):
+        (tools / name).write_text(text)
+        (tools / name).chmod(0o755)
+    checkout = tmp_path / "checkout"
+    (checkout / ".whl").mkdir(parents=True)
+    (checkout / ".whl" / "diffusers-0-py3-none-any.whl").write_text("")
+    calls = tmp_path / "calls.txt"
+    subprocess.run(["bash", str(ROOT / "scripts" / script)], cwd=checkout, capture_output=True, text=True,
+                   check=False, timeout=60,
+                   env={"PATH": f"{tools}:/usr/bin:/bin", "OUT": "out", "CALLS": str(calls), **env})
+    return checkout, calls.read_text().splitlines()
+
+
+@pytest.mark.parametrize("script", GPU_SCRIPTS)
+def test_a_gpu_script_installs_the_fetched_wheels_first_on_its_path(tmp_path, script):
+    """scripts/_gpu-wheels.sh: the wheels in .whl/ go to .gpu-site/, ahead of the checkout on PYTHONPATH."""
+    checkout, lines = python_calls(tmp_path, script)
+    installs = [line for line in lines if "pip install" in line]
+    assert len(installs) == 1 and "--target .gpu-site .whl/" in installs[0], lines
+    later = lines[lines.index(installs[0]) + 1:]
+    assert later and all(line.startswith(f"PYTHONPATH={checkout}/.gpu-site:{checkout} ") for line in later), lines
+
+
+@pytest.mark.parametrize("script", GPU_SCRIPTS)
+def test_a_gpu_script_leaves_the_wheels_out_with_skip_wheels(tmp_path, script):
+    checkout, lines = python_calls(tmp_path, script, SKIP_WHEELS="1")
+    assert lines and all(line.startswith(f"PYTHONPATH={checkout} ") for line in lines), lines
