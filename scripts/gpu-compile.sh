@@ -11,8 +11,8 @@
 # regional and bf16 sessions give each mode's uncached time and speedup at 0.8; fp8-io-blocks keeps the
 # embedders and output layers in bf16 (--fbcache-quant-filter blocks). The sessions run in order of what
 # they answer and the script stops starting new ones when less than a session's need is left of BUDGET_S
-# (default 520 s, so the whole call fits 9 GPU minutes with its start-up); a running session is killed at
-# the budget, and the table is written from whatever was saved.
+# (seconds, the per-call budget); a running session is killed at the budget, and the table is written from
+# whatever was saved.
 # Env: OUT (default ./gpu-compile-out), THRESHOLDS ("0.8"), ROUNDS (2), WARMUP (0: each cache state's
 # untimed first call is the warm-up), BUDGET_S (520), COMPILE_LOGS (TORCH_LOGS, default "recompiles"),
 # SKIP_WHEELS=1 to use the installed diffusers/torchao instead of .whl/, KEEP=1 to keep the compile cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak GPU memory per threshold of flux-random (full-size FLUX.1-dev architecture, random weights:
 # timing and memory only) at 1024x1024, 28 steps, for each quantization given (default: none
-# torchao-fp8; torchao-int4wo eager takes about a minute a generation on an H100), eager. Rounds run
+# torchao-fp8; torchao-int4wo eager is many times slower: shorten it with STEPS below), eager. Rounds run
 # sequentially (--fbcache-interleave false) so each benchmark's peak is its own threshold's, not the
 # sweep's. Results go to $OUT (default: gpu-memory-out): a log and results.md per quantization, the
 # history, and peak-memory.md (one row per benchmark), the last two refreshed after every sweep.

@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1
   python3 -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__)"
 } > "$OUT/gpu.txt"
 for RES in "${RESOLUTIONS[@]}"; do
-  # 1024x1024 is quiet (0.2% run to run): 2% slowdowns; 512x512 is noisy (3-18%): 10%
+  # slowdowns sized to each resolution's run-to-run noise (docs/verdicts.md): small at 1024x1024, large at 512x512
   [ "$RES" -ge 1024 ] && SCEN=(--scenario all:0.02 --scenario cached:0.02) || SCEN=(--scenario all:0.10 --scenario cached:0.10)
   start=$(date +%s)
   python3 -m tools.gpu_noise_experiment --out "$OUT/$RES" --resolution "$RES" --good "$GOOD" --bad "$BAD" \
