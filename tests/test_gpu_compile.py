@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from fbcache.errors import EXIT_CLEAN, EXIT_USAGE
 from fbcache.history import BenchRecord
 from tools.gpu_compile import SESSIONS, main
 
@@ -21,7 +22,7 @@ QUANT = {"fp8": "torchao-fp8", "bf16": "none"}
 def fake_run(history: Path, name: str, uncached: list[float], cached: list[float], compile_s: tuple[float, float],
              cache: str) -> None:
     """One run file of one session: uncached and 0.8 (26/28 hits), with first-call compile times and cache state."""
-    quant, mode, _, _ = SESSIONS[name]
+    quant, mode, _ = SESSIONS[name]
     common = dict(model="flux-random", quantization=quant, cache_backend="diffusers", steps=28,
                   resolution="1024x1024", seed=0, compile_mode=mode)
     first = BenchRecord(threshold=None, rounds_s=uncached, **common)
@@ -35,7 +36,9 @@ def fake_run(history: Path, name: str, uncached: list[float], cached: list[float
     folder.mkdir(parents=True)
     machine = {"fbcache": {"accelerator": {"name": "FAKE GPU", "driver": "0", "cuda": "0"}, "model": "flux-random",
                            "versions": {"torch": "x", "diffusers": "y", "torchao": "z"},
-                           "workload": {"resolution": "1024x1024", "steps": 28}}}
+                           "workload": {"resolution": "1024x1024", "steps": 28},
+                           "fingerprint": {"accelerator": "FAKE GPU", "model": "flux-random", "quantization": quant,
+                                           "cache_backend": "diffusers", "workload": "28 steps, 1024x1024, seed 0"}}}
     (folder / "0001_fake.json").write_text(json.dumps({
         "machine_info": machine, "datetime": "2026-12-08T10:00:00",
         "benchmarks": [{"name": r.label, "extra_info": r.to_extra_info()} for r in (first, second)]}))
@@ -82,15 +85,26 @@ def test_the_quantization_filter_line_says_which_is_faster(tmp_path):
             "blocks 2.725 s, all 2.950 s: blocks faster") in text
 
 
-def test_no_saved_runs_is_an_error(tmp_path):
-    assert main(["--history", str(tmp_path), "--out", str(tmp_path / "s.md")]) == 1
+def test_no_saved_runs_is_a_usage_error_not_a_regression(tmp_path, capsys):
+    assert main(["--history", str(tmp_path), "--out", str(tmp_path / "s.md")]) == EXIT_USAGE
+    assert f"no saved run in any session's storage under {tmp_path}" in capsys.readouterr().err
+
+
+def test_a_corrupt_latest_run_is_named_and_the_session_s_last_good_run_is_read(tmp_path, capsys):
+    summary(tmp_path)
+    folder = tmp_path / "history" / "fp8-io-warm" / "Linux-CPython-3.12-64bit"
+    (folder / "0002_cut.json").write_text('{"benchmarks": [')
+    out = tmp_path / "again.md"
+    assert main(["--history", str(tmp_path / "history"), "--out", str(out)]) == EXIT_CLEAN
+    assert f"skipped {folder / '0002_cut.json'}: not valid JSON" in capsys.readouterr().err
+    assert "| fp8-io-warm | torchao-fp8 | regional+io | all | 2.950 [2.900-3.000] |" in out.read_text()
 
 
 def test_the_script_runs_the_tool_s_sessions_with_their_settings():
     script = (ROOT / "scripts" / "gpu-compile.sh").read_text()
     block = script.split('SESSIONS="', 1)[1].split('"', 1)[0]
     rows = [line.split() for line in block.strip().splitlines()]
-    assert {row[0]: tuple(row[1:4]) for row in rows} == {name: spec[:3] for name, spec in SESSIONS.items()}
+    assert {row[0]: tuple(row[1:4]) for row in rows} == SESSIONS
     assert [row[0] for row in rows] == list(SESSIONS), "the same order: what each answers first"
     assert re.search(r"BUDGET_S=\$\{BUDGET_S:-(\d+)\}", script).group(1) == "520"
 
