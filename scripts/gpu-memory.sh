@@ -21,16 +21,17 @@ HISTORY=.gpu-memory-history
 
 peak_table() {  # one row per saved benchmark: its hits and the peak memory of its rounds
   python3 - "$HISTORY" > "$OUT/peak-memory.md" <<'PY'
-import json, sys
+import sys
 from pathlib import Path
+from fbcache.history.storage import load_runs
 print("| quantization | benchmark | hits | peak GPU memory (GiB) |\n|---|---|---|---|")
-for path in sorted(Path(sys.argv[1]).glob("*/*/*.json")):
-    quant = path.relative_to(sys.argv[1]).parts[0]
-    for bench in json.loads(path.read_text())["benchmarks"]:
-        info = bench["extra_info"]
-        peak = info.get("peak_memory_bytes")
-        shown = f"{peak / 2**30:.2f}" if peak else "-"
-        print(f"| {quant} | {bench['name']} | {info.get('hits', '-')} | {shown} |")
+for storage in sorted(p for p in Path(sys.argv[1]).glob("*") if p.is_dir()):
+    runs, skipped = load_runs(storage)  # a file that is not a whole fbcache run is named, not read
+    for line in skipped:
+        print(line, file=sys.stderr)
+    for record in (record for run in runs for record in run.records.values()):
+        shown = f"{record.peak_memory_bytes / 2**30:.2f}" if record.peak_memory_bytes else "-"
+        print(f"| {storage.name} | {record.label} | {'-' if record.hits is None else record.hits} | {shown} |")
 PY
   tar czf "$OUT/history.tgz" "$HISTORY"
 }

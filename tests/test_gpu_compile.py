@@ -5,8 +5,11 @@ The histories here are fake (tests only)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -160,3 +163,25 @@ def test_a_gpu_script_installs_the_fetched_wheels_first_on_its_path(tmp_path, sc
 def test_a_gpu_script_leaves_the_wheels_out_with_skip_wheels(tmp_path, script):
     checkout, lines = python_calls(tmp_path, script, SKIP_WHEELS="1")
     assert lines and all(line.startswith(f"PYTHONPATH={checkout} ") for line in lines), lines
+
+
+def heredoc(script: str, opener: str) -> str:
+    """The Python a GPU script feeds to ``python3 -`` on the line that starts with ``opener``."""
+    text = (ROOT / "scripts" / script).read_text()
+    return text.split(opener, 1)[1].split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
+@pytest.mark.parametrize(("script", "opener", "argument", "row"), [
+    ("gpu-memory.sh", 'python3 - "$HISTORY"', "history", "| bf16 | 0.8 | 26 | 24.84 |"),
+    ("gpu-explain.sh", 'python3 - "$WORK/history"', "history", "| 0.8 | 26/28 | 0.672 |"),
+    ("gpu-lpips.sh", 'python3 - "$WORK" > "$OUT/lpips-cost.md"', ".", "| bf16 | 0.8 | 26 | 24.838 | - |"),
+])
+def test_a_gpu_script_s_table_names_a_cut_run_file_and_reads_the_whole_ones(tmp_path, script, opener, argument, row):
+    """The real H100 history of tests/data, plus a run file cut short: it is named and the table still comes."""
+    storage = tmp_path / "history" / "bf16"
+    shutil.copytree(ROOT / "tests" / "data" / "h100-2026-11-25" / "history", storage)
+    cut = next(storage.iterdir()) / "0099_cut.json"
+    cut.write_text('{"benchmarks": [')
+    done = subprocess.run([sys.executable, "-", str(tmp_path / argument)], input=heredoc(script, opener), cwd=ROOT,
+                          capture_output=True, text=True, check=False, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert f"skipped {cut}: not valid JSON" in done.stderr and row in done.stdout, (done.stdout[-2000:], done.stderr[-2000:])
