@@ -42,6 +42,8 @@ def test_identical_maps_agree_and_the_standin_is_named():
     assert agreement.ok
     table = markdown(agreement)
     assert "nunchaku STAND-IN 1.1.0" in table and "`#..#`" in table and "all backends agree" in table
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert {line.count("|") - line.count("\\|") for line in rows} == {rows[0].count("|")}  # renders as one table
 
 
 def test_a_difference_far_from_the_threshold_is_a_disagreement():

@@ -103,6 +103,18 @@ def test_compare_flags_a_saved_run_edited_to_thirty_percent_more_load_time_and_a
         second.stdout
 
 
+def test_one_run_beyond_the_gate_after_one_inside_it_is_advisory_until_a_second_run_is_beyond():
+    """The run before sits inside the gate but nearer the new level: the pair is one step, yet only one value of it
+    is beyond the gate, so a startup time does not alert yet."""
+    runs = STARTUP_MIN_DF + 7
+    factors = {runs - 3: 1.05, runs - 2: 1.10, runs - 1: 1.10}
+    results = judge_series(history(random.Random(5), runs, QUIET, QUIET, lambda index: factors.get(index, 1.0)))
+    inside, first, second = (_row(result, LOAD_LABEL) for result in results[-3:])
+    assert inside.status == "ok"
+    assert first.status == "advisory" and "two runs worse together" in first.detail and not results[-2].regression
+    assert second.status == "regression" and results[-1].regression
+
+
 def test_with_too_little_history_a_startup_time_is_too_noisy_to_judge():
     series = history(random.Random(2), 6, QUIET, QUIET, lambda index: 1.30 if index == 5 else 1.0)
     first, *_, last = judge_series(series)

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fbcache import backends
+from fbcache import backends, markup
 from fbcache.cli import output_file, write_file
 from fbcache.config import ThresholdPair, parse_threshold, threshold_order
 from fbcache.errors import EXIT_CLEAN, EXIT_REGRESSION, AgreementError
@@ -187,20 +187,18 @@ def markdown(agreement: Agreement) -> str:
     """Per threshold, one row per backend: hit map, hits, speedup, every image metric, and the verdict."""
     shown = measured(row.record.metrics for row in agreement.rows)  # an opt-in metric no backend computed: no column
     titles = [m.title for m in shown]
-    lines = [f"Cross-backend agreement ({agreement.accelerator}; {agreement.workload}); reference: "
-             f"{agreement.reference}. Hit map: '#' computed, '.' cache hit.", "",
-             "| " + " | ".join(["threshold", "backend", "hit map", "hits", "speedup", *titles, "max diff gap",
-                                "agree"]) + " |",
-             "|" + "---|" * (6 + len(titles))]
+    header = ["threshold", "backend", "hit map", "hits", "speedup", *titles, "max diff gap", "agree"]
+    rows = []
     for row in agreement.rows:
         record = row.record
-        hits = f"{record.hits}/{len(record.hit_trace)}" if record.hits is not None else "—"
-        speedup = f"{record.speedup:.2f}x" if record.speedup else "—"
-        values = " | ".join(m.format(record.metrics.get(m.name)) for m in shown)
-        gap = "—" if row.diff_gap is None else f"{row.diff_gap:.1e}"
-        verdict = "reference" if row.verdict is None else row.verdict.text
-        lines.append(f"| {row.threshold} | {row.backend} | `{_hit_map(record)}` | {hits} | {speedup} | "
-                     + (f"{values} | " if titles else "") + f"{gap} | {verdict} |")
+        rows.append([row.threshold, row.backend, f"`{_hit_map(record)}`",
+                     f"{record.hits}/{len(record.hit_trace)}" if record.hits is not None else "—",
+                     f"{record.speedup:.2f}x" if record.speedup else "—",
+                     *(m.format(record.metrics.get(m.name)) for m in shown),
+                     "—" if row.diff_gap is None else f"{row.diff_gap:.1e}",
+                     "reference" if row.verdict is None else row.verdict.text])
+    lines = [f"Cross-backend agreement ({agreement.accelerator}; {agreement.workload}); reference: "
+             f"{agreement.reference}. Hit map: '#' computed, '.' cache hit.", "", markup.table(header, rows)]
     lines += ["", "all backends agree" if agreement.ok else "DISAGREEMENT beyond the documented causes (docs/guide.md, "
               "\"Cache backends\")"]
     return "\n".join(lines)

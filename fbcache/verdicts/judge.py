@@ -461,14 +461,14 @@ class HistoryJudge:
                        judgement.runs_needed)
 
     def _startup_verdict(self, index: int, judgement: Judgement, obs: Observation) -> Verdict:
-        """A startup time's verdict. It alerts only on a confirmed step: this run beyond the gate, and an earlier
-        run of the same regression too; any other regression (a first run beyond the gate, a run inside it, a
-        pair or a drift inside it) is advisory, since one slow value may be the tail of the noise."""
+        """A startup time's verdict. It alerts only on a confirmed step: this run beyond the gate, and an earlier run
+        of the same regression beyond its own; any other regression (a first run beyond the gate, a run inside it,
+        a pair or a drift inside it) is advisory, since one slow value may be the tail of the noise."""
         verdict = self._noisy_verdict(index, TIME, judgement, obs)
         if verdict.status != "regression":
             return verdict
         beyond = judgement.gate is not None and judgement.effect is not None and judgement.effect > judgement.gate.mde
-        if beyond and judgement.since is not None and judgement.since != index:
+        if beyond and judgement.beyond_runs >= 2:
             return verdict
         verdict.status = "advisory"
         verdict.detail += "; one value a run: it alerts once a second run is beyond the gate"

@@ -316,6 +316,8 @@ class Judgement:
     reference_centre: float | None = None
     #: "not judged" for want of history: how many more runs before this series is judged
     runs_needed: int | None = None
+    #: runs of the open regression that were each beyond their gate, this one included (a confirmed step: 2 or more)
+    beyond_runs: int = 0
 
 
 @dataclass
@@ -336,6 +338,8 @@ class Tracker:
     #: degrees of freedom its run-to-run noise needs before a verdict; below, every run is "too noisy to judge"
     #: and joins the reference (a series of one value a run, whose noise comes from its history alone, needs many)
     min_df: int = 1
+    #: the runs judged beyond the gate on the worse side
+    beyond: set[int] = field(default_factory=set)
 
     # ---------------------------------------------------------------- evidence
     def residuals(self) -> Dispersion:
@@ -438,10 +442,11 @@ class Tracker:
         return self.worse * (pair - centre) > g.k * g.sigma * math.sqrt(1 / 2 + MEDIAN_VARIANCE_FACTOR / n_ref)
 
     def _worse(self, point: Point, effect: float, g: Gate, centre: float, n_ref: int) -> Judgement:
+        self.beyond.add(point.index)
         if self.direction == 1:
             self.episode.append(point)
             return Judgement("regression", f"{effect:+.1%} beyond {g.describe()}; {self._episode_text()}",
-                             effect, g, self.episode[0].index, centre)
+                             effect, g, self.episode[0].index, centre, beyond_runs=self._beyond_runs())
         previous = self.pending
         # the run before belongs to the step only if it sits nearer the new level than the old one
         nearer = previous is not None and self.worse * (previous.value - centre) > self.worse * (point.value - centre) / 2
@@ -450,7 +455,10 @@ class Tracker:
         self._fold_pending()
         self._open_episode(point, 1)
         return Judgement("regression", f"{effect:+.1%} beyond {g.describe()}; first run at this level",
-                         effect, g, point.index, centre)
+                         effect, g, point.index, centre, beyond_runs=1)
+
+    def _beyond_runs(self) -> int:
+        return sum(p.index in self.beyond for p in self.episode)
 
     def _pair_regression(self, point: Point, effect: float, g: Gate, centre: float) -> Judgement:
         """This run and the one before it are one step: a regression since the one before."""
@@ -460,7 +468,8 @@ class Tracker:
         self._open_episode(previous, 1)
         self.episode.append(point)
         return Judgement("regression", f"{effect:+.1%}; with the run before it, {self._episode_text()}: two runs "
-                         f"worse together, {g.describe()}", effect, g, previous.index, centre)
+                         f"worse together, {g.describe()}", effect, g, previous.index, centre,
+                         beyond_runs=self._beyond_runs())
 
     def _better(self, point: Point, effect: float, g: Gate, centre: float) -> Judgement:
         if self.direction == -1:
@@ -494,7 +503,7 @@ class Tracker:
         self.episode.append(point)
         if self.direction == 1:
             return Judgement("regression", f"{effect:+.1%}, inside this run's gate but not back: "
-                             f"{self._episode_text()}", effect, g, since, centre)
+                             f"{self._episode_text()}", effect, g, since, centre, beyond_runs=self._beyond_runs())
         return Judgement("ok", f"{effect:+.1%}, within {g.describe()}", effect, g, None, centre)
 
     def _episode_text(self) -> str:
