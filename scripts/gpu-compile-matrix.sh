@@ -21,8 +21,8 @@ ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 THRESHOLDS=${THRESHOLDS:-0.5 0.8}
 WORK=$PWD/.compile-matrix
-# int8wo-regional is not in the default list: the harness refuses it on a GPU (measured: compiled, its first
-# generation ran 14 minutes without finishing on an H200; fbcache/models/quantization.py)
+# int8wo-regional is not in the default list: the harness refuses it on a GPU, its compiled first generation
+# never finished (docs/gpus.md; fbcache/models/quantization.py)
 DEFAULT=(int4wo-eager int4wo-regional bf16-eager bf16-regional fp8-regional fp8-eager int8wo-eager)
 [ $# -gt 0 ] && CONFIGS=("$@") || CONFIGS=("${DEFAULT[@]}")
 quant_of() {

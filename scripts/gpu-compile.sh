@@ -11,12 +11,12 @@
 # regional and bf16 sessions give each mode's uncached time and speedup at 0.8; fp8-io-blocks keeps the
 # embedders and output layers in bf16 (--fbcache-quant-filter blocks). The sessions run in order of what
 # they answer and the script stops starting new ones when less than a session's need is left of BUDGET_S
-# (default 520 s, so the whole call fits 9 GPU minutes with its start-up); a running session is killed at
-# the budget, and the table is written from whatever was saved.
+# (seconds, the per-call budget); a running session is killed at the budget, and the table is written from
+# whatever was saved.
 # Env: OUT (default ./gpu-compile-out), THRESHOLDS ("0.8"), ROUNDS (2), WARMUP (0: each cache state's
 # untimed first call is the warm-up), BUDGET_S (520), COMPILE_LOGS (TORCH_LOGS, default "recompiles"),
-# KEEP=1 to keep the compile cache and the earlier sessions' histories of a previous call on the same
-# machine (split over two calls: `scripts/gpu-compile.sh fp8-io-cold fp8-io-warm`, then
+# SKIP_WHEELS=1 to use the installed diffusers/torchao instead of .whl/, KEEP=1 to keep the compile cache
+# and the earlier sessions' histories of a previous call on the same machine (split over two calls: `scripts/gpu-compile.sh fp8-io-cold fp8-io-warm`, then
 # `KEEP=1 scripts/gpu-compile.sh fp8-regional bf16-io-cold ...`; the table then has every session).
 # $OUT gets: gpu-info.txt, one <session>.log each, walls.txt, summary.md, check.txt, histories.tgz.
 # Exit status: 0 when every session started saved a run and no timed round compiled anything.
@@ -29,7 +29,7 @@ WARMUP=${WARMUP:-0}
 BUDGET_S=${BUDGET_S:-520}
 WORK=$PWD/.gpu-compile
 CACHE=$WORK/compile-cache
-export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+export PYTHONUNBUFFERED=1
 
 # name quant compile quant-filter seconds-needed (a warm session's model load, first calls and rounds)
 SESSIONS="fp8-io-cold torchao-fp8 regional+io all 0
@@ -44,6 +44,7 @@ for name in "$@"; do  # unknown names stop here, before any GPU work
   grep -q "^$name " <<< "$SESSIONS" || { echo "unknown session '$name'; known: $(cut -d' ' -f1 <<< "$SESSIONS" | xargs)" >&2; exit 2; }
 done
 
+. "$(dirname "$0")/_gpu-wheels.sh"
 [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
 LOGS=$WORK/logs  # the logs and walls of every session, this call's and a kept earlier call's; copied to $OUT
 mkdir -p "$OUT" "$LOGS"

@@ -55,22 +55,25 @@ done
 
 # One table of both: each saved run's benchmarks, predicted against measured (fbcache/explain.py).
 python3 - "$WORK/history" > "$OUT/explain.md" <<'PY'
-import json, sys
+import sys
 from pathlib import Path
 from fbcache import markup
 from fbcache.explain import SPEEDUP_HEADER, explain, fit, speedup_rows
-from fbcache.history import BenchRecord
-for path in sorted(Path(sys.argv[1]).glob("*/*/*.json")):
-    config = path.relative_to(sys.argv[1]).parts[0]
-    records = [BenchRecord.from_extra_info(b["extra_info"]) for b in json.loads(path.read_text())["benchmarks"]]
-    model = fit(records)
-    print(f"## {config} ({path.name})\n")
-    print(f"    {model.formula()}\n" if model else "no cost model: no cached profile\n")
-    print(markup.table(SPEEDUP_HEADER, speedup_rows(records)) + "\n")
-    errors = [(abs(e.prediction_error), label) for label, e in explain(records).items() if e.prediction_error is not None]
-    if errors:
-        worst, label = max(errors)
-        print(f"largest |predicted - measured| / measured: {worst:.1%} ({label}); the issue's target: 5%\n")
+from fbcache.history.storage import load_runs
+for storage in sorted(p for p in Path(sys.argv[1]).glob("*") if p.is_dir()):
+    runs, skipped = load_runs(storage)  # a file that is not a whole fbcache run is named, not read
+    for line in skipped:
+        print(line, file=sys.stderr)
+    for run in runs:
+        records = list(run.records.values())
+        model = fit(records)
+        print(f"## {storage.name} ({run.path.name})\n")
+        print(f"    {model.formula()}\n" if model else "no cost model: no cached profile\n")
+        print(markup.table(SPEEDUP_HEADER, speedup_rows(records)) + "\n")
+        errors = [(abs(e.prediction_error), label) for label, e in explain(records).items() if e.prediction_error is not None]
+        if errors:
+            worst, label = max(errors)
+            print(f"largest |predicted - measured| / measured: {worst:.1%} ({label}); the issue's target: 5%\n")
 PY
 tar czf "$OUT/histories.tgz" -C "$WORK" history
 cat "$OUT/explain.md"

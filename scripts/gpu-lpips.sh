@@ -14,6 +14,7 @@ OUT=${OUT:-gpu-lpips-out}
 WORK=.gpu-lpips
 mkdir -p "$OUT" "$WORK/weights"
 export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu-wheels.sh"
 QUANTS=("$@")
 [ ${#QUANTS[@]} -gt 0 ] || QUANTS=(torchao-fp8)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
@@ -40,20 +41,23 @@ sweep bf16 none ssim,psnr,lpips
 for quant in "${QUANTS[@]}"; do sweep "$quant" "$quant" ssim,psnr,lpips; done
 
 python3 - "$WORK" > "$OUT/lpips-cost.md" <<'PY'
-import json, statistics, sys, time
+import statistics, sys, time
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
+from fbcache.history.storage import load_runs
 from fbcache.metrics.lpips import Scorer
 work = Path(sys.argv[1])
 print("| run | benchmark | hits | peak GPU memory (GiB) | LPIPS |\n|---|---|---|---|---|")
-for path in sorted(work.glob("history/*/*/*.json")):
-    for bench in json.loads(path.read_text())["benchmarks"]:
-        info = bench["extra_info"]
-        peak = info.get("peak_memory_bytes")
+for storage in sorted(p for p in work.glob("history/*") if p.is_dir()):
+    runs, skipped = load_runs(storage)  # a file that is not a whole fbcache run is named, not read
+    for line in skipped:
+        print(line, file=sys.stderr)
+    for record in (record for run in runs for record in run.records.values()):
+        peak = record.peak_memory_bytes
         shown = f"{peak / 2**30:.3f}" if peak else "-"
-        lpips = info.get("lpips")
-        print(f"| {path.relative_to(work / 'history').parts[0]} | {bench['name']} | {info.get('hits', '-')} | "
+        lpips = record.metrics.get("lpips")
+        print(f"| {storage.name} | {record.label} | {'-' if record.hits is None else record.hits} | "
               f"{shown} | {'-' if lpips is None else f'{lpips:.4f}'} |")
 torch.cuda.synchronize()
 started = time.perf_counter()

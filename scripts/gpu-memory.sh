@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Peak GPU memory per threshold of flux-random (full-size FLUX.1-dev architecture, random weights:
 # timing and memory only) at 1024x1024, 28 steps, for each quantization given (default: none
-# torchao-fp8; torchao-int4wo eager takes about a minute a generation on an H100), eager. Rounds run
+# torchao-fp8; torchao-int4wo eager is many times slower: shorten it with STEPS below), eager. Rounds run
 # sequentially (--fbcache-interleave false) so each benchmark's peak is its own threshold's, not the
 # sweep's. Results go to $OUT (default: gpu-memory-out): a log and results.md per quantization, the
 # history, and peak-memory.md (one row per benchmark), the last two refreshed after every sweep.
@@ -12,6 +12,7 @@ set -uo pipefail
 OUT=${OUT:-gpu-memory-out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu-wheels.sh"
 QUANTS=("$@")
 [ ${#QUANTS[@]} -gt 0 ] || QUANTS=(none torchao-fp8)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
@@ -20,16 +21,17 @@ HISTORY=.gpu-memory-history
 
 peak_table() {  # one row per saved benchmark: its hits and the peak memory of its rounds
   python3 - "$HISTORY" > "$OUT/peak-memory.md" <<'PY'
-import json, sys
+import sys
 from pathlib import Path
+from fbcache.history.storage import load_runs
 print("| quantization | benchmark | hits | peak GPU memory (GiB) |\n|---|---|---|---|")
-for path in sorted(Path(sys.argv[1]).glob("*/*/*.json")):
-    quant = path.relative_to(sys.argv[1]).parts[0]
-    for bench in json.loads(path.read_text())["benchmarks"]:
-        info = bench["extra_info"]
-        peak = info.get("peak_memory_bytes")
-        shown = f"{peak / 2**30:.2f}" if peak else "-"
-        print(f"| {quant} | {bench['name']} | {info.get('hits', '-')} | {shown} |")
+for storage in sorted(p for p in Path(sys.argv[1]).glob("*") if p.is_dir()):
+    runs, skipped = load_runs(storage)  # a file that is not a whole fbcache run is named, not read
+    for line in skipped:
+        print(line, file=sys.stderr)
+    for record in (record for run in runs for record in run.records.values()):
+        shown = f"{record.peak_memory_bytes / 2**30:.2f}" if record.peak_memory_bytes else "-"
+        print(f"| {storage.name} | {record.label} | {'-' if record.hits is None else record.hits} | {shown} |")
 PY
   tar czf "$OUT/history.tgz" "$HISTORY"
 }

@@ -13,13 +13,14 @@ GOOD=${GOOD:-9} BAD=${BAD:-2} ROUNDS=${ROUNDS:-5} THRESHOLDS=${THRESHOLDS:-0 0.5
 RESOLUTIONS=("$@")
 [ ${#RESOLUTIONS[@]} -gt 0 ] || RESOLUTIONS=(1024 512)
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+export PYTHONUNBUFFERED=1
+. "$(dirname "$0")/_gpu-wheels.sh"
 { nvidia-smi --query-gpu=index,name,driver_version,clocks.sm,clocks.max.sm,persistence_mode --format=csv
   echo "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset}"
   python3 -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'diffusers', diffusers.__version__)"
 } > "$OUT/gpu.txt"
 for RES in "${RESOLUTIONS[@]}"; do
-  # 1024x1024 is quiet (0.2% run to run): 2% slowdowns; 512x512 is noisy (3-18%): 10%
+  # slowdowns sized to each resolution's run-to-run noise (docs/verdicts.md): small at 1024x1024, large at 512x512
   [ "$RES" -ge 1024 ] && SCEN=(--scenario all:0.02 --scenario cached:0.02) || SCEN=(--scenario all:0.10 --scenario cached:0.10)
   start=$(date +%s)
   python3 -m tools.gpu_noise_experiment --out "$OUT/$RES" --resolution "$RES" --good "$GOOD" --bad "$BAD" \

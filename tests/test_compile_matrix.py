@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from conftest import ROOT
+from fbcache.errors import EXIT_USAGE
 from fbcache.history import BenchRecord
 from tools.compile_matrix import config_names, load, main, parse_placement, ratio
 
@@ -32,7 +33,9 @@ def fake_run(history: Path, name: str, uncached_s: list[float], cached: dict[flo
         records.append(record)
     machine = {"fbcache": {"accelerator": {"name": "FAKE GPU", "driver": "0", "cuda": "0"}, "model": "flux-random",
                            "versions": {"torch": "x", "diffusers": "y", "torchao": "z"},
-                           "workload": {"resolution": "1024x1024", "steps": 28}}}
+                           "workload": {"resolution": "1024x1024", "steps": 28},
+                           "fingerprint": {"accelerator": "FAKE GPU", "model": "flux-random", "quantization": quant,
+                                           "cache_backend": "diffusers", "workload": "28 steps, 1024x1024, seed 0"}}}
     folder = history / name / "Linux-CPython-3.12-64bit"
     folder.mkdir(parents=True)
     (folder / "0001_fake.json").write_text(json.dumps({
@@ -64,9 +67,19 @@ def test_table_from_a_fake_history(tmp_path):
     assert ratio(runs, "int8wo-regional", "bf16-eager") is None
 
 
-def test_no_saved_runs_is_an_error(tmp_path):
-    assert main(["--history", str(tmp_path), "--out", str(tmp_path / "m.md")]) == 1
+def test_no_saved_runs_is_a_usage_error_not_a_regression(tmp_path, capsys):
+    assert main(["--history", str(tmp_path), "--out", str(tmp_path / "m.md")]) == EXIT_USAGE
     assert "| bf16 | eager | no saved run |" in (tmp_path / "m.md").read_text()
+    assert f"no saved run in any configuration's storage under {tmp_path}" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_an_fbcache_run_is_named_and_not_read_as_one(tmp_path, capsys):
+    history = tmp_path / "history"
+    fake_run(history, "bf16-eager", [5.0, 5.2, 4.8], {0.8: ([0.625] * 3, 26)})
+    folder = history / "bf16-eager" / "Linux-CPython-3.12-64bit"
+    (folder / "0002_other.json").write_text(json.dumps({"machine_info": {}, "benchmarks": [{"name": "t"}]}))
+    assert load("bf16-eager", history / "bf16-eager").path == folder / "0001_fake.json"
+    assert f"skipped {folder / '0002_other.json'}: no fbcache fingerprint" in capsys.readouterr().err
 
 
 def test_placement():

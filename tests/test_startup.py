@@ -19,7 +19,7 @@ from fbcache.history import COLD_START_LABEL, LOAD_LABEL, STARTUP_KEY, Startup, 
 from fbcache.history.storage import load_runs, run_files
 from fbcache.verdicts import CompareSettings
 from fbcache.verdicts.judge import STARTUP_MIN_DF, judge_series
-from tools.startup_rates import aa_alarms, history, lognormal, measured_load_times, resampled
+from tools.startup_rates import aa_alarms, history, lognormal, measured_load_times, noise_models, resampled
 from tools.verdict_rates import REGIMES, simulate
 
 DATA = Path(__file__).parent / "data"
@@ -131,10 +131,16 @@ def test_judged_once_its_noise_has_enough_degrees_of_freedom():
 
 
 def test_no_startup_alarm_in_100_aa_histories_of_measured_noise():
-    """The measured H200 load times (a long upper tail), resampled, for the load and the cold start."""
+    """The fixture's measured GPU load times (a long upper tail), resampled, for the load and the cold start."""
     measured = resampled(measured_load_times())
     alarming, judged = aa_alarms(measured, measured)
     assert alarming == 0 and judged > 0
+
+
+def test_the_measured_noise_model_is_named_after_the_fixture_s_device(tmp_path: Path):
+    fixture = tmp_path / "load-times.json"
+    fixture.write_text(json.dumps({"device": "NVIDIA A100-SXM4-80GB (GPU 0), torch 2", "model_load_s": {"1024": [9.0]}}))
+    assert noise_models(fixture)[0][0] == "measured (NVIDIA A100-SXM4-80GB load times, resampled)"
 
 
 def test_no_startup_alarm_in_100_aa_histories_of_log_normal_noise():

@@ -12,14 +12,14 @@ Nothing is estimated: a cell without a saved run says so.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fbcache.errors import EXIT_CLEAN, EXIT_USAGE
 from fbcache.history import UNCACHED, BenchRecord
-from fbcache.history.storage import run_files
+from tools._results import latest_run, stack_line
 
 QUANTS = ("bf16", "int8wo", "int4wo", "fp8")
 COMPILES = ("eager", "regional")
@@ -50,21 +50,11 @@ def config_names() -> list[str]:
     return [f"{quant}-{mode}" for quant in QUANTS for mode in COMPILES]
 
 
-def latest_run(storage: Path) -> Path | None:
-    runs = run_files(storage)
-    return runs[-1] if runs else None
-
-
 def load(name: str, storage: Path) -> ConfigRun | None:
-    path = latest_run(storage)
-    if path is None:
+    run = latest_run(storage)
+    if run is None:
         return None
-    data = json.loads(path.read_text())
-    records = {}
-    for bench in data.get("benchmarks", []):
-        record = BenchRecord.from_extra_info(bench["extra_info"])
-        records[record.label] = record
-    return ConfigRun(name, path, data.get("machine_info", {}).get("fbcache", {}), str(data.get("datetime", "")), records)
+    return ConfigRun(name, run.path, run.machine_info.get("fbcache", {}), run.datetime, run.records)
 
 
 def _s(value: float | None) -> str:
@@ -119,15 +109,7 @@ def table(runs: dict[str, ConfigRun], placement: dict[str, str] | None = None) -
               "peak GiB", "compile s (first call)", "GPU"]
     lines = []
     if present:
-        info = present[0].machine
-        accelerator = info.get("accelerator", {})
-        versions = info.get("versions", {})
-        workload = info.get("workload", {})
-        stack = (f"{accelerator.get('name')} (driver {accelerator.get('driver')}, CUDA {accelerator.get('cuda')}); "
-                 f"torch {versions.get('torch')}, diffusers {versions.get('diffusers')}, "
-                 f"torchao {versions.get('torchao')}; {info.get('model')}, {workload.get('resolution')}, "
-                 f"{workload.get('steps')} steps; runs saved {min(r.datetime for r in present)[:10]}")
-        lines += [stack, ""]
+        lines += [stack_line(present[0].machine, min(r.datetime for r in present)), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in config_names():
         quant, mode = name.split("-")
@@ -184,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return 0 if runs else 1
+    if not runs:
+        print(f"no saved run in any configuration's storage under {args.history}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_CLEAN
 
 
 if __name__ == "__main__":

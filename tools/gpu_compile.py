@@ -13,25 +13,24 @@ timed rounds' ranges overlap.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fbcache.errors import EXIT_CLEAN, EXIT_USAGE
 from fbcache.history import UNCACHED, BenchRecord
-from fbcache.history.storage import run_files
+from tools._results import latest_run, stack_line
 
-#: name -> (quantization, compile mode, quantization filter, what the session is for); in the script's order
-SESSIONS: dict[str, tuple[str, str, str, str]] = {
-    "fp8-io-cold": ("torchao-fp8", "regional+io", "all", "first process on an empty compile cache"),
-    "fp8-io-warm": ("torchao-fp8", "regional+io", "all", "second process, same stack, same cache"),
-    "fp8-regional": ("torchao-fp8", "regional", "all", "the regional baseline (blocks warm from fp8-io-cold)"),
-    "bf16-io-cold": ("none", "regional+io", "all", "bf16 on the same cache (its graphs differ from fp8's)"),
-    "bf16-regional": ("none", "regional", "all", "the bf16 regional baseline"),
-    "fp8-io-blocks": ("torchao-fp8", "regional+io", "blocks", "fp8 blocks, bf16 embedders and output layers"),
-    "bf16-io-warm": ("none", "regional+io", "all", "second bf16 process"),
+#: name -> (quantization, compile mode, quantization filter); in the script's order
+SESSIONS: dict[str, tuple[str, str, str]] = {
+    "fp8-io-cold": ("torchao-fp8", "regional+io", "all"),  # first process on an empty compile cache
+    "fp8-io-warm": ("torchao-fp8", "regional+io", "all"),  # second process, same stack, same cache
+    "fp8-regional": ("torchao-fp8", "regional", "all"),  # the regional baseline (blocks warm from fp8-io-cold)
+    "bf16-io-cold": ("none", "regional+io", "all"),  # bf16 on the same cache (its graphs differ from fp8's)
+    "bf16-regional": ("none", "regional", "all"),  # the bf16 regional baseline
+    "fp8-io-blocks": ("torchao-fp8", "regional+io", "blocks"),  # fp8 blocks, bf16 embedders and output layers
+    "bf16-io-warm": ("none", "regional+io", "all"),  # second bf16 process
 }
 #: the issue's goals
 WARM_FRACTION = 0.20
@@ -76,15 +75,10 @@ class Session:
 
 
 def load(name: str, storage: Path) -> Session | None:
-    runs = run_files(storage)
-    if not runs:
+    run = latest_run(storage)
+    if run is None:
         return None
-    data = json.loads(runs[-1].read_text())
-    records = {}
-    for bench in data.get("benchmarks", []):
-        record = BenchRecord.from_extra_info(bench["extra_info"])
-        records[record.label] = record
-    return Session(name, data.get("machine_info", {}).get("fbcache", {}), str(data.get("datetime", "")), records)
+    return Session(name, run.machine_info.get("fbcache", {}), run.datetime, run.records)
 
 
 def read_walls(path: Path | None) -> dict[str, float]:
@@ -117,47 +111,49 @@ def _rounds(record: BenchRecord | None) -> str:
     return text
 
 
+TOO_CLOSE = "too close to call (the timed rounds' ranges overlap)"
+
+
+def medians(a: BenchRecord | None, b: BenchRecord | None) -> tuple[float, float, bool] | None:
+    """Both records' timed-round medians and whether their rounds' ranges overlap (then too close to call);
+    None when either was not measured."""
+    if a is None or b is None or a.median_s is None or b.median_s is None:
+        return None
+    overlap = min(a.rounds_s) <= max(b.rounds_s) and min(b.rounds_s) <= max(a.rounds_s)
+    return a.median_s, b.median_s, overlap
+
+
 def faster_or_equal(candidate: BenchRecord | None, baseline: BenchRecord | None) -> str:
     """Is candidate no slower than baseline: 'met', 'NOT met', or too close to call (round ranges overlap)."""
-    if candidate is None or baseline is None or not candidate.rounds_s or not baseline.rounds_s:
+    measured = medians(candidate, baseline)
+    if measured is None:
         return "not measured"
-    new, old = statistics.median(candidate.rounds_s), statistics.median(baseline.rounds_s)
-    ratio = old / new
-    overlap = min(candidate.rounds_s) <= max(baseline.rounds_s) and min(baseline.rounds_s) <= max(candidate.rounds_s)
+    new, old, overlap = measured
     if overlap:
-        return f"{ratio:.3f}x: too close to call (the timed rounds' ranges overlap)"
-    verdict = "met" if ratio >= 1 else "NOT met"
-    return f"{ratio:.3f}x ({verdict}: {new:.3f} s vs {old:.3f} s)"
+        return f"{old / new:.3f}x: {TOO_CLOSE}"
+    return f"{old / new:.3f}x ({'met' if old >= new else 'NOT met'}: {new:.3f} s vs {old:.3f} s)"
 
 
 def which_faster(blocks: BenchRecord | None, whole: BenchRecord | None) -> str:
     """The quantization filter's question, no goal: which of the two is faster, or too close to call."""
-    if blocks is None or whole is None or not blocks.rounds_s or not whole.rounds_s:
+    measured = medians(blocks, whole)
+    if measured is None:
         return "not measured"
-    fewer, every = statistics.median(blocks.rounds_s), statistics.median(whole.rounds_s)
-    overlap = min(blocks.rounds_s) <= max(whole.rounds_s) and min(whole.rounds_s) <= max(blocks.rounds_s)
+    fewer, every, overlap = measured
     text = f"blocks {fewer:.3f} s, all {every:.3f} s"
-    if overlap:
-        return text + ": too close to call (the timed rounds' ranges overlap)"
-    return text + (": blocks faster" if fewer < every else ": all faster")
+    return text + (f": {TOO_CLOSE}" if overlap else ": blocks faster" if fewer < every else ": all faster")
 
 
 def table(sessions: dict[str, Session]) -> str:
-    threshold, minimum = SPEEDUP_AT
+    threshold = SPEEDUP_AT[0]
     lines = []
     present = [sessions[name] for name in SESSIONS if name in sessions]
     if present:
-        info = present[0].machine
-        accelerator, versions = info.get("accelerator", {}), info.get("versions", {})
-        workload = info.get("workload", {})
-        lines += [f"{accelerator.get('name')} (driver {accelerator.get('driver')}, CUDA {accelerator.get('cuda')}); "
-                  f"torch {versions.get('torch')}, diffusers {versions.get('diffusers')}, torchao "
-                  f"{versions.get('torchao')}; {info.get('model')}, {workload.get('resolution')}, "
-                  f"{workload.get('steps')} steps; runs saved {min(s.datetime for s in present)[:10]}", ""]
+        lines += [stack_line(present[0].machine, min(s.datetime for s in present)), ""]
     header = ["session", "quant", "compile", "quant filter", "uncached s [rounds]", f"{threshold:g} s [rounds] (hits)",
               f"speedup at {threshold:g}", "compile s (sweep)", "first calls s", "process wall s", "compile cache"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, (quant, mode, quant_filter, _) in SESSIONS.items():
+    for name, (quant, mode, quant_filter) in SESSIONS.items():
         session = sessions.get(name)
         if session is None:
             lines.append(f"| {name} | {quant} | {mode} | {quant_filter} | no saved run |" + " |" * (len(header) - 5))
@@ -222,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return 0 if sessions else 1
+    if not sessions:
+        print(f"no saved run in any session's storage under {args.history}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_CLEAN
 
 
 if __name__ == "__main__":

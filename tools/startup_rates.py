@@ -4,9 +4,9 @@ A startup time is one value a run, so its run-to-run noise is all there is. Each
 1024x1024 regime of :mod:`tools.verdict_rates` (the benchmarks' times) with a startup added to every
 run, drawn from one of these noise models:
 
-- **measured**: the H200 load times of ``tests/data/startup/`` (18 fresh processes), resampled, each
-  spread uniformly over the tenth of a second the log printed it to. Its upper tail is long (one load
-  in 18 took 35% longer than the median). The cold start's GPU noise is not measured: it gets
+- **measured**: the GPU load times of :data:`FIXTURE` (one fresh process each; its device, date and
+  spread in docs/verdicts.md), resampled, each spread uniformly over the tenth of a second the log
+  printed it to, so their long upper tail stays. The cold start's GPU noise is not measured: it gets
   independent draws from the same values (judged on a log scale, only their relative spread counts);
 - **log-normal x%**: a log-normal spread of x% for both, no tail.
 
@@ -41,9 +41,20 @@ GPU = REGIMES[0]
 Draw = Callable[[random.Random], float]
 
 
-def measured_load_times() -> list[float]:
-    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
+def measured_load_times(fixture: Path = FIXTURE) -> list[float]:
+    data = json.loads(fixture.read_text(encoding="utf-8"))
     return [float(v) for values in data["model_load_s"].values() for v in values]
+
+
+def measured_device(fixture: Path = FIXTURE) -> str:
+    """The card the fixture's load times were measured on, as its ``device`` names it (less any note in brackets)."""
+    return str(json.loads(fixture.read_text(encoding="utf-8"))["device"]).split(" (", 1)[0]
+
+
+def noise_models(fixture: Path = FIXTURE) -> list[tuple[str, Draw]]:
+    """The table's noise models, by name: the fixture's measured load times, then log-normal spreads."""
+    return [(f"measured ({measured_device(fixture)} load times, resampled)", resampled(measured_load_times(fixture))),
+            *[(f"log-normal {s:.0%}", lognormal(s)) for s in (0.02, 0.03, 0.05)]]
 
 
 def resampled(values: list[float]) -> Draw:
@@ -95,12 +106,9 @@ def step_detection(load: Draw, cold: Draw, size: float = 0.30, histories: int = 
 
 
 def table(seed: int = 0) -> str:
-    measured = resampled(measured_load_times())
-    models: list[tuple[str, Draw]] = [("measured (H200 load times, resampled)", measured),
-                                      *[(f"log-normal {s:.0%}", lognormal(s)) for s in (0.02, 0.03, 0.05)]]
     lines = ["| noise model | A/A: histories alerting | A/A: judged verdicts | +30%: first bad run flagged | "
              "+30%: second bad run alerts |", "|---|---|---|---|---|"]
-    for name, draw in models:
+    for name, draw in noise_models():
         alarming, judged = aa_alarms(draw, draw, seed=seed)
         flagged, alerted = step_detection(draw, draw, seed=seed)
         lines.append(f"| {name} | {alarming} of {HISTORIES} | {judged} | {flagged} of {HISTORIES} | "

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from fbcache import explain, markup
-from fbcache.backends import DecisionLog
 from fbcache.configure import build_config
 from fbcache.history import BenchRecord
 from fbcache.plugin import schedule
@@ -47,16 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     def generate() -> Any:
         return schedule.generate_once(session, torch.Generator("cpu").manual_seed(config.seed))
 
+    # untimed, one per cache state: compiles what each needs, and a NaN image stops the tool here
+    schedule.uncached_image(session)
+    schedule.cached_image(session, args.threshold)
     states: tuple[float | None, ...] = (None, args.threshold)
-    for state in states:  # untimed: compiles what each cache state needs
-        if state is not None:
-            backend.enable(state, DecisionLog())
-        try:
-            generate()
-            schedule.synchronize(config.device)
-        finally:
-            if state is not None:
-                backend.disable()
     records = [BenchRecord(state, config.model, config.quant, config.cache_backend, config.steps, config.resolution,
                            config.seed, compile_mode=config.compile,
                            profile=explain.breakdown(pipe, backend, state, generate, config.device,

@@ -1,14 +1,14 @@
 """Verdict rates on synthetic histories built from measured noise: ``python -m tools.verdict_rates``.
 
-Each regime's generator reproduces the noise measured in issue 11 (an H200, flux-random bf16, 28
-steps, 5 rounds, and the 2-core CPU VM with other jobs running, 2026-11-27), on a log scale:
+Each regime's generator reproduces noise measured for issue 11 (docs/verdicts.md, "What the rules
+catch", names the runs), on a log scale:
 
 - a **night factor** shared by every benchmark of a run (the machine's state that night),
 - a **round factor** shared by the generations of one round (interleaved rounds run next to each
   other, so they share the moment's drift),
 - an independent **generation** noise per benchmark, its spread drawn per run within the measured
   range of within-run CVs; optionally rare slow generations (``spike``, off in the shipped regimes:
-  the 25% excursions were measured with default torch threads, not with one thread).
+  such excursions came with default torch threads, not with one thread).
 
 Scenarios change every run from the first bad one on: a step of +2/+5/+10/+20% on all benchmarks,
 on the cached rows only, on one benchmark, or on the uncached row only, or a drift of +2% per run.
@@ -76,26 +76,25 @@ def _labels() -> list[str]:
 
 
 REGIMES = (
-    # H200 1024x1024: within-run CV 0.1-0.2% uncached, 0.1-0.3% t=0, 0.4-2.4% t=0.8; medians 5.000-5.011 s
+    # a quiet GPU at 1024x1024: GPU-bound rows barely move; the launch-bound 0.8 row spreads more
     Regime("GPU 1024x1024", "NVIDIA H200 (synthetic)", 5,
            dict(zip(_labels(), (5.00, 5.10, 5.10, 5.10, 5.10, 5.08, 2.60, 0.64))),
            {"uncached": (0.001, 0.002), "0": (0.001, 0.003), "0.01": (0.001, 0.003), "0.05": (0.001, 0.003),
             "0.1": (0.001, 0.003), "0.2": (0.001, 0.003), "0.5": (0.002, 0.006), "0.8": (0.004, 0.024)},
            night=0.0007, round_=0.0005, own_night=0.0005),
-    # H200 512x512: within-run CV 3-18%; uncached medians 1.67-2.79 s, t=0 1.80-3.30 s over runs
+    # a GPU at 512x512: every row noisy, within a run and from run to run
     Regime("GPU 512x512", "NVIDIA H200 (synthetic)", 5,
            dict(zip(_labels(), (2.00, 2.10, 2.10, 2.10, 2.10, 2.08, 1.10, 0.35))),
            {label: (0.03, 0.06) for label in _labels()},
            night=0.15, round_=0.10, own_night=0.03),
-    # H200 1024x1024 with the host shared (the other GPU busy), 3 rounds, 2026-11-28: uncached medians
-    # 5.022-5.040 s (0.13%), within-run 0.1-0.2%; the launch-bound t=0.8 row 0.598-0.661 s (4% run to
-    # run), within-run up to 3.6%; rows with few hits stay GPU-bound like the uncached one
+    # 1024x1024 with the host shared (its other GPU busy), 3 rounds: the launch-bound 0.5 and 0.8 rows move
+    # from run to run; rows with few hits stay GPU-bound like the uncached one
     Regime("GPU 1024x1024, shared host", "NVIDIA H200 (synthetic)", 3,
            dict(zip(_labels(), (5.03, 5.10, 5.10, 5.10, 5.10, 5.08, 2.60, 0.63))),
            {"uncached": (0.001, 0.002), "0": (0.001, 0.003), "0.01": (0.001, 0.003), "0.05": (0.001, 0.003),
             "0.1": (0.001, 0.003), "0.2": (0.001, 0.003), "0.5": (0.002, 0.015), "0.8": (0.001, 0.036)},
            night=0.0007, round_=0.0005, own_night={"*": 0.001, "0.5": 0.02, "0.8": 0.04}),
-    # 2-core CPU, OMP_NUM_THREADS=1, loaded: within-run CV 1.5-4.6%, generations 0.343-0.372 s
+    # the tiny model on a loaded 2-core CPU VM, OMP_NUM_THREADS=1
     Regime("CPU tiny, 1 thread", "cpu: AMD EPYC (synthetic)", 3,
            dict(zip(_labels(), (0.355, 0.36, 0.36, 0.30, 0.23, 0.18, 0.15, 0.14))),
            {label: (0.015, 0.046) for label in _labels()},

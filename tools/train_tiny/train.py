@@ -1,7 +1,7 @@
 """Train the tiny FLUX, so First-Block Cache sees the residuals of a real model.
 
-With random weights the first block's residual changes by 25-68 % between denoising steps, and the
-cache goes from never hitting to always hitting at one threshold. A short rectified-flow training on
+With random weights the first block's residual changes a lot between denoising steps, and the cache
+goes from never hitting to always hitting at one threshold (docs/tiny-model.md). A short rectified-flow training on
 procedural scenes (:mod:`fbcache.procedural`) makes the residual drift slowly, as in FLUX.1.
 
 Stage 1 trains the AutoencoderKL (reconstruction + small KL). Stage 2 freezes it and trains the
@@ -12,10 +12,10 @@ The text encoders train too because, unlike FLUX's, they start from random weigh
 nothing pretrained to protect, and trained embeddings separate colour, shape and place words.
 
 Run ``python -m tools.train_tiny --out tiny-flux.safetensors``; ``--smoke`` is a seconds-long check.
-The defaults are the settings of the shipped ``fbcache/weights/tiny-flux.safetensors``, which trained
-in 244 s on one H100 (2026-11-25; the JSON next to the weights has the per-stage times). The model is
-so small that a flow step costs about the same ~65 ms of Python and kernel launches at batch 256 or
-512, so the batch is large and the step count moderate. On CPU the same defaults run for hours; use
+The defaults are the settings of the shipped ``fbcache/weights/tiny-flux.safetensors`` (docs/tiny-model.md
+has where and how long it trained; the JSON next to the weights the per-stage times). The model is so
+small that a flow step costs about the same in Python and kernel launches at any large batch, so the
+batch is large and the step count moderate. On a CPU the same defaults run far longer; use
 ``--flow-steps``/``--batch-size`` to shorten.
 """
 
