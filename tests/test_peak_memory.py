@@ -116,7 +116,7 @@ def test_each_interleaved_benchmark_gets_the_peak_of_its_own_generations(monkeyp
                               progress=lambda n: progress,
                               model=SimpleNamespace(pipe=allocator.generate, kwargs_for=lambda prompt: {}))
     results = schedule.run_interleaved(session)
-    assert {key[0]: result.peak_memory_bytes for key, result in results.items()} == {None: 300, 0.1: 100}
+    assert {key[0]: result.rounds.peak_memory_bytes for key, result in results.items()} == {None: 300, 0.1: 100}
     assert allocator.resets == 2 * (1 + 3), "a reset before every generation, warm-ups included"
 
 
@@ -126,7 +126,7 @@ def test_an_interleaved_benchmark_keeps_the_highest_peak_of_its_own_generations(
     mine = Interleaved()
     for peak in (5, 9, None, 7):
         mine.rounds.add_peak(peak)
-    assert mine.peak_memory_bytes == 9
+    assert mine.rounds.peak_memory_bytes == 9
 
 
 # ---------------------------------------------------------------------------------- bounds

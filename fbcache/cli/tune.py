@@ -396,9 +396,9 @@ def records(settings: Settings, recommended: Step, threshold: float, timed: Time
                          hit_trace=list(probe.hits), residual_diff_trace=list(probe.diffs))
         base, mine = uncached.get(index), timed.rounds.get(index) if timed is not None else None
         if mine is not None and base is not None:
-            baseline.rounds_s, baseline.peak_memory_bytes = list(base.seconds), base.peak_memory_bytes
+            baseline.rounds_s, baseline.peak_memory_bytes = list(base.seconds), base.rounds.peak_memory_bytes
             record.rounds_s, record.paired_uncached_s = list(mine.seconds), list(base.seconds)
-            record.peak_memory_bytes = mine.peak_memory_bytes
+            record.peak_memory_bytes = mine.rounds.peak_memory_bytes
             baseline.schedule = record.schedule = "interleaved"
             paired = record.paired_speedups
             record.speedup = statistics.median(paired) if paired else None

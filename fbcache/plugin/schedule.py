@@ -430,10 +430,6 @@ class Interleaved:
 
     rounds: Rounds = field(default_factory=Rounds)
     seconds: list[float] = field(default_factory=list)
-    @property
-    def peak_memory_bytes(self) -> int | None:
-        """The highest allocator peak of this benchmark's own timed generations (None off CUDA)."""
-        return self.rounds.peak_memory_bytes
 
 
 def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
