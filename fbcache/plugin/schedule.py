@@ -111,6 +111,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
+def out_of_memory(exc: BaseException, where: str, resolution: str, steps: int) -> BrokenRunError | None:
+    """A GPU out-of-memory error as a broken run, once what the failed generation held is freed (else None)."""
+    if not is_out_of_memory(exc):
+        return None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return BrokenRunError(f"out of GPU memory {where} ({resolution}, {steps} steps): {str(exc).splitlines()[0]}")
+
+
 # ------------------------------------------------------------------------------- compiled sessions
 
 
@@ -380,21 +390,18 @@ def run_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold
     config = session.config
     backend = session.backend
     log = DecisionLog()
+    label = UNCACHED if threshold is None else f"threshold {threshold:g}"
     try:
         if threshold is not None:
             backend.enable(threshold, log)
         warmup = compile_warmup(config.compile, config.device, log, lambda: generate_once(
             session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index))
-        with no_recompile(config.compile, UNCACHED if threshold is None else f"threshold {threshold:g}"):
+        with no_recompile(config.compile, label):
             rounds = _time_generations(benchmark, session, log, prompt_index, threshold)
     except Exception as exc:
-        if is_out_of_memory(exc):
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            label = UNCACHED if threshold is None else f"threshold {threshold:g}"
-            raise BrokenRunError(f"out of GPU memory at {label} ({config.resolution}, {config.steps} steps): "
-                                 f"{str(exc).splitlines()[0]}") from exc
+        broken = out_of_memory(exc, f"at {label}", config.resolution, config.steps)
+        if broken is not None:
+            raise broken from exc
         raise
     finally:
         if threshold is not None:
@@ -497,12 +504,9 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
                 seconds, hits = _timed_generation(session, key, logs[key], results[key])
                 progress.generation(key[0], key[1], False, index + 1, config.rounds, seconds, hits, config.steps)
     except Exception as exc:
-        if is_out_of_memory(exc):
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise BrokenRunError(f"out of GPU memory in the interleaved rounds ({config.resolution}, "
-                                 f"{config.steps} steps): {str(exc).splitlines()[0]}") from exc
+        broken = out_of_memory(exc, "in the interleaved rounds", config.resolution, config.steps)
+        if broken is not None:
+            raise broken from exc
         raise
     evidence = machine.evidence(before, machine.sample(config.device))
     for key, result in results.items():
