@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fbcache import explain
+from fbcache import explain, models
 from fbcache.backends import DecisionLog, StepDecision, summarize
 from fbcache.config import Threshold
 from fbcache.errors import BrokenRunError, NaNImageError
@@ -157,11 +157,6 @@ def counters() -> CompileCounters:
                            cache_misses=int(inductor["fxgraph_cache_miss"]), cache_bypasses=int(inductor["fxgraph_cache_bypass"]))
 
 
-def _stance(name: str) -> Any:
-    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    return set_stance(name) if set_stance is not None else contextlib.nullcontext()
-
-
 @contextlib.contextmanager
 def no_recompile(compile_mode: str, label: str) -> Iterator[None]:
     """Around the timed rounds of one benchmark; does nothing for an eager (``none``) session."""
@@ -170,7 +165,7 @@ def no_recompile(compile_mode: str, label: str) -> Iterator[None]:
         return
     before = counters()
     try:
-        with _stance("fail_on_recompile"):
+        with models.compile_stance("fail_on_recompile"):
             yield
     except Exception as exc:
         if RECOMPILE_MARK not in str(exc):
