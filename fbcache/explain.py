@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fbcache import markup
-from fbcache.backends import CacheBackend, DecisionLog, StepDecision, summarize
+from fbcache.backends import CacheBackend, DecisionLog, StepDecision, cache_at, summarize
 from fbcache.config import Threshold
 from fbcache.history import BenchRecord, label_of
 from fbcache.models import compile_stance, repeated_blocks
@@ -498,24 +498,11 @@ def _summarize(marks: Marks, spans: _Spans, decisions: list[StepDecision] | None
 # ------------------------------------------------------------------------------------ measuring: the generations
 
 
-@contextlib.contextmanager
-def _cache(backend: CacheBackend, threshold: Threshold | None, log: DecisionLog) -> Iterator[None]:
-    """The cache on for ``threshold`` (None: uncached, no hooks), off again afterwards."""
-    if threshold is None:
-        yield
-        return
-    backend.enable(threshold, log)
-    try:
-        yield
-    finally:
-        backend.disable()
-
-
 def breakdown(pipe: Any, backend: CacheBackend, threshold: Threshold | None, generate: Callable[[], Any],
               device: str, clock: Callable[[], float]) -> dict[str, float]:
     """One generation timed part by part: the marks go in first, then the cache wraps them."""
     marks, spans, log = Marks(device, clock), _Spans(), DecisionLog()
-    with _instrumented(pipe, marks, spans) as with_blocks, _cache(backend, threshold, log):
+    with _instrumented(pipe, marks, spans) as with_blocks, cache_at(backend, threshold, log):
         marks.synchronize()
         log.start_generation()
         started = marks.mark()
@@ -568,7 +555,7 @@ def count_flops(backend: CacheBackend, threshold: Threshold | None, generate: Ca
     from torch.utils.flop_counter import FlopCounterMode
 
     log = DecisionLog()
-    with _cache(backend, threshold, log), _eager(compile_mode):
+    with cache_at(backend, threshold, log), _eager(compile_mode):
         log.start_generation()
         with FlopCounterMode(display=False, custom_mapping=_attention_formulas()) as counter:
             generate()

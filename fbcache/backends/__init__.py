@@ -21,8 +21,9 @@ with ``single_stream=True``, kept with the same step).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -162,6 +163,19 @@ class CacheBackend(Protocol):
     def enable(self, threshold: Threshold, log: DecisionLog) -> None: ...
 
     def disable(self) -> None: ...
+
+
+@contextlib.contextmanager
+def cache_at(backend: CacheBackend, threshold: Threshold | None, log: DecisionLog) -> Iterator[None]:
+    """The cache on for ``threshold`` (None: uncached, no hooks), and off again afterwards whatever happens."""
+    if threshold is None:
+        yield
+        return
+    backend.enable(threshold, log)
+    try:
+        yield
+    finally:
+        backend.disable()
 
 
 def _nothing(config: HarnessConfig) -> None:

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from fbcache import explain, models
-from fbcache.backends import DecisionLog, StepDecision, summarize
+from fbcache.backends import DecisionLog, StepDecision, cache_at, summarize
 from fbcache.config import Threshold
 from fbcache.errors import BrokenRunError, NaNImageError
 from fbcache.history import UNCACHED, compat, label_of
@@ -272,15 +272,12 @@ def cached_image(session: FBCacheSession, threshold: float,
                  prompt_index: int | None = None) -> tuple[list[StepDecision], np.ndarray]:
     """One untimed generation of this prompt and seed with the cache at ``threshold``: the cache's decision
     per step, and the image (``fbcache tune``'s probes)."""
-    config, backend = session.config, session.backend
+    config = session.config
     log = DecisionLog()
-    backend.enable(threshold, log)
-    try:
+    with cache_at(session.backend, threshold, log):
         log.start_generation()
         images = generate_once(session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index)
         decisions = log.finish_generation()
-    finally:
-        backend.disable()
     if not all_finite(images):
         raise NaNImageError(f"{label_of(threshold, prompt_index)}: the generation has NaN/Inf pixels")
     return decisions, to_uint8_images(images)[0]
@@ -383,24 +380,19 @@ def run_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold
     """One benchmark's rounds back to back through ``benchmark.pedantic``, the cache set for ``threshold``
     (``None``: uncached), after the untimed warm-up of a compiled session."""
     config = session.config
-    backend = session.backend
     log = DecisionLog()
     label = UNCACHED if threshold is None else f"threshold {threshold:g}"
     try:
-        if threshold is not None:
-            backend.enable(threshold, log)
-        warmup = compile_warmup(config.compile, config.device, log, lambda: generate_once(
-            session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index))
-        with no_recompile(config.compile, label):
-            rounds = _time_generations(benchmark, session, log, prompt_index, threshold)
+        with cache_at(session.backend, threshold, log):
+            warmup = compile_warmup(config.compile, config.device, log, lambda: generate_once(
+                session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index))
+            with no_recompile(config.compile, label):
+                rounds = _time_generations(benchmark, session, log, prompt_index, threshold)
     except Exception as exc:
         broken = out_of_memory(exc, f"at {label}", config.resolution, config.steps)
         if broken is not None:
             raise broken from exc
         raise
-    finally:
-        if threshold is not None:
-            backend.disable()
     rounds.explained = explain_benchmark(session, threshold, prompt_index,
                                          rounds.decisions[-1] if rounds.decisions else None)
     return rounds, warmup
@@ -438,11 +430,9 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
                       into: Interleaved | None) -> tuple[float, int | None]:
     """One generation with the cache set for ``key``; timed like pedantic's: one synchronised call.
     Returns its seconds and, with the cache on, its hits."""
-    config, backend = session.config, session.backend
+    config = session.config
     threshold, prompt_index = key
-    if threshold is not None:
-        backend.enable(threshold, log)
-    try:
+    with cache_at(session.backend, threshold, log):
         generator = torch.Generator("cpu").manual_seed(config.case(prompt_index).seed)
         synchronize(config.device)
         # per generation, outside the clock: each benchmark keeps the peak of its own rounds only
@@ -458,9 +448,6 @@ def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
         seconds = now() - started
         peak = peak_memory_bytes(config.device)
         decisions = log.finish_generation()
-    finally:
-        if threshold is not None:
-            backend.disable()
     hits = None if threshold is None else summarize(decisions)[0]
     if into is None:
         return seconds, hits
