@@ -321,6 +321,16 @@ def breakdown_rows(records: Iterable[BenchRecord]) -> list[list[str]]:
     return rows
 
 
+#: what the speedup table's derived columns mean, under the table in results.md and the report
+LEGEND = ("Ideal speedup: only the skipped steps' remaining blocks saved; efficiency = ideal time / measured time; "
+          "FLOPs speedup = uncached FLOPs / the benchmark's.")
+
+
+def model_title(model: CostModel, clock: str | None = None) -> str:
+    return (f"Cost model, fitted from the {model.profiles} cached benchmarks' profiled generations"
+            + (f" ({clock})" if clock else ""))
+
+
 def markdown_section(records: Iterable[BenchRecord], clock: str | None = None) -> str:
     """"Why this speedup" for results.md and the report: the model, predicted against measured, the breakdown."""
     records = list(records)
@@ -329,11 +339,9 @@ def markdown_section(records: Iterable[BenchRecord], clock: str | None = None) -
     model = fit(records)
     lines = []
     if model is not None:
-        lines += [f"Cost model, fitted from the {model.profiles} cached benchmarks' profiled generations"
-                  + (f" ({clock})" if clock else "") + ":", "", f"    {model.formula()}", ""]
+        lines += [model_title(model, clock) + ":", "", f"    {model.formula()}", ""]
     lines += [markup.table(SPEEDUP_HEADER, speedup_rows(records)), ""]
-    lines += ["Ideal speedup: only the skipped steps' remaining blocks saved; efficiency = ideal time / measured "
-              "time; FLOPs speedup = uncached FLOPs / the benchmark's."]
+    lines += [LEGEND]
     rows = breakdown_rows(records)
     if rows:
         lines += ["", "Where the time goes (each benchmark's profiled generation, untimed):", "",
@@ -637,7 +645,7 @@ def explain_benchmark(pipe: Any, backend: CacheBackend, threshold: Threshold | N
     return found
 
 
-__all__ = ["BREAKDOWN_HEADER", "COUNTS", "NOT_MEASURED_NOTE", "PARTS", "SPEEDUP_HEADER", "TIMES", "CostModel",
+__all__ = ["BREAKDOWN_HEADER", "COUNTS", "LEGEND", "NOT_MEASURED_NOTE", "PARTS", "SPEEDUP_HEADER", "TIMES", "CostModel",
            "Explained", "Explanation", "FlopsCount", "FlopsMemo", "Marks", "Profile", "Work", "breakdown",
            "breakdown_rows", "count_flops", "efficiency_rounds", "explain", "explain_benchmark", "fit", "flops_text",
-           "has_explanations", "ideal_time", "markdown_section", "speedup_rows", "work_of"]
+           "has_explanations", "ideal_time", "markdown_section", "model_title", "speedup_rows", "work_of"]

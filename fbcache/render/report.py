@@ -560,9 +560,10 @@ def _html_explained(report: Report) -> list[str]:
     parts += [_img("speedups.png", "measured, ideal and FLOPs speedup")] if "speedups.png" in report.figures else []
     parts += [_img("breakdown.png", "where the time goes")] if "breakdown.png" in report.figures else []
     model = explain.fit(records)
-    parts += [f"<p>Cost model: <code>{_esc(model.formula())}</code></p>"] if model is not None else []
+    parts += [f"<p>{_esc(explain.model_title(model))}: <code>{_esc(model.formula())}</code></p>"] if model else []
     parts.append(_html_table([_esc(c) for c in explain.SPEEDUP_HEADER],
                              [[_esc(cell) for cell in r] for r in explain.speedup_rows(records)]))
+    parts.append(f"<p>{_esc(explain.LEGEND)}</p>")
     breakdown = explain.breakdown_rows(records)
     if breakdown:
         parts += ["<p>Where the time goes (each benchmark's profiled generation, untimed):</p>",
