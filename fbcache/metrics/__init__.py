@@ -219,16 +219,22 @@ def parse_amounts(option: str, raw: str, margins: bool = False) -> dict[str, flo
 
 
 def amounts(option: str, entries: Iterable[str], own: Mapping[str, tuple[str, str | None]],
-            margins: bool = False) -> dict[str, float]:
-    """Per metric, a tolerance or margin given as ``option NAME=X`` (``entries``, each possibly comma-separated)
-    or with the metric's own spelling (``own``: metric name -> (that option, its raw value or None)).
-    Given both ways for one metric, the two must agree. ``margins``: as :func:`parse_amounts`."""
-    found = parse_amounts(option, ",".join(entries), margins)
+            margins: bool = False, parse: Callable[[ImageMetric, str, str], float] | None = None) -> dict[str, float]:
+    """Per metric, an amount given as ``option NAME=X`` (``entries``, each possibly comma-separated) or with the
+    metric's own spelling (``own``: metric name -> (that option, its raw value or None)). Given both ways for one
+    metric, the two must agree. ``parse(metric, option, raw)`` reads one value (default: a tolerance, or with
+    ``margins`` a calibrate margin, as :func:`parse_amounts`)."""
+    def default(metric: ImageMetric, spelling: str, raw: str) -> float:
+        return metric.margin(spelling, raw) if margins else metric.amount(spelling, raw)
+
+    read = parse or default
+    found = parse_entries(option, ",".join(entries), names(), lambda opt, name, raw: read(get(name), opt, raw),
+                          "METRIC")
     for name, (spelling, raw) in own.items():
         if raw is None or raw == "":
             continue
         metric = get(name)
-        value = metric.margin(spelling, str(raw)) if margins else metric.amount(spelling, str(raw))
+        value = read(metric, spelling, str(raw))
         if found.get(name, value) != value:
             raise ConfigError(spelling, raw, f"{found[name]:g}, as {option} {name}={found[name]:g} says, or only one "
                               "of the two", f"{option} sets {name} too")

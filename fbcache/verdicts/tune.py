@@ -32,9 +32,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fbcache.config import parse_entries
 from fbcache.errors import ConfigError, DataError
-from fbcache.metrics import ImageMetric, all_metrics, get, names
+from fbcache.metrics import ImageMetric, all_metrics, amounts, get, names
 
 #: ``Probe.hits`` as text: one character per step, as the results table's hit map writes them
 COMPUTED, HIT = "#", "."
@@ -92,17 +91,8 @@ def parse_floors(entries: Iterable[str], named: Mapping[str, str | None]) -> tup
     """``--floor NAME=X`` entries (each possibly comma-separated) and each metric's own spelling
     (``named``: metric name -> the raw value of its ``--min-NAME``/``--max-NAME``, or None). One floor
     per metric; given both ways, the two must agree. In the registry's order."""
-    found = parse_entries("--floor", ",".join(entries), names(),
-                          lambda option, name, value: floor_value(option, get(name), value), "METRIC")
-    for name, raw in named.items():
-        if raw is None or raw == "":
-            continue
-        metric = get(name)
-        value = floor_value(floor_option(metric), metric, str(raw))
-        if found.get(name, value) != value:
-            raise ConfigError(floor_option(metric), raw, f"{found[name]:g}, as --floor {name}={found[name]:g} says, "
-                              "or only one of the two", f"--floor sets {name} too")
-        found[name] = value
+    own = {name: (floor_option(get(name)), raw) for name, raw in named.items()}
+    found = amounts("--floor", entries, own, parse=lambda metric, option, raw: floor_value(option, metric, raw))
     return tuple(Floor(metric, found[metric.name]) for metric in all_metrics() if metric.name in found)
 
 
