@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from fbcache import explain, markup
-from fbcache.history import BenchRecord, ThresholdSummary, is_prompt_set, summarize
+from fbcache.history import BenchRecord, ThresholdSummary, is_prompt_set, ordered, summarize
 from fbcache.metrics import ImageMetric, all_metrics, measured
 
 GIB = float(1 << 30)
@@ -60,12 +60,6 @@ def _gib(peak: int | None) -> str:
 
 def is_compiled(records: Iterable[BenchRecord]) -> bool:
     return any(r.compile_mode != "none" for r in records)
-
-
-def ordered(records: Iterable[BenchRecord]) -> list[BenchRecord]:
-    """The uncached baseline first, then thresholds ascending; a set's prompts in order within each."""
-    return sorted(records, key=lambda r: (r.threshold is not None, r.threshold or 0.0,
-                                          -1 if r.prompt_index is None else r.prompt_index))
 
 
 def _seconds(value: float | None) -> str:
