@@ -371,12 +371,16 @@ class _HasThreshold(Protocol):
 _Row = TypeVar("_Row", bound=_HasThreshold)
 
 
+def order_key(row: _HasThreshold) -> tuple[bool, tuple[float, int, float], int]:
+    """The sort key of :func:`ordered`."""
+    threshold = row.threshold
+    return threshold is not None, (0.0, 0, 0.0) if threshold is None else threshold_order(threshold), _prompt_key(row)
+
+
 def ordered(rows: Iterable[_Row]) -> list[_Row]:
     """Records (or threshold summaries) in display order: the uncached baseline first, then thresholds by
     :func:`~fbcache.config.threshold_order`; a prompt set's prompts in order within each, a record without one first."""
-    return sorted(rows, key=lambda r: (r.threshold is not None,
-                                       (0.0, 0, 0.0) if r.threshold is None else threshold_order(r.threshold),
-                                       _prompt_key(r)))
+    return sorted(rows, key=order_key)
 
 
 def summarize(records: Iterable[BenchRecord]) -> list[ThresholdSummary]:
