@@ -40,6 +40,8 @@ from fbcache.metrics import names as metric_names
 SCHEMA = 1
 #: the label of the baseline benchmark, which runs with no cache hooks at all
 UNCACHED = "uncached"
+#: bytes per GiB, the unit peak memory is shown and bounded in
+GIB = float(1 << 30)
 
 
 #: extra_info fields that only runs with a prompt set have; absent (not null) otherwise, so a

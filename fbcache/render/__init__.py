@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from fbcache import explain, markup
-from fbcache.history import BenchRecord, ThresholdSummary, is_prompt_set, ordered, summarize
+from fbcache.history import GIB, BenchRecord, ThresholdSummary, is_prompt_set, ordered, summarize
 from fbcache.metrics import ImageMetric, all_metrics, measured
 
-GIB = float(1 << 30)
 PEAK_TITLE = "peak GiB"
 #: said once under the table of a run without the peak column
 NO_PEAK_NOTE = "Peak GPU memory: not shown: a CPU run has no GPU allocator to read."

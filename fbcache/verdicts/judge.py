@@ -50,7 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from fbcache import explain
-from fbcache.history import COLD_START_LABEL, LOAD_LABEL, BenchRecord, label_of, ordered
+from fbcache.history import COLD_START_LABEL, GIB, LOAD_LABEL, BenchRecord, label_of, ordered
 from fbcache.history.storage import Acceptance, Run
 from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.verdicts import (
@@ -88,7 +88,6 @@ _HIGHER_IS_BETTER = (SPEEDUP, EFFICIENCY)
 PEAK_MEMORY_FLOOR = 0.02
 #: ... and is at least this many times the segment's run-to-run spread
 PEAK_MEMORY_SPREADS = 3.0
-GIB = float(1 << 30)
 #: tests per noisy series: its level, the pair of its last two runs, and its drift
 TESTS_PER_SERIES = 3
 
