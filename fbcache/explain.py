@@ -189,7 +189,6 @@ class Explanation:
     efficiency: float | None
     flops: int | None
     flops_speedup: float | None
-    profile: Profile | None
 
     @property
     def prediction_error(self) -> float | None:
@@ -226,7 +225,7 @@ def explain(records: Iterable[BenchRecord]) -> dict[str, Explanation]:
         base_flops = uncached.flops if uncached is not None else None
         flops_speedup = base_flops / record.flops if base_flops and record.flops else None
         found[record.label] = Explanation(record.label, hits, measured, predicted, ideal, ideal_speedup, efficiency,
-                                          record.flops, flops_speedup, Profile.of(record))
+                                          record.flops, flops_speedup)
     return found
 
 
