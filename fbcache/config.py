@@ -428,7 +428,7 @@ def resolve_on_gpu(option: str, raw: str, device: str) -> bool:
 
 def resolve_clock(option: str, raw: str, device: str, threads: int | None) -> str:
     """auto: the process's CPU time for a CPU run with a fixed thread count, whose wall time other jobs on
-    the same cores stretch (a 2-core VM: generations of 0.36-47 s); wall time on a GPU, whose work is not
+    the same cores stretch (docs/runner.md has a measured CPU runner); wall time on a GPU, whose work is not
     the process's CPU time."""
     value = parse_choice(option, raw, ("auto", "wall", "cpu"))
     on_cpu = device.startswith("cpu")

@@ -44,7 +44,7 @@ from fbcache.config import (
     resolve_on_gpu,
     shard_device,
 )
-from fbcache.errors import ConfigError, MissingPackageError
+from fbcache.errors import ConfigError
 from fbcache.models import FULL_WITH_CACHE_REASON
 
 # ------------------------------------------------------------------------------------ the option table
@@ -370,12 +370,12 @@ def _has_module(name: str) -> bool:
 
 
 def check_requirements(option: str, value: str, requires: Mapping[str, str],
-                       has_module: Callable[[str], bool] = _has_module) -> None:
+                       has_module: Callable[[str], bool] = _has_module,
+                       accepted: str = "another value whose packages are installed") -> None:
     """Every required module importable, or a ConfigError that says how to install it."""
     for module, hint in requires.items():
         if not has_module(module):
-            raise ConfigError(option, value, "another value whose packages are installed",
-                              f"{module} is not installed: {hint}")
+            raise ConfigError(option, value, accepted, f"{module} is not installed: {hint}")
 
 
 def check_environment(
@@ -406,9 +406,9 @@ def check_environment(
     backend = backends.get(config.cache_backend)
     check_requirements(BY_NAME["cache_backend"].cli, config.cache_backend, backend.requires, has_module)
     backend.preflight(config)
+    usable = [m.name for m in metrics.all_metrics() if all(has_module(module) for module in m.requires)]
     for metric in metrics.selected(config.metrics):
-        for module, hint in metric.requires.items():
-            if not has_module(module):
-                raise MissingPackageError(f"image metric {metric.name}", module, hint)
+        check_requirements(BY_NAME["metrics"].cli, metric.name, metric.requires, has_module,
+                           f"names from {', '.join(usable) or 'none: no metric has its packages here'}")
         if metric.preflight is not None:
             metric.preflight(config)

@@ -40,18 +40,6 @@ class ConfigError(FBCacheError):
         return ConfigError(f"{source} (for {self.option})", self.value, self.accepted, self.why)
 
 
-class MissingPackageError(ConfigError):
-    """A package that something every run uses (an image metric) needs is not installed: no option
-    selects it, so the message names what needs the package and how to install it instead."""
-
-    def __init__(self, what: str, module: str, hint: str) -> None:
-        self.option, self.value, self.accepted, self.why = what, module, hint, "not installed"
-        FBCacheError.__init__(self, f"{what} needs {module}, which is not installed: {hint}")
-
-    def from_source(self, source: str) -> ConfigError:
-        return self
-
-
 class _Missing:
     def __repr__(self) -> str:
         return "missing"

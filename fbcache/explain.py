@@ -68,7 +68,7 @@ from fbcache import markup
 from fbcache.backends import CacheBackend, DecisionLog, StepDecision, summarize
 from fbcache.config import Threshold
 from fbcache.history import BenchRecord, label_of, ordered
-from fbcache.models import repeated_blocks
+from fbcache.models import compile_stance, repeated_blocks
 
 #: the profile's entries that are seconds, as stored
 TIMES = ("generation", "text_encoding", "vae_decode", "first_block", "remaining_blocks", "rest_computed", "rest_hit")
@@ -535,12 +535,7 @@ def _attention_formulas() -> dict[Any, Any]:
 
 
 def _eager(compile_mode: str) -> Any:
-    import torch
-
-    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    if compile_mode == "none" or set_stance is None:
-        return contextlib.nullcontext()
-    return set_stance("force_eager")
+    return contextlib.nullcontext() if compile_mode == "none" else compile_stance("force_eager")
 
 
 #: a generation's kind of work: whether it ran uncached, and each step's hit and single-stream hit (a pair's

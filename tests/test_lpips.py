@@ -21,7 +21,7 @@ from lpips_support import refuse_network, use_torchvision, write_backbone
 from conftest import run_sweep
 from fbcache import configure, metrics
 from fbcache.cli import main as fbcache_main
-from fbcache.errors import BrokenRunError, ConfigError, MissingPackageError
+from fbcache.errors import BrokenRunError, ConfigError
 from fbcache.history import BenchRecord
 from fbcache.history.storage import run_files
 from fbcache.metrics.lpips import BACKBONE, FETCH, METRIC, Scorer
@@ -136,10 +136,10 @@ def test_an_unknown_metric_is_refused_naming_the_registered_ones():
 
 def test_lpips_without_torchmetrics_is_refused_naming_the_extra(tmp_path):
     config = configure.build_config({"metrics": WITH_LPIPS}, cuda=NO_CUDA, environ={})
-    with pytest.raises(MissingPackageError) as refused:
+    with pytest.raises(ConfigError) as refused:
         configure.check_environment(config, has_module=lambda name: name != "torchmetrics")
-    assert str(refused.value) == ("image metric lpips needs torchmetrics, which is not installed: "
-                                  "pip install 'fbcache[lpips]'")
+    assert str(refused.value) == ("--fbcache-metrics: invalid value 'lpips' (torchmetrics is not installed: "
+                                  "pip install 'fbcache[lpips]'); accepted: names from ssim, psnr")
 
 
 def test_a_missing_backbone_is_refused_in_one_line_naming_the_file_and_the_command_that_fetches_it(tmp_path, hub):

@@ -116,7 +116,7 @@ def test_each_interleaved_benchmark_gets_the_peak_of_its_own_generations(monkeyp
                               progress=lambda n: progress,
                               model=SimpleNamespace(pipe=allocator.generate, kwargs_for=lambda prompt: {}))
     results = schedule.run_interleaved(session)
-    assert {key[0]: result.peak_memory_bytes for key, result in results.items()} == {None: 300, 0.1: 100}
+    assert {key[0]: result.rounds.peak_memory_bytes for key, result in results.items()} == {None: 300, 0.1: 100}
     assert allocator.resets == 2 * (1 + 3), "a reset before every generation, warm-ups included"
 
 
@@ -126,7 +126,7 @@ def test_an_interleaved_benchmark_keeps_the_highest_peak_of_its_own_generations(
     mine = Interleaved()
     for peak in (5, 9, None, 7):
         mine.rounds.add_peak(peak)
-    assert mine.peak_memory_bytes == 9
+    assert mine.rounds.peak_memory_bytes == 9
 
 
 # ---------------------------------------------------------------------------------- bounds
@@ -274,3 +274,14 @@ def test_a_benchmark_keeps_only_its_first_two_timed_images_on_the_host_and_names
     assert all(images.device.type == "cpu" for images in rounds.images)
     with pytest.raises(NaNImageError, match="0.5: generation 5 produced NaN/Inf pixels"):
         rounds.keep(torch.full((1, 3, 2, 2), float("nan")), "0.5: generation 5", timed=True)
+
+
+def test_out_of_gpu_memory_is_a_broken_run_naming_where_and_the_workload_and_other_errors_pass_through():
+    from fbcache.errors import BrokenRunError
+    from fbcache.plugin.schedule import out_of_memory
+
+    broken = out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore"), "at threshold 0.5",
+                           "1024x1024", 28)
+    assert isinstance(broken, BrokenRunError)
+    assert str(broken) == "out of GPU memory at threshold 0.5 (1024x1024, 28 steps): CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert out_of_memory(ValueError("a bad shape"), "at threshold 0.5", "1024x1024", 28) is None

@@ -49,10 +49,10 @@ from fbcache.metrics import ImageMetric, all_metrics, amounts
 from fbcache.verdicts import CompareResult, CompareSettings
 from fbcache.verdicts.judge import judge_latest
 
-#: every verb, in the order ``fbcache --help`` lists them
 #: ``fbcache --help``'s text above the verbs
 DESCRIPTION = "fbcache: verbs over pytest-benchmark's storage (``.benchmarks`` by default, or ``--storage``)."
 
+#: every verb, in the order ``fbcache --help`` lists them
 VERBS = (
     "fbcache.cli.history",
     "fbcache.cli.compare",
@@ -258,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit codes (fbcache.errors): 0 clean, 1 regression and nothing else, 2 usage or I/O error, 3 broken sweep.
+    """Exit codes (fbcache.errors): 0 clean, 1 regression and nothing else, 2 usage or I/O error, 3 broken sweep,
+    4 ``tune`` found no threshold that keeps its floors.
 
     The one place where an error becomes an exit code: every verb raises, none prints its own error.
     """
@@ -277,7 +278,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print(f"fbcache {args.verb}: internal error (not a regression); the traceback is above", file=sys.stderr)
     return EXIT_USAGE
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -52,6 +52,7 @@ from fbcache.verdicts.bounds import calibrate
 from fbcache.verdicts.stats import MedianInterval, median_interval
 from fbcache.verdicts.tune import (
     GRID_STEP,
+    HALVINGS,
     Floor,
     Probe,
     Search,
@@ -396,9 +397,9 @@ def records(settings: Settings, recommended: Step, threshold: float, timed: Time
                          hit_trace=list(probe.hits), residual_diff_trace=list(probe.diffs))
         base, mine = uncached.get(index), timed.rounds.get(index) if timed is not None else None
         if mine is not None and base is not None:
-            baseline.rounds_s, baseline.peak_memory_bytes = list(base.seconds), base.peak_memory_bytes
+            baseline.rounds_s, baseline.peak_memory_bytes = list(base.seconds), base.rounds.peak_memory_bytes
             record.rounds_s, record.paired_uncached_s = list(mine.seconds), list(base.seconds)
-            record.peak_memory_bytes = mine.peak_memory_bytes
+            record.peak_memory_bytes = mine.rounds.peak_memory_bytes
             baseline.schedule = record.schedule = "interleaved"
             paired = record.paired_speedups
             record.speedup = statistics.median(paired) if paired else None
@@ -418,8 +419,6 @@ class Answer:
     search: Search
     #: threshold -> its timed rounds (empty when untimed)
     timed: dict[float, Timed]
-    #: why nothing was timed (None: timed)
-    untimed: str | None
     #: generations made now (uncached ones included)
     made: int
     #: the run's ``machine_info["fbcache"]`` entry (accelerator, versions, fingerprint)
@@ -512,15 +511,15 @@ def summary(answer: Answer) -> list[str]:
     unresolved = not found.boundary.resolved
     if unresolved:
         lines.append("the cache records no difference for some of its decisions, so the boundary was bisected to "
-                     f"1/{2 ** 10} of the range, not found exactly")
+                     f"1/{2 ** HALVINGS} of the range, not found exactly")
     if answer.unmet:
         lines.append(f"NOT MET: {answer.unmet}")
     return lines
 
 
 def _timing_line(answer: Answer, step: Step) -> str:
-    if answer.untimed is not None:
-        return f"not timed ({answer.untimed}); {step.step_ratio:.2f} steps per computed step"
+    if answer.settings.untimed is not None:
+        return f"not timed ({answer.settings.untimed}); {step.step_ratio:.2f} steps per computed step"
     timed = answer.speedup(step)
     if timed is None or timed.interval is None:
         return f"not timed; {step.step_ratio:.2f} steps per computed step"
@@ -560,7 +559,7 @@ def to_json(answer: Answer) -> dict[str, Any]:
         "speedup_ci": best["speedup_ci"] if best else None,
         "ci_coverage": best["ci_coverage"] if best else None,
         "worst_prompt": best["worst_prompt"] if best else None,
-        "meets": answer.unmet is None, "unmet": answer.unmet, "untimed": answer.untimed,
+        "meets": answer.unmet is None, "unmet": answer.unmet, "untimed": answer.settings.untimed,
         "floors": {f.key: f.bound for f in found.floors},
         "min_speedup": answer.settings.min_speedup,
         "next_faster": step_json(found.faster),
@@ -628,7 +627,7 @@ def tune(settings: Settings, write: Callable[[str], None] = _stderr) -> Answer:
     if settings.untimed is None and best is not None:
         steps = {step.threshold(settings.limit): step for step in (found.slower, best, found.faster) if step is not None}
         timed, uncached = prove(generations, steps)
-    answer = Answer(settings, found, timed, settings.untimed, generations.made, info)
+    answer = Answer(settings, found, timed, generations.made, info)
     answer.unmet = judge(settings, found, timed)
     if best is not None:
         threshold = best.threshold(settings.limit)

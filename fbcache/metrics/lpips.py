@@ -68,6 +68,12 @@ def linear_layers() -> Path | None:
     return Path(spec.origin).parent / "functional" / "image" / "lpips_models" / f"{NET}.pth"
 
 
+def _others() -> str:
+    from fbcache.metrics import names
+
+    return f"names from {', '.join(n for n in names() if n != 'lpips')}"
+
+
 def preflight(config: HarnessConfig) -> None:
     """torchvision imports, and both weight files are on disk; else one line naming what is missing."""
     try:
@@ -76,12 +82,12 @@ def preflight(config: HarnessConfig) -> None:
         import torch
 
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ConfigError("--fbcache-metrics", "lpips", "metrics whose packages work here",
+        raise ConfigError("--fbcache-metrics", "lpips", _others(),
                           f"torchvision does not import ({first}): install the torchvision release built for "
                           f"torch {torch.__version__}") from None
     layers = linear_layers()
     if layers is None or not layers.is_file():
-        raise ConfigError("--fbcache-metrics", "lpips", "metrics whose packages work here",
+        raise ConfigError("--fbcache-metrics", "lpips", _others(),
                           f"torchmetrics has no LPIPS linear layers at {layers}: pip install 'torchmetrics>=1.3'")
     folder = weights_dir(config)
     if not (folder / BACKBONE).is_file():

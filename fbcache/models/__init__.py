@@ -39,6 +39,7 @@ benchmarks are selected.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -166,6 +167,14 @@ def source_for(model: str) -> ModelSource:
 COMPILE_BACKEND = "inductor"
 FULL_WITH_CACHE_REASON = ("the cache decision is data-dependent and runs outside compiled code, so a "
                           "whole-transformer graph breaks at every step's decision; use regional")
+
+
+def compile_stance(name: str) -> Any:
+    """``torch.compiler.set_stance(name)`` as a context, or nothing where this torch has no stances."""
+    import torch
+
+    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+    return set_stance(name) if set_stance is not None else contextlib.nullcontext()
 
 
 def repeated_blocks(transformer: Any) -> list[Any]:

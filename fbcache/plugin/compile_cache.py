@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,6 @@ from fbcache.history.storage import replace_file
 MANIFEST = "fbcache-compiled.json"
 #: torch's variables for its on-disk caches, and each one's folder under DIR ("": DIR itself)
 TORCH_CACHE_VARIABLES = {"TORCHINDUCTOR_CACHE_DIR": "", "TRITON_CACHE_DIR": "triton"}
-#: what a compiled state's cache lookups came to (:func:`state`)
-STATES = ("warm", "cold", "partial", "bypassed", "uncached")
 
 
 def activate(directory: Path, environ: MutableMapping[str, str] | None = None) -> None:
@@ -100,7 +98,6 @@ class CompileCache:
     #: DIR's manifest entry for this stack when the session started (None: never compiled into DIR)
     expected: dict[str, Any] | None = None
     remembered: bool = False
-    findings: list[str] = field(default_factory=list)
 
     @classmethod
     def open(cls, directory: Path | None, info: Mapping[str, Any]) -> CompileCache:
@@ -126,7 +123,6 @@ class CompileCache:
             entry["finding"] = (f"{label}: compiled {misses} graph(s) cold ({hits} cache hit(s)) although "
                                 f"{self.directory} held this stack's graphs (compiled into it "
                                 f"{self.expected.get('compiled', '?')}): a warm start that recompiled")
-            self.findings.append(entry["finding"])
         if misses and self.expected is None and not self.remembered:
             self.remember()
         return entry
@@ -144,5 +140,5 @@ class CompileCache:
         self.remembered = True
 
 
-__all__ = ["MANIFEST", "STATES", "TORCH_CACHE_VARIABLES", "CompileCache", "activate", "read_manifest", "stack_key",
+__all__ = ["MANIFEST", "TORCH_CACHE_VARIABLES", "CompileCache", "activate", "read_manifest", "stack_key",
            "stack_text", "state"]

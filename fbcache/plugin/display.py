@@ -151,8 +151,9 @@ def results_markdown(fb: Results) -> str:
     parts = [render.markdown_table(records), "", "Hits per step ('#' computed, '.' cache hit):", "```",
              render.hit_map(records), "```", "", "Relative first-block residual difference per step:", "```",
              render.residual_ranges(records), "```"]
-    if render.hit_map(records, single_stream=True):
-        parts += ["", f"Hits per step of {render.SINGLE_STREAM_MAP}:", "```", render.hit_map(records, True), "```",
+    single_stream = render.hit_map(records, single_stream=True)
+    if single_stream:
+        parts += ["", f"Hits per step of {render.SINGLE_STREAM_MAP}:", "```", single_stream, "```",
                   "", "Its relative residual difference per step:", "```", render.residual_ranges(records, True), "```"]
     section = explain.markdown_section(records, clock_text(fb.config))
     if section:

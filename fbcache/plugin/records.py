@@ -41,9 +41,17 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: Threshold | None
     """Time one threshold (``None``: uncached, no hooks at all) on one prompt (``None``: the run's single
     prompt; else its index in the prompt set) and return its record."""
     config = session.config
+    interleaved = config.interleaved and session.backend.can_run_uncached
+    record = (_measure_interleaved if interleaved else _measure_sequential)(benchmark, session, threshold, prompt_index)
+    if threshold is None and config.selfcheck:
+        record.bare_loop_s = schedule.bare_loop(session, config.rounds, prompt_index)
+    return record
+
+
+def _measure_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold | None,
+                        prompt_index: int | None) -> BenchRecord:
+    config = session.config
     backend = session.backend
-    if config.interleaved and backend.can_run_uncached:
-        return _measure_interleaved(benchmark, session, threshold, prompt_index)
     if threshold is None and not backend.can_run_uncached:
         raise BrokenRunError(f"the {backend.name} cache is already applied and cannot be removed; "
                              "the uncached baseline must run before any threshold")
@@ -55,8 +63,6 @@ def measure(benchmark: Any, session: FBCacheSession, threshold: Threshold | None
     record = _build_record(benchmark, session, threshold, rounds, prompt_index)
     record.machine_state = machine.evidence(before, machine.sample(config.device))
     record_warmup(record, config.compile, warmup, session.compile_cache)
-    if threshold is None and config.selfcheck:
-        record.bare_loop_s = schedule.bare_loop(session, config.rounds, prompt_index)
     return record
 
 
@@ -75,8 +81,6 @@ def _measure_interleaved(benchmark: Any, session: FBCacheSession, threshold: Thr
         record.paired_uncached_s = list(results[(None, prompt_index)].seconds)
         paired = record.paired_speedups
         record.speedup = statistics.median(paired) if paired else record.speedup
-    if threshold is None and session.config.selfcheck:
-        record.bare_loop_s = schedule.bare_loop(session, session.config.rounds, prompt_index)
     return record
 
 

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fbcache import explain
+from fbcache import explain, models
 from fbcache.backends import DecisionLog, StepDecision, summarize
 from fbcache.config import Threshold
 from fbcache.errors import BrokenRunError, NaNImageError
@@ -111,6 +111,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
+def out_of_memory(exc: BaseException, where: str, resolution: str, steps: int) -> BrokenRunError | None:
+    """A GPU out-of-memory error as a broken run, once what the failed generation held is freed (else None)."""
+    if not is_out_of_memory(exc):
+        return None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return BrokenRunError(f"out of GPU memory {where} ({resolution}, {steps} steps): {str(exc).splitlines()[0]}")
+
+
 # ------------------------------------------------------------------------------- compiled sessions
 
 
@@ -147,11 +157,6 @@ def counters() -> CompileCounters:
                            cache_misses=int(inductor["fxgraph_cache_miss"]), cache_bypasses=int(inductor["fxgraph_cache_bypass"]))
 
 
-def _stance(name: str) -> Any:
-    set_stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
-    return set_stance(name) if set_stance is not None else contextlib.nullcontext()
-
-
 @contextlib.contextmanager
 def no_recompile(compile_mode: str, label: str) -> Iterator[None]:
     """Around the timed rounds of one benchmark; does nothing for an eager (``none``) session."""
@@ -160,7 +165,7 @@ def no_recompile(compile_mode: str, label: str) -> Iterator[None]:
         return
     before = counters()
     try:
-        with _stance("fail_on_recompile"):
+        with models.compile_stance("fail_on_recompile"):
             yield
     except Exception as exc:
         if RECOMPILE_MARK not in str(exc):
@@ -380,21 +385,18 @@ def run_sequential(benchmark: Any, session: FBCacheSession, threshold: Threshold
     config = session.config
     backend = session.backend
     log = DecisionLog()
+    label = UNCACHED if threshold is None else f"threshold {threshold:g}"
     try:
         if threshold is not None:
             backend.enable(threshold, log)
         warmup = compile_warmup(config.compile, config.device, log, lambda: generate_once(
             session, torch.Generator("cpu").manual_seed(config.case(prompt_index).seed), prompt_index))
-        with no_recompile(config.compile, UNCACHED if threshold is None else f"threshold {threshold:g}"):
+        with no_recompile(config.compile, label):
             rounds = _time_generations(benchmark, session, log, prompt_index, threshold)
     except Exception as exc:
-        if is_out_of_memory(exc):
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            label = UNCACHED if threshold is None else f"threshold {threshold:g}"
-            raise BrokenRunError(f"out of GPU memory at {label} ({config.resolution}, {config.steps} steps): "
-                                 f"{str(exc).splitlines()[0]}") from exc
+        broken = out_of_memory(exc, f"at {label}", config.resolution, config.steps)
+        if broken is not None:
+            raise broken from exc
         raise
     finally:
         if threshold is not None:
@@ -430,10 +432,6 @@ class Interleaved:
 
     rounds: Rounds = field(default_factory=Rounds)
     seconds: list[float] = field(default_factory=list)
-    @property
-    def peak_memory_bytes(self) -> int | None:
-        """The highest allocator peak of this benchmark's own timed generations (None off CUDA)."""
-        return self.rounds.peak_memory_bytes
 
 
 def _timed_generation(session: FBCacheSession, key: Key, log: DecisionLog,
@@ -501,12 +499,9 @@ def run_interleaved(session: FBCacheSession) -> dict[Key, Interleaved]:
                 seconds, hits = _timed_generation(session, key, logs[key], results[key])
                 progress.generation(key[0], key[1], False, index + 1, config.rounds, seconds, hits, config.steps)
     except Exception as exc:
-        if is_out_of_memory(exc):
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            raise BrokenRunError(f"out of GPU memory in the interleaved rounds ({config.resolution}, "
-                                 f"{config.steps} steps): {str(exc).splitlines()[0]}") from exc
+        broken = out_of_memory(exc, "in the interleaved rounds", config.resolution, config.steps)
+        if broken is not None:
+            raise broken from exc
         raise
     evidence = machine.evidence(before, machine.sample(config.device))
     for key, result in results.items():
