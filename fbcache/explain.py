@@ -67,7 +67,7 @@ from typing import Any
 from fbcache import markup
 from fbcache.backends import CacheBackend, DecisionLog, StepDecision, cache_at, summarize
 from fbcache.config import Threshold
-from fbcache.history import BenchRecord, label_of
+from fbcache.history import BenchRecord, label_of, ordered
 from fbcache.models import compile_stance, repeated_blocks
 
 #: the profile's entries that are seconds, as stored
@@ -189,7 +189,6 @@ class Explanation:
     efficiency: float | None
     flops: int | None
     flops_speedup: float | None
-    profile: Profile | None
 
     @property
     def prediction_error(self) -> float | None:
@@ -226,7 +225,7 @@ def explain(records: Iterable[BenchRecord]) -> dict[str, Explanation]:
         base_flops = uncached.flops if uncached is not None else None
         flops_speedup = base_flops / record.flops if base_flops and record.flops else None
         found[record.label] = Explanation(record.label, hits, measured, predicted, ideal, ideal_speedup, efficiency,
-                                          record.flops, flops_speedup, Profile.of(record))
+                                          record.flops, flops_speedup)
     return found
 
 
@@ -279,14 +278,9 @@ NOT_MEASURED_NOTE = ("Ideal speedup, efficiency and FLOPs: not measured in this 
                      "--fbcache-flops; on by default on a GPU).")
 
 
-def _ordered(records: Iterable[BenchRecord]) -> list[BenchRecord]:
-    return sorted(records, key=lambda r: (r.threshold is not None, r.threshold or 0.0,
-                                          -1 if r.prompt_index is None else r.prompt_index))
-
-
 def speedup_rows(records: Iterable[BenchRecord], explained: Mapping[str, Explanation] | None = None) -> list[list[str]]:
     """Per benchmark: hits, measured and predicted time, measured and ideal speedup, efficiency, FLOPs."""
-    records = _ordered(records)
+    records = ordered(records)
     explained = explained if explained is not None else explain(records)
     rows = []
     for record in records:
@@ -312,7 +306,7 @@ BREAKDOWN_HEADER = ["threshold", "hits", *(f"{part} (ms)" for part in PARTS), "p
 def breakdown_rows(records: Iterable[BenchRecord]) -> list[list[str]]:
     """Per benchmark with a profile: its parts in milliseconds."""
     rows = []
-    for record in _ordered(records):
+    for record in ordered(records):
         profile = Profile.of(record)
         if profile is None:
             continue

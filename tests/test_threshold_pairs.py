@@ -20,7 +20,7 @@ from fbcache.backends import DecisionLog
 from fbcache.config import HarnessConfig, ThresholdPair, parse_thresholds, threshold_to_json
 from fbcache.configure import build_config, check_environment
 from fbcache.errors import BrokenRunError, ConfigError
-from fbcache.history import BenchRecord
+from fbcache.history import BenchRecord, ordered, summarize
 from fbcache.history.fingerprint import procedure_key, workload_key
 from fbcache.history.storage import load_runs
 from fbcache.render import hit_map, row
@@ -173,6 +173,14 @@ def test_a_pair_record_stores_both_stages_and_reads_back_equal():
 def test_a_single_threshold_record_keeps_the_layout_it_always_had():
     info = record(0.1, hits=1, hit_trace=[False, True, False, False]).to_extra_info()
     assert info["threshold"] == 0.1 and not [key for key in info if key.startswith("single")]
+
+
+def test_records_and_summaries_list_uncached_then_thresholds_with_a_pair_after_its_plain_threshold():
+    records = [record(t, prompt_index=p) for t in (0.1, PAIR, 0.09, None, ThresholdPair(0.0, 0.5)) for p in (1, 0)]
+    assert [r.label for r in ordered(records)] == [
+        "uncached[p0]", "uncached[p1]", "0/0.5[p0]", "0/0.5[p1]", "0.09[p0]", "0.09[p1]",
+        "0.09/0.12[p0]", "0.09/0.12[p1]", "0.1[p0]", "0.1[p1]"]
+    assert [s.label for s in ordered(reversed(summarize(records)))] == ["uncached", "0/0.5", "0.09", "0.09/0.12", "0.1"]
 
 
 def test_a_stored_threshold_that_is_no_number_and_no_pair_is_refused_naming_the_field():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fbcache.errors import EXIT_CLEAN, EXIT_USAGE
-from fbcache.history import UNCACHED, BenchRecord
+from fbcache.history import GIB, UNCACHED, BenchRecord
 from tools._results import latest_run, stack_line
 
 QUANTS = ("bf16", "int8wo", "int4wo", "fp8")
@@ -74,7 +74,7 @@ def _cell(record: BenchRecord | None) -> str:
 
 def _gib(runs: ConfigRun) -> str:
     peaks = [r.peak_memory_bytes for r in runs.records.values() if r.peak_memory_bytes]
-    return f"{max(peaks) / 2**30:.2f}" if peaks else "—"
+    return f"{max(peaks) / GIB:.2f}" if peaks else "—"
 
 
 def _compile(run: ConfigRun) -> str:

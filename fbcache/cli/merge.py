@@ -25,9 +25,8 @@ from typing import Any
 from pytest_benchmark.utils import safe_dumps
 
 from fbcache.cli import DEFAULT_STORAGE, storage_path
-from fbcache.config import threshold_order
 from fbcache.errors import EXIT_CLEAN, MergeError
-from fbcache.history import STARTUP_KEY, BenchRecord, Startup, slowest_startup
+from fbcache.history import STARTUP_KEY, BenchRecord, Startup, order_key, slowest_startup
 from fbcache.history.fingerprint import fingerprint_differences, fingerprint_of
 from fbcache.history.storage import next_run_name, parse_run, run_files, write_new_file
 from fbcache.render import markdown_table
@@ -135,12 +134,6 @@ def _check_one_sweep(shards: list[Shard]) -> int:
     return size
 
 
-def _order(bench: dict[str, Any]) -> tuple[bool, tuple[float, int, float], int]:
-    record = BenchRecord.from_extra_info(bench["extra_info"])
-    threshold = (0.0, 0, 0.0) if record.threshold is None else threshold_order(record.threshold)
-    return record.threshold is not None, threshold, record.prompt_index or 0
-
-
 def merge_shards(paths: list[Path]) -> dict[str, Any]:
     """The merged pytest-benchmark document of the shards in ``paths`` (files or shard directories)."""
     shards = sorted((_load(p) for p in resolve_inputs(paths)), key=lambda s: int(s.entry.get("rank", 0)))
@@ -160,7 +153,7 @@ def merge_shards(paths: list[Path]) -> dict[str, Any]:
             bench = copy.deepcopy(bench)
             bench["extra_info"]["shard"] = entry
             benchmarks.append(bench)
-    merged["benchmarks"] = sorted(benchmarks, key=_order)
+    merged["benchmarks"] = sorted(benchmarks, key=lambda b: order_key(BenchRecord.from_extra_info(b["extra_info"])))
     merged["datetime"] = max(str(s.data.get("datetime", "")) for s in shards)
     # each shard loaded its own model: the merged run waited for the slowest load and first generation
     startup = slowest_startup(Startup.from_run(s.data) for s in shards)

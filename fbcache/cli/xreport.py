@@ -24,7 +24,7 @@ from pathlib import Path
 from fbcache import markup
 from fbcache.cli import DEFAULT_STORAGE, storage_path
 from fbcache.errors import EXIT_CLEAN, DataError
-from fbcache.history import ThresholdSummary, summarize
+from fbcache.history import ThresholdSummary, ordered, summarize
 from fbcache.history.fingerprint import FINGERPRINT_FIELDS, OPTIONAL_FIELDS
 from fbcache.history.storage import Run, load_runs
 from fbcache.metrics import ImageMetric, measured
@@ -83,7 +83,7 @@ class Group:
         seen: dict[str, ThresholdSummary] = {}
         for column in self.columns:
             seen.update(column.summaries)
-        return [s.label for s in sorted(seen.values(), key=lambda s: (s.threshold is not None, s.threshold or 0.0))]
+        return [s.label for s in ordered(seen.values())]
 
 
 def find_storages(roots: list[Path]) -> list[Path]:

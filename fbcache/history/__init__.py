@@ -31,15 +31,17 @@ import types
 import typing
 from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from fbcache.config import Threshold, ThresholdPair, threshold_from_json, threshold_to_json
+from fbcache.config import Threshold, ThresholdPair, threshold_from_json, threshold_order, threshold_to_json
 from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.metrics import names as metric_names
 
 SCHEMA = 1
 #: the label of the baseline benchmark, which runs with no cache hooks at all
 UNCACHED = "uncached"
+#: bytes per GiB, the unit peak memory is shown and bounded in
+GIB = float(1 << 30)
 
 
 #: extra_info fields that only runs with a prompt set have; absent (not null) otherwise, so a
@@ -358,21 +360,40 @@ def summarize_metric(metric: ImageMetric, records: list[BenchRecord]) -> MetricS
     return MetricSummary(_mean(values), worst)
 
 
-def _prompt_key(record: BenchRecord) -> int:
+def _prompt_key(record: object) -> int:
     index = getattr(record, "prompt_index", None)
     return -1 if index is None else int(index)
+
+
+class _HasThreshold(Protocol):
+    @property
+    def threshold(self) -> Threshold | None: ...
+
+
+_Row = TypeVar("_Row", bound=_HasThreshold)
+
+
+def order_key(row: _HasThreshold) -> tuple[bool, tuple[float, int, float], int]:
+    """The sort key of :func:`ordered`."""
+    threshold = row.threshold
+    return threshold is not None, (0.0, 0, 0.0) if threshold is None else threshold_order(threshold), _prompt_key(row)
+
+
+def ordered(rows: Iterable[_Row]) -> list[_Row]:
+    """Records (or threshold summaries) in display order: the uncached baseline first, then thresholds by
+    :func:`~fbcache.config.threshold_order`; a prompt set's prompts in order within each, a record without one first."""
+    return sorted(rows, key=order_key)
 
 
 def summarize(records: Iterable[BenchRecord]) -> list[ThresholdSummary]:
     """Per threshold (uncached first, then ascending), the records of every prompt folded together."""
     by_threshold: dict[Threshold | None, list[BenchRecord]] = {}
-    for record in records:
+    for record in ordered(records):
         by_threshold.setdefault(record.threshold, []).append(record)
     uncached = by_threshold.get(None, [])
     uncached_by_prompt = {_prompt_key(r): r.median_s for r in uncached}
     summaries = []
-    for threshold in sorted(by_threshold, key=lambda t: (t is not None, t or 0.0)):
-        group = sorted(by_threshold[threshold], key=_prompt_key)
+    for threshold, group in by_threshold.items():
         medians = [r.median_s for r in group]
         total = sum(m for m in medians if m is not None) if all(m is not None for m in medians) else None
         speedup = None

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from fbcache import explain, markup
-from fbcache.history import BenchRecord, ThresholdSummary, is_prompt_set, summarize
+from fbcache.history import GIB, BenchRecord, ThresholdSummary, is_prompt_set, ordered, summarize
 from fbcache.metrics import ImageMetric, all_metrics, measured
 
-GIB = float(1 << 30)
 PEAK_TITLE = "peak GiB"
 #: said once under the table of a run without the peak column
 NO_PEAK_NOTE = "Peak GPU memory: not shown: a CPU run has no GPU allocator to read."
@@ -60,12 +59,6 @@ def _gib(peak: int | None) -> str:
 
 def is_compiled(records: Iterable[BenchRecord]) -> bool:
     return any(r.compile_mode != "none" for r in records)
-
-
-def ordered(records: Iterable[BenchRecord]) -> list[BenchRecord]:
-    """The uncached baseline first, then thresholds ascending; a set's prompts in order within each."""
-    return sorted(records, key=lambda r: (r.threshold is not None, r.threshold or 0.0,
-                                          -1 if r.prompt_index is None else r.prompt_index))
 
 
 def _seconds(value: float | None) -> str:

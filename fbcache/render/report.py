@@ -34,11 +34,10 @@ from PIL import Image, UnidentifiedImageError
 
 from fbcache import explain, markup
 from fbcache.errors import OutputWriteError
-from fbcache.history import COLD_START_LABEL, LOAD_LABEL, UNCACHED, BenchRecord, is_prompt_set
+from fbcache.history import COLD_START_LABEL, GIB, LOAD_LABEL, UNCACHED, BenchRecord, is_prompt_set
 from fbcache.history.storage import Acceptance, Run, images_mismatch, same_fingerprint_before
 from fbcache.metrics import all_metrics, primary
 from fbcache.render import (
-    GIB,
     SINGLE_STREAM_MAP,
     columns,
     explanations_of,

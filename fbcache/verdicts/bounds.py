@@ -51,7 +51,7 @@ from typing import Any
 
 from fbcache.config import Threshold, parse_threshold, same_threshold
 from fbcache.errors import ConfigError
-from fbcache.history import BenchRecord, ThresholdSummary, summarize
+from fbcache.history import GIB, BenchRecord, ThresholdSummary, summarize
 from fbcache.history.fingerprint import MATCH_KEYS
 from fbcache.metrics import all_metrics, get, measured, selected
 
@@ -85,7 +85,6 @@ def threshold_keys() -> tuple[str, ...]:
 
 
 PEAK_KEY = "max_peak_memory_gib"
-GIB = float(1 << 30)
 #: calibrate's ceiling over the measured peak: allocator peaks barely move, so this is room for a library update
 PEAK_MARGIN = 1.10
 

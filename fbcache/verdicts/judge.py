@@ -50,7 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from fbcache import explain
-from fbcache.history import COLD_START_LABEL, LOAD_LABEL, BenchRecord, label_of
+from fbcache.history import COLD_START_LABEL, GIB, LOAD_LABEL, BenchRecord, label_of, ordered
 from fbcache.history.storage import Acceptance, Run
 from fbcache.metrics import ImageMetric, all_metrics
 from fbcache.verdicts import (
@@ -88,7 +88,6 @@ _HIGHER_IS_BETTER = (SPEEDUP, EFFICIENCY)
 PEAK_MEMORY_FLOOR = 0.02
 #: ... and is at least this many times the segment's run-to-run spread
 PEAK_MEMORY_SPREADS = 3.0
-GIB = float(1 << 30)
 #: tests per noisy series: its level, the pair of its last two runs, and its drift
 TESTS_PER_SERIES = 3
 
@@ -101,10 +100,6 @@ class Observation:
     rounds: list[float]
     interval: MedianInterval | None = None
     paired: bool = True
-
-
-def _ordered(records: Mapping[str, BenchRecord]) -> list[BenchRecord]:
-    return sorted(records.values(), key=lambda r: (r.threshold is not None, r.threshold or 0.0, r.prompt_index or 0))
 
 
 def observe_time(record: BenchRecord) -> Observation | None:
@@ -329,7 +324,7 @@ class HistoryJudge:
         self.acceptances = dict(acceptances or {})
         self.settings = settings = settings or CompareSettings()
         self.gates = GateSettings(alpha=settings.alpha, floor=settings.min_effect, max_mde=settings.max_mde)
-        self.labels = [r.label for r in _ordered(runs[-1].records)] if runs else []
+        self.labels = [r.label for r in ordered(runs[-1].records.values())] if runs else []
         self.series: dict[tuple[str, str], _Series] = {}
         self.image_metrics: dict[tuple[str, str], MetricTracker] = {}
         self.hits: dict[str, HitsTracker] = {}
@@ -353,7 +348,7 @@ class HistoryJudge:
         found: dict[tuple[str, str], Observation] = {}
         model = explain.fit(run.records.values())
         blocks = model.blocks if model is not None else None
-        for record in _ordered(run.records):
+        for record in ordered(run.records.values()):
             if (obs := observe_time(record)) is not None:
                 found[(TIME, record.label)] = obs
             uncached = run.records.get(label_of(None, record.prompt_index))
@@ -401,7 +396,7 @@ class HistoryJudge:
         accepted = (acceptance.reason or "no reason given") if acceptance is not None else None
         noisy = self._noisy_judgements(index, accepted)
         rows: list[ThresholdResult] = []
-        for record in _ordered(run.records):
+        for record in ordered(run.records.values()):
             verdicts = [_bounds_verdict(record)] if record.bounds.get("profile") or record.bounds.get("violations") else []
             for metric in (TIME, SPEEDUP, EFFICIENCY):
                 if (metric, record.label) in noisy:
@@ -485,7 +480,7 @@ class HistoryJudge:
         notes = []
         if index > 0:
             previous = self.runs[index - 1]
-            for label in [r.label for r in _ordered(previous.records) if r.label not in run.records]:
+            for label in [r.label for r in ordered(previous.records.values()) if r.label not in run.records]:
                 notes.append(f"{label}: in the previous run but not in this one")
             before = (previous.machine_info.get("fbcache") or {}).get("versions") or {}
             now = (run.machine_info.get("fbcache") or {}).get("versions") or {}
@@ -493,7 +488,7 @@ class HistoryJudge:
                        if before.get(k) != now.get(k)]
             if changed:
                 notes.append("library versions changed since the previous run: " + ", ".join(changed))
-        for record in _ordered(run.records):
+        for record in ordered(run.records.values()):
             for warning in (record.machine_state or {}).get("warnings", []):
                 notes.append(f"{record.label}: machine state: {warning}")
             if record.compile_cache.get("finding"):

@@ -1,8 +1,8 @@
 """The statistics behind every time verdict: noise on a log scale, the gate a change must clear, and
 the paired speedup's interval.
 
-**Why a log scale.** A slowdown multiplies a time, so a 2% change is the same step for a 0.6 s and a
-5.3 s benchmark, and a band on the log scale never reaches a negative time.
+**Why a log scale.** A slowdown multiplies a time, so one relative change is the same step for a short and a
+long benchmark, and a band on the log scale never reaches a negative time.
 
 **Noise, two sources.** *Within-run*: the scatter of one run's rounds around their mean, pooled over
 runs (many degrees of freedom even with 3 rounds a run). The median of ``r`` independent normal
@@ -16,7 +16,7 @@ alone it would need a gate of about 40 standard deviations to keep false alarms 
 combined, as limma moderates gene-wise variances, with a prior worth ``PRIOR_DF`` degrees of
 freedom: the median over the compare's benchmarks of (run-to-run variance / within-run prediction),
 times this benchmark's *own* within-run noise. The prior is a ratio, not an absolute excess, so a
-launch-bound row that moves 4% from run to run does not widen a quiet GPU-bound row's gate
+launch-bound row that moves a lot from run to run does not widen a quiet GPU-bound row's gate
 (``docs/verdicts.md`` shows the measured case).
 
 **The gate (minimum detectable effect).** A change counts when it exceeds
@@ -62,7 +62,7 @@ the last step of the same walk.
   noise and false-alarm budget; a drift that is significant and adds up to more than the floor is
   a regression even when no single step is.
 
-Values are logs (stats.py). ``worse`` is +1 when larger is worse (times), -1 when smaller is
+Values are logs. ``worse`` is +1 when larger is worse (times), -1 when smaller is
 worse (speedups).
 """
 
