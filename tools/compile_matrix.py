@@ -12,14 +12,12 @@ Nothing is estimated: a cell without a saved run says so.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fbcache.errors import EXIT_CLEAN, EXIT_USAGE
 from fbcache.history import GIB, UNCACHED, BenchRecord
-from tools._results import latest_run, stack_line
+from tools._results import emit, latest_run, stack_line
 
 QUANTS = ("bf16", "int8wo", "int4wo", "fp8")
 COMPILES = ("eager", "regional")
@@ -162,14 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         if run is not None:
             runs[name] = run
     text = table(runs, parse_placement(args.placement))
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-    if not runs:
-        print(f"no saved run in any configuration's storage under {args.history}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_CLEAN
+    return emit(text, args.out, len(runs), f"any configuration's storage under {args.history}")
 
 
 if __name__ == "__main__":

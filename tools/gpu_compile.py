@@ -13,14 +13,12 @@ timed rounds' ranges overlap.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fbcache.errors import EXIT_CLEAN, EXIT_USAGE
 from fbcache.history import UNCACHED, BenchRecord
-from tools._results import latest_run, stack_line
+from tools._results import emit, latest_run, stack_line
 
 #: name -> (quantization, compile mode, quantization filter); in the script's order
 SESSIONS: dict[str, tuple[str, str, str]] = {
@@ -214,14 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             session.wall_s = walls.get(name)
             sessions[name] = session
     text = table(sessions)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-    if not sessions:
-        print(f"no saved run in any session's storage under {args.history}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_CLEAN
+    return emit(text, args.out, len(sessions), f"any session's storage under {args.history}")
 
 
 if __name__ == "__main__":
